@@ -1,0 +1,82 @@
+"""What one session's video holds before scoring: sampled frames, faces, and the face crops.
+
+This is the CPU stage that runs in parallel Ray tasks: decode, detect, crop. Its output
+is small (per-frame rows and crops at the model's input size), never the frames themselves.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from pipeline.config import DecodeConfig, DetectConfig
+from pipeline.crop import crop_face
+from pipeline.decode import DecodeError, VideoReader
+from pipeline.faces import FaceDetector
+from pipeline.sources import Session
+
+
+@dataclass
+class SessionAnalysis:
+    """A session after decode, detection and cropping; ``crops[i]`` belongs to ``frames[crop_frame[i]]``."""
+
+    session: Session
+    error: str | None = None
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    rotation: int | None = None
+    frames_decoded: int = 0
+    frames: list[dict] = field(default_factory=list)
+    crops: np.ndarray | None = None
+    crop_frame: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def n_crops(self) -> int:
+        return len(self.crop_frame)
+
+
+@lru_cache(maxsize=2)
+def _detector(model_selection: int, min_confidence: float) -> FaceDetector:
+    # One MediaPipe graph per worker process, reused by every session that process analyses.
+    return FaceDetector(model_selection=model_selection, min_confidence=min_confidence)
+
+
+def analyse_session(session: Session, decode: DecodeConfig, detect: DetectConfig, *, input_size: int, crop_scale: float) -> SessionAnalysis:
+    """Decode, detect and crop one session; a bad video becomes an analysis with ``error`` set."""
+    started = time.perf_counter()
+    result = SessionAnalysis(session=session)
+    detector = _detector(detect.model_selection, detect.min_confidence)
+    crops: list[np.ndarray] = []
+    try:
+        with VideoReader(session.uri, sample_fps=decode.sample_fps, max_frames=decode.max_frames, max_pixels=decode.max_pixels) as video:
+            result.width, result.height = video.header.width, video.header.height
+            for frame in video.sampled():
+                dets = detector.detect(frame.image)
+                row = {"frame_index": frame.index, "pts_s": frame.pts_s, "n_faces": len(dets)}
+                main = dets.main_face(detect.main_face)
+                if main is not None:
+                    box = tuple(float(v) for v in dets.boxes[main])
+                    row.update(face_score=float(dets.scores[main]), bbox_x=box[0], bbox_y=box[1], bbox_w=box[2], bbox_h=box[3])
+                    crops.append(crop_face(frame.image, box, scale=crop_scale, size=input_size))
+                    result.crop_frame.append(len(result.frames))
+                result.frames.append(row)
+            result.frames_decoded = video.frames_decoded
+            result.rotation = video.rotation
+            if video.rotation % 180:
+                result.width, result.height = result.height, result.width
+            header_duration = video.header.duration_s
+            result.duration_s = header_duration if header_duration else video.last_pts_s
+    except DecodeError as exc:
+        result.error = str(exc)
+    except MemoryError:
+        result.error = "out of memory while decoding"
+    if result.error is not None:
+        result.frames, result.crop_frame, crops = [], [], []
+    result.crops = np.stack(crops) if crops else np.zeros((0, input_size, input_size, 3), np.uint8)
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,152 @@
+"""The ``liveness`` command line: one entry point, one sub-command per job.
+
+Exit status: 0 when a run finished (failed sessions are rows, not errors), 2 for bad
+usage, config, input or model (a message names the problem; nothing is written),
+1 only for a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from pipeline.config import ConfigError, ScanConfig, load_scan_config
+from pipeline.model import DEFAULT_MODEL_DIR, ModelCard, ModelError, read_card
+from pipeline.sources import InputError, Session, list_sessions
+
+log = logging.getLogger("liveness")
+
+EXIT_OK, EXIT_CRASH, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad usage found before any work started (exit 2)."""
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+
+
+def _add_scan_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, type=Path, help="output directory (sessions/ and frames/ Parquet datasets)")
+    p.add_argument("--model", help="checkpoint directory (default: the shipped models/default)")
+    p.add_argument("--config", type=Path, help="scan config YAML (default: configs/scan.yaml)")
+    p.add_argument("--ray-address", help="join this Ray cluster instead of starting Ray locally")
+    p.add_argument("--limit", type=int, help="scan at most this many sessions")
+    p.add_argument("--sample-fps", type=float, help="frames sampled per second of video (decode.sample_fps)")
+    p.add_argument("--max-frames", type=int, help="cap of sampled frames per session (decode.max_frames)")
+    p.add_argument("--batch-size", type=int, help="crops per scoring batch (scoring.batch_size)")
+    p.add_argument("--backend", choices=["auto", "onnx", "torch"], help="scoring backend (scoring.backend)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any config key, e.g. --set aggregate.method=median")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="liveness", description="Find spoofed faces in KYC selfie videos.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = sub.add_parser("scan", help="scan videos, folders, globs or manifests into Parquet reports")
+    scan.add_argument("inputs", nargs="+", metavar="INPUT", help="video file, directory (recursive), glob, or manifest (.csv/.parquet with session_id, uri)")
+    _add_scan_options(scan)
+
+    demo = sub.add_parser("demo", help="make sample sessions, scan them with the shipped model, print a summary")
+    demo.add_argument("--out", type=Path, default=Path("liveness-demo"), help="where the sample videos and reports go (default: ./liveness-demo)")
+    demo.add_argument("--model", help="checkpoint directory (default: the shipped models/default)")
+    demo.add_argument("--quiet", action="store_true")
+
+    from training.cli import add_training_commands
+
+    add_training_commands(sub)
+    return parser
+
+
+def scan_config_from_args(args: argparse.Namespace) -> ScanConfig:
+    """The validated config: file, then ``--set`` overrides, then the named flags."""
+    overrides = list(getattr(args, "overrides", []))
+    named = {
+        "model": args.model,
+        "limit": getattr(args, "limit", None),
+        "ray.address": getattr(args, "ray_address", None),
+        "decode.sample_fps": getattr(args, "sample_fps", None),
+        "decode.max_frames": getattr(args, "max_frames", None),
+        "scoring.batch_size": getattr(args, "batch_size", None),
+        "scoring.backend": getattr(args, "backend", None),
+    }
+    overrides += [f"{k}={json.dumps(v)}" for k, v in named.items() if v is not None]
+    return load_scan_config(getattr(args, "config", None), overrides)
+
+
+def resolve_model(config: ScanConfig) -> tuple[Path, ModelCard]:
+    """The checkpoint a scan uses, checked to be a trained model before any work starts."""
+    path = Path(config.model) if config.model else DEFAULT_MODEL_DIR
+    try:
+        card = read_card(path)
+    except ModelError as exc:
+        raise UsageError(f"{exc}. Train one with `liveness train` or pass --model DIR") from exc
+    if not card.trained:
+        raise UsageError(f"the model at {path} is untrained: scan never scores with untrained weights; train one with `liveness train`")
+    return path, card
+
+
+def prepare_scan(inputs: list[str], config: ScanConfig, out: Path) -> tuple[list[Session], Path, ModelCard]:
+    """Everything checked before work starts: the model, the output directory, the inputs."""
+    checkpoint, card = resolve_model(config)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+    sessions = list_sessions(inputs, config.input.extensions)
+    if not sessions:
+        raise UsageError(f"no video found in {' '.join(inputs)} (extensions: {', '.join(config.input.extensions)})")
+    if config.limit is not None:
+        sessions = sessions[: config.limit]
+    return sessions, checkpoint, card
+
+
+def execute_scan(sessions: list[Session], config: ScanConfig, checkpoint: Path, card: ModelCard, out: Path, *, quiet: bool):
+    """Run the scan and write its summary JSON beside the data."""
+    from pipeline.scan import run_scan
+    from pipeline.summary import print_summary, write_summary
+
+    summary = run_scan(sessions, config, checkpoint=checkpoint, card=card, out_dir=out, progress=not quiet)
+    write_summary(summary)
+    print_summary(summary)
+    return summary
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    config = scan_config_from_args(args)
+    sessions, checkpoint, card = prepare_scan(args.inputs, config, args.out)
+    execute_scan(sessions, config, checkpoint, card, args.out, quiet=args.quiet)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    return run_demo(args)
+
+
+COMMANDS = {"scan": cmd_scan, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``liveness`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(getattr(args, "quiet", False))
+    handler = COMMANDS.get(args.command)
+    if handler is None:
+        from training.cli import TRAINING_COMMANDS
+
+        handler = TRAINING_COMMANDS[args.command]
+    try:
+        return handler(args)
+    except (UsageError, ConfigError, InputError, ModelError) as exc:
+        print(f"liveness {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

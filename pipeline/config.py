@@ -1,0 +1,130 @@
+"""Scan configuration: YAML defaults in ``configs/scan.yaml``, validated, overridable from the CLI.
+
+Unknown keys and bad values fail loudly at start-up (exit 2 from the CLI), before any work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_SCAN_CONFIG = CONFIG_DIR / "scan.yaml"
+
+
+class ConfigError(Exception):
+    """A configuration file or override that cannot be used; the message names the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InputConfig(_Strict):
+    extensions: list[str] = Field(default_factory=lambda: ["mp4", "mov", "mkv", "webm", "avi", "m4v", "3gp"], min_length=1)
+
+    @field_validator("extensions")
+    @classmethod
+    def _normalise(cls, value: list[str]) -> list[str]:
+        return [e.lower().lstrip(".") for e in value]
+
+
+class DecodeConfig(_Strict):
+    sample_fps: float = Field(5.0, gt=0, le=120)
+    max_frames: int = Field(64, ge=1)
+    max_pixels: int = Field(4096 * 4096, ge=1, description="larger frames fail the session (absurd resolution)")
+    timeout_s: float = Field(300.0, gt=0, description="per-session wall time before it is marked failed")
+
+
+class DetectConfig(_Strict):
+    model_selection: Literal[0, 1] = 1
+    min_confidence: float = Field(0.5, gt=0, lt=1)
+    main_face: Literal["largest", "confident"] = "largest"
+
+
+class ScoringConfig(_Strict):
+    backend: Literal["auto", "onnx", "torch"] = "auto"
+    batch_size: int = Field(32, ge=1)
+    actors: int = Field(1, ge=1)
+    num_gpus: float = Field(1.0, gt=0, le=8, description="GPUs per actor when the cluster has GPUs")
+    num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per actor")
+    threads: int = Field(0, ge=0, description="intra-op threads per actor, 0 = the actor's CPUs")
+    onnx_cache: str = "~/.cache/liveness/onnx"
+
+
+class AggregateConfig(_Strict):
+    method: Literal["mean", "median", "topk"] = "mean"
+    topk: int = Field(5, ge=1)
+    review_band: float = Field(0.1, ge=0, lt=0.5, description="scores within this distance of the threshold go to review")
+
+
+class OutputConfig(_Strict):
+    sessions_per_file: int = Field(500, ge=1)
+
+
+class RayConfig(_Strict):
+    address: str | None = None
+    num_cpus: int | None = Field(None, ge=1)
+    max_in_flight: int = Field(0, ge=0, description="sessions decoded ahead of scoring, 0 = 2 x CPUs")
+    session_retries: int = Field(1, ge=0)
+
+
+class ScanConfig(_Strict):
+    """Everything ``liveness scan`` can be told, with its defaults."""
+
+    model: str | None = None
+    limit: int | None = Field(None, ge=1)
+    input: InputConfig = Field(default_factory=InputConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    detect: DetectConfig = Field(default_factory=DetectConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"decode.sample_fps=10"`` to ``(["decode", "sample_fps"], 10.0)``; the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, _, raw = text.partition("=")
+    if not key.strip():
+        raise ConfigError(f"override {text!r} has no key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    return key.strip().split("."), value
+
+
+def _set_path(data: dict, path: list[str], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {'.'.join(path)}: {part} is not a section")
+    node[path[-1]] = value
+
+
+def load_scan_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ScanConfig:
+    """The validated scan config: defaults, then the YAML file, then ``section.key=value`` overrides."""
+    path = Path(path) if path is not None else DEFAULT_SCAN_CONFIG
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of sections, got {type(data).__name__}")
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_path(data, key, value)
+    try:
+        return ScanConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid scan config ({path}): {problems}") from exc

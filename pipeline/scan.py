@@ -1,0 +1,239 @@
+"""The scan: sessions in, Parquet rows out, with decoding, detection and scoring overlapped on Ray.
+
+Decode-detect-crop runs as Ray tasks, one per session, a bounded number ahead of scoring
+(memory stays flat however many sessions there are). Their crops are pooled across
+sessions into batches for scoring actors that load the model once. A session's rows are
+written when all its crops are scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.aggregate import aggregate_session
+from pipeline.analyse import SessionAnalysis, analyse_session
+from pipeline.config import ScanConfig
+from pipeline.model import ModelCard
+from pipeline.output import RunWriter
+from pipeline.scoring import ScoringActor
+from pipeline.sources import Session
+
+log = logging.getLogger(__name__)
+
+ACTOR_QUEUE_DEPTH = 2  # batches queued per actor, so it never waits for the driver
+
+
+@dataclass
+class ScanSummary:
+    """What a run did: counts, throughput and where its files are."""
+
+    run_id: str
+    out_dir: str
+    scan_date: str
+    sessions: int = 0
+    crops: int = 0
+    wall_s: float = 0.0
+    backend: str = ""
+    model_version: str = ""
+    by_status: dict[str, int] = field(default_factory=dict)
+    by_decision: dict[str, int] = field(default_factory=dict)
+    failures: list[dict] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def sessions_per_s(self) -> float:
+        return self.sessions / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def crops_per_s(self) -> float:
+        return self.crops / self.wall_s if self.wall_s else 0.0
+
+
+def ensure_ray(config: ScanConfig) -> None:
+    """Start Ray locally, or join ``ray.address``; reuse a Ray already started in this process."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if config.ray.address:
+        ray.init(address=config.ray.address, log_to_driver=False, logging_level=logging.WARNING)
+    else:
+        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+
+
+@dataclass
+class _Pending:
+    analysis: SessionAnalysis
+    scores: np.ndarray
+    remaining: int
+
+
+class _Progress:
+    """A rich progress bar on a terminal; a log line every few seconds otherwise."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done, self._last = total, 0, time.monotonic()
+        self._bar = None
+        if enabled and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("scan", total=total)
+
+    def advance(self) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.advance(self._task)
+        elif time.monotonic() - self._last > 10 or self.done == self.total:
+            self._last = time.monotonic()
+            log.info("scanned %d/%d sessions", self.done, self.total)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _failed_analysis(session: Session, reason: str) -> SessionAnalysis:
+    return SessionAnalysis(session=session, error=reason, crops=np.zeros((0, 1, 1, 3), np.uint8))
+
+
+def run_scan(sessions: list[Session], config: ScanConfig, *, checkpoint: Path, card: ModelCard, out_dir: Path, progress: bool = True) -> ScanSummary:
+    """Scan ``sessions`` with the checkpoint and write their rows under ``out_dir``."""
+    import ray
+
+    ensure_ray(config)
+    started = time.perf_counter()
+    now = datetime.now(timezone.utc)
+    run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    summary = ScanSummary(run_id=run_id, out_dir=str(out_dir), scan_date=now.date().isoformat(), model_version=card.version)
+    writer = RunWriter(out_dir, run_id=run_id, scan_date=summary.scan_date, sessions_per_file=config.output.sessions_per_file)
+
+    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    threads = config.scoring.threads or max(1, int(config.scoring.num_cpus))
+    actor_cls = ray.remote(num_cpus=config.scoring.num_cpus, num_gpus=config.scoring.num_gpus if has_gpu else 0, max_restarts=2, max_task_retries=2)(ScoringActor)
+    actors = [actor_cls.remote(str(checkpoint), config.scoring.backend, threads, config.scoring.onnx_cache) for _ in range(config.scoring.actors)]
+    summary.backend = ray.get(actors[0].backend.remote())
+    log.info("run %s: %d sessions, model %s, scoring with %s x%d", run_id, len(sessions), card.version, summary.backend, len(actors))
+
+    analyse = ray.remote(num_cpus=1, max_retries=config.ray.session_retries)(analyse_session)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    max_in_flight = config.ray.max_in_flight or 2 * cpus
+    todo = deque(sessions)
+    analysing: dict = {}  # ref -> (session, started)
+    scoring: dict = {}  # ref -> (actor index, [(session_id, start, stop)])
+    actor_load = [0] * len(actors)
+    pending: dict[str, _Pending] = {}
+    queue: deque[tuple[str, int, np.ndarray]] = deque()  # (session_id, offset in its crops, crops not yet batched)
+    queued = 0
+    bar = _Progress(len(sessions), progress)
+    scanned_at = now
+
+    def finish(analysis: SessionAnalysis, scores: np.ndarray | None) -> None:
+        frames = analysis.frames
+        if scores is not None:
+            for i, frame_pos in enumerate(analysis.crop_frame):
+                frames[frame_pos]["spoof_score"] = float(scores[i])
+        sid = analysis.session.session_id
+        row = aggregate_session(frames, threshold=card.threshold, config=config.aggregate, error=analysis.error) | {
+            "session_id": sid,
+            "source": analysis.session.uri,
+            "duration_s": analysis.duration_s,
+            "width": analysis.width,
+            "height": analysis.height,
+            "rotation": analysis.rotation,
+            "frames_decoded": analysis.frames_decoded,
+            "model_version": card.version,
+            "threshold": card.threshold,
+            "run_id": run_id,
+            "scanned_at": scanned_at,
+            "extra": analysis.session.extra or None,
+        }
+        frame_rows = [f | {"session_id": sid, "model_version": card.version, "run_id": run_id} for f in frames]
+        writer.add(row, frame_rows)
+        summary.sessions += 1
+        summary.crops += row["frames_scored"]
+        summary.by_status[row["status"]] = summary.by_status.get(row["status"], 0) + 1
+        if row["decision"] is not None:
+            summary.by_decision[row["decision"]] = summary.by_decision.get(row["decision"], 0) + 1
+        if analysis.error is not None:
+            summary.failures.append({"session_id": sid, "source": analysis.session.uri, "error": analysis.error})
+        bar.advance()
+
+    def submit_batches(force: bool) -> None:
+        nonlocal queued
+        while queued and (queued >= config.scoring.batch_size or force):
+            idx = min(range(len(actors)), key=actor_load.__getitem__)
+            if actor_load[idx] >= ACTOR_QUEUE_DEPTH:
+                return
+            parts, segments, size = [], [], 0
+            while queue and size < config.scoring.batch_size:
+                sid, start, crops = queue.popleft()
+                take = min(len(crops), config.scoring.batch_size - size)
+                segments.append((sid, start, start + take))
+                parts.append(crops[:take])
+                if take < len(crops):
+                    queue.appendleft((sid, start + take, crops[take:]))
+                size += take
+            queued -= size
+            ref = actors[idx].score.remote(np.concatenate(parts))
+            scoring[ref] = (idx, segments)
+            actor_load[idx] += 1
+
+    try:
+        while todo or analysing or scoring or queued:
+            while todo and len(analysing) < max_in_flight:
+                session = todo.popleft()
+                ref = analyse.remote(session, config.decode, config.detect, input_size=card.input_size, crop_scale=card.crop_scale)
+                analysing[ref] = (session, time.monotonic())
+            scorer_idle = not scoring or min(actor_load) == 0
+            submit_batches(force=(not todo and not analysing) or scorer_idle)
+            ready, _ = ray.wait(list(analysing) + list(scoring), num_returns=1, timeout=1.0)
+            for ref in ready:
+                if ref in analysing:
+                    session, _ = analysing.pop(ref)
+                    try:
+                        analysis = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        analysis = _failed_analysis(session, f"worker failed while analysing: {type(exc).__name__}")
+                    if analysis.error is not None or analysis.n_crops == 0:
+                        finish(analysis, None)
+                    else:
+                        pending[session.session_id] = _Pending(analysis, np.full(analysis.n_crops, np.nan, np.float32), analysis.n_crops)
+                        queue.append((session.session_id, 0, analysis.crops))
+                        queued += analysis.n_crops
+                else:
+                    idx, segments = scoring.pop(ref)
+                    actor_load[idx] -= 1
+                    scores = ray.get(ref)
+                    offset = 0
+                    for sid, start, stop in segments:
+                        state = pending[sid]
+                        state.scores[start:stop] = scores[offset : offset + stop - start]
+                        offset += stop - start
+                        state.remaining -= stop - start
+                        if state.remaining == 0:
+                            del pending[sid]
+                            finish(state.analysis, state.scores)
+            expired = [ref for ref, (_, t) in analysing.items() if time.monotonic() - t > config.decode.timeout_s]
+            for ref in expired:
+                session, _ = analysing.pop(ref)
+                ray.cancel(ref, force=True)
+                finish(_failed_analysis(session, f"timed out after {config.decode.timeout_s:g} s"), None)
+        writer.flush()
+    finally:
+        bar.close()
+        for actor in actors:
+            ray.kill(actor)
+    summary.wall_s = time.perf_counter() - started
+    summary.files = [str(p) for p in writer.files]
+    return summary

@@ -1,0 +1,85 @@
+"""The output contract: column names and types of the ``sessions`` and ``frames`` datasets.
+
+Every writer and reader takes column names from here. Columns of signals a scan did not
+compute are present and null, so readers never depend on which features were on.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+STATUS_OK = "ok"
+STATUS_NO_FACE = "no_face"
+STATUS_FAILED = "failed"
+STATUSES = (STATUS_OK, STATUS_NO_FACE, STATUS_FAILED)
+
+DECISION_LIVE = "live"
+DECISION_SPOOF = "spoof"
+DECISION_REVIEW = "review"
+DECISIONS = (DECISION_LIVE, DECISION_SPOOF, DECISION_REVIEW)
+
+REGIONS = ("left_eye", "right_eye", "nose", "mouth")
+
+SESSION_FIELDS: list[pa.Field] = [
+    pa.field("session_id", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("status", pa.string(), nullable=False),
+    pa.field("error", pa.string()),
+    pa.field("duration_s", pa.float64()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("rotation", pa.int32()),
+    pa.field("frames_decoded", pa.int32()),
+    pa.field("frames_sampled", pa.int32()),
+    pa.field("frames_scored", pa.int32()),
+    pa.field("face_ratio", pa.float64()),
+    pa.field("multi_face_ratio", pa.float64()),
+    pa.field("spoof_score", pa.float64()),
+    pa.field("spoof_score_max", pa.float64()),
+    pa.field("decision", pa.string()),
+    pa.field("reasons", pa.list_(pa.string())),
+    pa.field("swap_detected", pa.bool_()),
+    pa.field("swap_at_s", pa.float64()),
+    pa.field("blink_count", pa.int32()),
+    pa.field("occluded_regions", pa.list_(pa.string())),
+    pa.field("model_version", pa.string()),
+    pa.field("threshold", pa.float64()),
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("scanned_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("extra", pa.map_(pa.string(), pa.string())),
+]
+
+FRAME_FIELDS: list[pa.Field] = [
+    pa.field("session_id", pa.string(), nullable=False),
+    pa.field("frame_index", pa.int32(), nullable=False),
+    pa.field("pts_s", pa.float64(), nullable=False),
+    pa.field("n_faces", pa.int32(), nullable=False),
+    pa.field("face_score", pa.float32()),
+    pa.field("bbox_x", pa.float32()),
+    pa.field("bbox_y", pa.float32()),
+    pa.field("bbox_w", pa.float32()),
+    pa.field("bbox_h", pa.float32()),
+    pa.field("spoof_score", pa.float32()),
+    pa.field("similarity_prev", pa.float32()),
+    pa.field("ear_left", pa.float32()),
+    pa.field("ear_right", pa.float32()),
+    *[pa.field(f"occlusion_{region}", pa.float32()) for region in REGIONS],
+    pa.field("model_version", pa.string()),
+    pa.field("run_id", pa.string(), nullable=False),
+]
+
+SESSION_SCHEMA = pa.schema(SESSION_FIELDS)
+FRAME_SCHEMA = pa.schema(FRAME_FIELDS)
+SESSION_COLUMNS = tuple(SESSION_SCHEMA.names)
+FRAME_COLUMNS = tuple(FRAME_SCHEMA.names)
+
+DATASETS = {"sessions": SESSION_SCHEMA, "frames": FRAME_SCHEMA}
+
+
+def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """Rows (dicts) to a table of exactly ``schema``; missing keys become null, unknown keys are an error."""
+    unknown = {k for row in rows for k in row} - set(schema.names)
+    if unknown:
+        raise KeyError(f"columns not in the schema: {sorted(unknown)}")
+    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    return pa.Table.from_pydict(columns, schema=schema)

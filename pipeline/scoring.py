@@ -1,0 +1,162 @@
+"""How face crops become spoof probabilities: the scorer backends and the Ray actor that hosts one.
+
+Backends: torch on a GPU (bf16 autocast, channels_last), ONNX Runtime on CPU (exported
+once per model version and weights, cached), torch on CPU as the fallback. Every backend
+takes RGB uint8 crops at the model's input size and returns the spoof probability per crop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+
+from pipeline.model import SPOOF_CLASS, ModelCard, load_checkpoint, preprocess, weights_digest
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["auto", "onnx", "torch"]
+
+
+class Scorer(Protocol):
+    """Spoof probabilities (N,) float32 for face crops (N, S, S, 3) uint8."""
+
+    name: str
+    card: ModelCard
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray: ...
+
+
+def with_softmax(model):
+    """The classifier followed by softmax, in eval mode: what is exported and what torch scorers run."""
+    import torch
+
+    class WithSoftmax(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(self.net(x).float(), dim=1)
+
+    return WithSoftmax(model).eval()
+
+
+class TorchScorer:
+    """torch inference; on CUDA with bf16 autocast and channels_last."""
+
+    def __init__(self, checkpoint: str | Path, *, device: str = "cpu", threads: int = 0) -> None:
+        import torch
+
+        model, self.card = load_checkpoint(checkpoint)
+        self.device = torch.device(device)
+        if threads and self.device.type == "cpu":
+            torch.set_num_threads(threads)
+        self._cuda = self.device.type == "cuda"
+        self._model = with_softmax(model).to(self.device)
+        if self._cuda:
+            self._model = self._model.to(memory_format=torch.channels_last)
+        self.name = f"torch-{self.device.type}" + ("-bf16" if self._cuda else "")
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        import torch
+
+        if len(crops) == 0:
+            return np.zeros((0,), np.float32)
+        x = torch.from_numpy(preprocess(crops, self.card))
+        if self._cuda:
+            x = x.pin_memory().to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self._cuda):
+            probs = self._model(x)
+        return probs[:, SPOOF_CLASS].float().cpu().numpy()
+
+
+def onnx_cache_path(checkpoint: str | Path, card: ModelCard, cache_dir: str | Path) -> Path:
+    """Where the ONNX export of this checkpoint lives: keyed by version, weights and input size."""
+    name = f"{card.architecture}-{card.version}-{weights_digest(checkpoint)}-{card.input_size}.onnx"
+    return Path(os.path.expanduser(str(cache_dir))) / name
+
+
+def export_onnx(checkpoint: str | Path, out_path: str | Path) -> Path:
+    """Export the checkpoint (with softmax) to ONNX at ``out_path``, written aside then renamed."""
+    import torch
+
+    model, card = load_checkpoint(checkpoint)
+    net = with_softmax(model)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(1, 3, card.input_size, card.input_size)
+    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=".export-", suffix=".onnx")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                net, example, tmp, input_names=["input"], output_names=["probs"],
+                dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}}, opset_version=17, dynamo=False,
+            )
+        os.replace(tmp, out_path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out_path
+
+
+class OnnxScorer:
+    """ONNX Runtime on CPU, all graph optimisations on."""
+
+    def __init__(self, checkpoint: str | Path, *, cache_dir: str | Path, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        _, self.card = load_checkpoint(checkpoint)
+        path = onnx_cache_path(checkpoint, self.card, cache_dir)
+        if not path.is_file():
+            log.info("exporting %s to ONNX at %s", checkpoint, path)
+            export_onnx(checkpoint, path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.onnx_path = path
+        self.name = "onnxruntime-cpu"
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray:
+        if len(crops) == 0:
+            return np.zeros((0,), np.float32)
+        (probs,) = self._session.run(["probs"], {"input": preprocess(crops, self.card)})
+        return probs[:, SPOOF_CLASS].astype(np.float32)
+
+
+def build_scorer(checkpoint: str | Path, *, backend: Backend = "auto", threads: int = 0, cache_dir: str | Path = "~/.cache/liveness/onnx") -> Scorer:
+    """The scorer for this process: GPU torch when CUDA is visible, else ONNX Runtime, else CPU torch."""
+    import torch
+
+    if backend in ("auto", "torch") and torch.cuda.is_available():
+        return TorchScorer(checkpoint, device="cuda")
+    if backend in ("auto", "onnx"):
+        try:
+            return OnnxScorer(checkpoint, cache_dir=cache_dir, threads=threads)
+        except Exception as exc:  # any export or runtime failure falls back to torch rather than stopping a scan
+            if backend == "onnx":
+                raise
+            log.warning("ONNX Runtime unavailable (%s); scoring with torch on CPU", exc)
+    return TorchScorer(checkpoint, device="cpu", threads=threads)
+
+
+class ScoringActor:
+    """A Ray actor that loads the model once and scores batches of crops sent by the scan."""
+
+    def __init__(self, checkpoint: str, backend: Backend, threads: int, cache_dir: str) -> None:
+        self._scorer = build_scorer(checkpoint, backend=backend, threads=threads, cache_dir=cache_dir)
+
+    def backend(self) -> str:
+        return self._scorer.name
+
+    def score(self, crops: np.ndarray) -> np.ndarray:
+        return self._scorer(crops)
