@@ -110,11 +110,11 @@ def export_onnx(checkpoint: str | Path, out_path: str | Path) -> Path:
 class OnnxScorer:
     """ONNX Runtime on CPU, all graph optimisations on."""
 
-    def __init__(self, checkpoint: str | Path, *, cache_dir: str | Path, threads: int = 0) -> None:
+    def __init__(self, checkpoint: str | Path, *, cache_dir: str | Path, threads: int = 0, onnx_path: str | Path | None = None) -> None:
         import onnxruntime as ort
 
         _, self.card = load_checkpoint(checkpoint)
-        path = onnx_cache_path(checkpoint, self.card, cache_dir)
+        path = Path(onnx_path) if onnx_path else onnx_cache_path(checkpoint, self.card, cache_dir)
         if not path.is_file():
             log.info("exporting %s to ONNX at %s", checkpoint, path)
             export_onnx(checkpoint, path)

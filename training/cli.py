@@ -3,10 +3,120 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
+
+from pipeline.model import DEFAULT_MODEL_DIR, ModelError
 
 TRAINING_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
+def _command(name: str):
+    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        TRAINING_COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
 def add_training_commands(sub: argparse._SubParsersAction) -> None:
     """Register the training sub-commands on the ``liveness`` parser."""
+    p = sub.add_parser("synth", help="make labelled synthetic images and session videos")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--sessions", type=int, default=40, help="session videos to make")
+    p.add_argument("--images-per-class", type=int, default=300, help="still images per class (live, print, replay)")
+    p.add_argument("--faces", type=Path, help="folder of extra face photos to use as subjects")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("preprocess", help="crop faces out of labelled images/videos (live/ and spoof/ folders)")
+    p.add_argument("--raw", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--size", type=int, default=128, help="crop side in pixels (the model's input size)")
+    p.add_argument("--scale", type=float, default=1.6, help="crop scale around the face box")
+
+    p = sub.add_parser("train", help="train the EfficientNet-B2 liveness classifier on preprocessed crops")
+    p.add_argument("--data", type=Path, required=True, help="preprocessed folder (with crops.csv)")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
+    p.add_argument("--config", type=Path, help="training config YAML (default: configs/train.yaml)")
+    p.add_argument("--init-weights", help="local ImageNet weights (.safetensors) to start from")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    p = sub.add_parser("predict", help="spoof score of one image")
+    p.add_argument("--image", type=Path, required=True)
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("export-onnx", help="export a checkpoint to ONNX and check parity with torch")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    p.add_argument("--out", type=Path, required=True)
+
+
+@_command("synth")
+def cmd_synth(args: argparse.Namespace) -> int:
+    from training.synth import run_synth
+
+    summary = run_synth(args.out, sessions=args.sessions, images_per_class=args.images_per_class, seed=args.seed, faces_dir=args.faces)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+@_command("preprocess")
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    from training.preprocess import preprocess
+
+    if not args.raw.is_dir():
+        raise ModelError(f"--raw {args.raw} is not a directory")
+    summary = preprocess(args.raw, args.out, size=args.size, scale=args.scale)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+@_command("train")
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.train import load_train_config, train
+
+    overrides = list(args.overrides) + ([f"init_weights={args.init_weights}"] if args.init_weights else [])
+    config = load_train_config(args.config, overrides)
+    if not (args.data / "crops.csv").is_file():
+        raise ModelError(f"{args.data}/crops.csv not found: run `liveness preprocess` first")
+    metrics = train(args.data, args.out, config)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+@_command("predict")
+def cmd_predict(args: argparse.Namespace) -> int:
+    from pipeline.aggregate import decide
+    from pipeline.config import load_scan_config
+    from pipeline.crop import crop_face
+    from pipeline.faces import FaceDetector
+    from pipeline.scoring import TorchScorer
+    from training.preprocess import read_image_rgb
+
+    image = read_image_rgb(args.image) if args.image.is_file() else None
+    if image is None:
+        raise ModelError(f"{args.image} is not a readable image")
+    scorer = TorchScorer(args.model)
+    with FaceDetector() as detector:
+        dets = detector.detect(image)
+    main = dets.main_face()
+    if main is None:
+        print(f"liveness predict: no face found in {args.image}", file=sys.stderr)
+        return 1
+    crop = crop_face(image, tuple(float(v) for v in dets.boxes[main]), scale=scorer.card.crop_scale, size=scorer.card.input_size)
+    score = float(scorer(crop[None])[0])
+    result = {"image": str(args.image), "spoof_score": round(score, 6), "decision": decide(score, scorer.card.threshold, load_scan_config().aggregate.review_band),
+              "threshold": scorer.card.threshold, "model_version": scorer.card.version, "face_box": [round(float(v), 1) for v in dets.boxes[main]]}
+    print(json.dumps(result) if args.json else f"{args.image}: spoof_score={score:.4f} decision={result['decision']} (threshold {scorer.card.threshold:.3f})")
+    return 0
+
+
+@_command("export-onnx")
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from training.export import export_and_check
+
+    report = export_and_check(args.model, args.out)
+    print(json.dumps(report, indent=2))
+    return 0 if report["parity_ok"] else 1

@@ -1,0 +1,28 @@
+"""Shared, expensive fixtures: one Ray per test session, generated videos, the shipped model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from pipeline.model import DEFAULT_MODEL_DIR, read_card
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """Ray started once for every test that scans (the CLI reuses it)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    """The shipped default checkpoint; the scan never runs with untrained weights."""
+    card = read_card(DEFAULT_MODEL_DIR)
+    assert card.trained, "models/default must hold a trained model"
+    return DEFAULT_MODEL_DIR

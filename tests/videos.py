@@ -1,0 +1,60 @@
+"""Registry of the videos the tests generate: each a small real file written with PyAV."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import skimage.data
+
+from training.video_writer import write_video
+
+
+def face_scene(shift: int = 0, size: tuple[int, int] = (640, 480), face_px: int = 300) -> np.ndarray:
+    """A grey scene with the astronaut photograph's face (public domain, shipped by scikit-image)."""
+    w, h = size
+    canvas = np.full((h, w, 3), 90, np.uint8)
+    face = cv2.resize(skimage.data.astronaut(), (face_px, face_px), interpolation=cv2.INTER_AREA)
+    x, y = (w - face_px) // 2 + shift, (h - face_px) // 2
+    canvas[y : y + face_px, x : x + face_px] = face
+    return canvas
+
+
+def face_frames(n: int = 20) -> Iterator[np.ndarray]:
+    for i in range(n):
+        yield face_scene(shift=(i % 5) * 4 - 8)
+
+
+def write_face_video(path: Path, *, n: int = 20, fps: float = 10.0) -> Path:
+    """An upright face video."""
+    return write_video(path, face_frames(n), fps=fps)
+
+
+def write_sideways_face_video(path: Path, *, n: int = 20, fps: float = 10.0) -> Path:
+    """A face video stored as phones do: pixels turned 90 degrees clockwise, display rotation 90."""
+    return write_video(path, (np.ascontiguousarray(np.rot90(f, -1)) for f in face_frames(n)), fps=fps, rotation=90)
+
+
+def write_no_face_video(path: Path, *, n: int = 15, fps: float = 10.0) -> Path:
+    """Moving gradients and no face."""
+    ramp = np.linspace(0, 255, 320, dtype=np.float32)
+    return write_video(path, (np.dstack([np.roll(ramp, 7 * i)[None, :].repeat(240, 0)] * 3).astype(np.uint8) for i in range(n)), fps=fps)
+
+
+def write_text_as_video(path: Path) -> Path:
+    path.write_text("this is not a video\n")
+    return path
+
+
+def write_empty(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def write_truncated(path: Path, source: Path) -> Path:
+    """The first third of a real video: the container index is cut off."""
+    data = source.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    return path

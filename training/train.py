@@ -1,0 +1,191 @@
+"""The classifier recipe: EfficientNet-B2, Adam + cosine annealing + weight decay + dropout, early stopping.
+
+Reads top to bottom: load crops split by subject, train with augmentation, keep the
+checkpoint with the best validation loss, calibrate the threshold on validation, measure
+on test, write the checkpoint and its card. Resumable: the state of the last finished
+epoch is kept in ``OUT/resume.pt`` (tensors only, loaded with ``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.config import CONFIG_DIR, ConfigError, parse_override
+from pipeline.model import ModelCard, create_model, preprocess, save_checkpoint
+from training.datasets import augment, load_crop_sets
+from training.metrics import choose_threshold, cross_entropy, evaluation_report
+
+log = logging.getLogger(__name__)
+
+
+class TrainConfig(BaseModel):
+    """Every hyper-parameter of ``liveness train``; unknown keys fail."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_size: int = Field(128, ge=32, le=640)
+    crop_scale: float = Field(1.6, gt=0)
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(16, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    drop_rate: float = Field(0.3, ge=0, lt=1)
+    patience: int = Field(3, ge=1)
+    seed: int = 0
+    threshold_method: str = "eer"
+    init_weights: str | None = None
+    max_train_batches: int = Field(0, ge=0)
+    version: str | None = None
+
+
+def load_train_config(path: Path | None, overrides: list[str]) -> TrainConfig:
+    """``configs/train.yaml`` (or ``path``) with ``key=value`` overrides, validated."""
+    path = path or CONFIG_DIR / "train.yaml"
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read training config {path}: {exc}") from exc
+    for text in overrides:
+        key, value = parse_override(text)
+        data[".".join(key)] = value
+    try:
+        return TrainConfig.model_validate(data)
+    except ValueError as exc:
+        raise ConfigError(f"invalid training config: {exc}") from exc
+
+
+def predict_probs(model, images: np.ndarray, card: ModelCard, batch_size: int = 64) -> np.ndarray:
+    """Spoof probabilities of uint8 crops with a torch model (eval mode, CPU or its device)."""
+    import torch
+
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch_size):
+            x = torch.from_numpy(preprocess(images[i : i + batch_size], card)).to(device)
+            out.append(torch.softmax(model(x).float(), dim=1)[:, 1].cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def _init_from(model, path: str) -> str:
+    from safetensors.torch import load_file
+
+    state = load_file(path)
+    own = model.state_dict()
+    usable = {k: v.float() for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    log.info("initialised %d/%d tensors from %s", len(usable), len(own), path)
+    return f"imagenet weights from {path} ({len(usable)} tensors)"
+
+
+def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = True) -> dict:
+    """Train, calibrate and evaluate; writes the checkpoint in ``out`` and returns the card's metrics."""
+    import torch
+
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sets = load_crop_sets(processed, size=config.input_size, seed=config.seed)
+    for split, data in sets.items():
+        log.info("%s: %d crops (%d spoof) from %d subjects", split, len(data), int(data.labels.sum()), len(set(data.subjects)))
+    if len(sets["train"]) == 0 or len(sets["val"]) == 0:
+        raise ConfigError("training needs crops in both the train and val splits; add data or subjects")
+    card = ModelCard(input_size=config.input_size, crop_scale=config.crop_scale, drop_rate=config.drop_rate)
+    model = create_model(card).to(device)
+    init = _init_from(model, config.init_weights) if config.init_weights else "scratch (random initialisation: no ImageNet weights were given)"
+    if not config.init_weights:
+        log.warning("training from scratch: no --init-weights given, and weights are never downloaded")
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    out.mkdir(parents=True, exist_ok=True)
+    resume_path = out / "resume.pt"
+    best = {"val_loss": math.inf, "epoch": -1}
+    start_epoch, stale = 0, 0
+    if resume_path.is_file():
+        state = torch.load(resume_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, stale = int(state["epoch"]) + 1, int(state["stale"])
+        best = {"val_loss": float(state["best_val_loss"]), "epoch": int(state["best_epoch"])}
+        rng = np.random.default_rng(config.seed + start_epoch)
+        log.info("resuming after epoch %d", start_epoch)
+    use_amp = device.type == "cuda"
+    train_set = sets["train"]
+    history = []
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        started, order = time.perf_counter(), rng.permutation(len(train_set))
+        batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+        batches = [b for b in batches if len(b) > 1]
+        if config.max_train_batches:
+            batches = batches[: config.max_train_batches]
+        total = 0.0
+        for step, idx in enumerate(batches):
+            x = torch.from_numpy(preprocess(augment(train_set.images[idx], rng), card)).to(device)
+            y = torch.from_numpy(train_set.labels[idx]).to(device)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = loss_fn(model(x).float(), y)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += float(loss)
+            if progress and step % 20 == 0:
+                log.info("epoch %d step %d/%d loss %.4f", epoch + 1, step + 1, len(batches), float(loss))
+        scheduler.step()
+        val_probs = predict_probs(model, sets["val"].images, card)
+        val_loss = cross_entropy(val_probs, sets["val"].labels)
+        history.append({"epoch": epoch + 1, "train_loss": total / max(len(batches), 1), "val_loss": val_loss, "seconds": time.perf_counter() - started})
+        log.info("epoch %d: train loss %.4f, val loss %.4f (%.0f s)", epoch + 1, history[-1]["train_loss"], val_loss, history[-1]["seconds"])
+        if val_loss < best["val_loss"]:
+            best, stale = {"val_loss": val_loss, "epoch": epoch + 1}, 0
+            save_checkpoint(model, card, out / "best")
+        else:
+            stale += 1
+        torch.save(
+            {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch, "stale": stale,
+             "best_val_loss": best["val_loss"], "best_epoch": best["epoch"]},
+            resume_path,
+        )
+        if stale >= config.patience:
+            log.info("early stop: validation loss did not improve for %d epochs", stale)
+            break
+
+    from pipeline.model import load_checkpoint
+
+    model, _ = load_checkpoint(out / "best", require_trained=False)
+    val_probs = predict_probs(model, sets["val"].images, card)
+    threshold = choose_threshold(val_probs, sets["val"].labels, config.threshold_method, attack_types=sets["val"].attack_types)
+    test = sets["test"] if len(sets["test"]) else sets["val"]
+    test_probs = predict_probs(model, test.images, card)
+    metrics = evaluation_report(test_probs, test.labels, test.attack_types, threshold)
+    metrics["split"] = "test" if len(sets["test"]) else "val (no test subjects)"
+    card = card.model_copy(update={
+        "threshold": float(threshold),
+        "trained": True,
+        "version": config.version or datetime.now(timezone.utc).strftime("b2-%Y%m%d-%H%M"),
+        "init": init,
+        "metrics": metrics,
+        "best_epoch": best["epoch"],
+        "history": history,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "data": {split: {"crops": len(s), "spoof": int(s.labels.sum()), "subjects": len(set(s.subjects))} for split, s in sets.items()},
+    })
+    save_checkpoint(model, card, out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    resume_path.unlink(missing_ok=True)
+    shutil.rmtree(out / "best")  # our own intermediate copy; the final checkpoint is in `out`
+    return metrics
