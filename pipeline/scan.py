@@ -9,6 +9,7 @@ written when all its crops are scored.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import uuid
@@ -64,6 +65,9 @@ def ensure_ray(config: ScanConfig) -> None:
 
     if ray.is_initialized():
         return
+    # Under `uv run`, Ray would ship the project to every worker and start each with uv;
+    # locally and on clusters with the same install, the workers' own interpreter is right.
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     if config.ray.address:
         ray.init(address=config.ray.address, log_to_driver=False, logging_level=logging.WARNING)
     else:

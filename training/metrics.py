@@ -369,7 +369,8 @@ def acer(
     scores: ArrayLike, labels: ArrayLike, attack_types: Sequence[str], threshold: float
 ) -> float:
     """ACER at ``threshold``: ``(APCER_max + BPCER) / 2``. NaN if either is undefined."""
-    return (apcer_max(scores, labels, attack_types, threshold) + bpcer(scores, labels, threshold)) / 2.0
+    worst = apcer_max(scores, labels, attack_types, threshold)
+    return (worst + bpcer(scores, labels, threshold)) / 2.0
 
 
 def hter(scores: ArrayLike, labels: ArrayLike, threshold: float) -> float:

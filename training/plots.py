@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from training.metrics import ArrayLike, _validate, bpcer, det_curve, eer, roc_auc, roc_curve
 
 _NORMAL = NormalDist()
-_DET_TICKS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99)
+_DET_TICKS = (0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95, 0.99)
 
 
 def _probit(p: np.ndarray) -> np.ndarray:
