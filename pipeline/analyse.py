@@ -13,9 +13,8 @@ from functools import lru_cache
 import numpy as np
 
 from pipeline.config import DecodeConfig, DetectConfig
-from pipeline.crop import crop_face
 from pipeline.decode import DecodeError, VideoReader
-from pipeline.faces import FaceDetector
+from pipeline.faces import FaceDetector, crop_main_face
 from pipeline.sources import Session
 
 
@@ -58,11 +57,11 @@ def analyse_session(session: Session, decode: DecodeConfig, detect: DetectConfig
             for frame in video.sampled():
                 dets = detector.detect(frame.image)
                 row = {"frame_index": frame.index, "pts_s": frame.pts_s, "n_faces": len(dets)}
-                main = dets.main_face(detect.main_face)
+                main, crop = crop_main_face(frame.image, dets, size=input_size, scale=crop_scale, rule=detect.main_face)
                 if main is not None:
-                    box = tuple(float(v) for v in dets.boxes[main])
-                    row.update(face_score=float(dets.scores[main]), bbox_x=box[0], bbox_y=box[1], bbox_w=box[2], bbox_h=box[3])
-                    crops.append(crop_face(frame.image, box, scale=crop_scale, size=input_size))
+                    x, y, w, h = (float(v) for v in dets.boxes[main])
+                    row.update(face_score=float(dets.scores[main]), bbox_x=x, bbox_y=y, bbox_w=w, bbox_h=h)
+                    crops.append(crop)
                     result.crop_frame.append(len(result.frames))
                 result.frames.append(row)
             result.frames_decoded = video.frames_decoded

@@ -12,6 +12,8 @@ from typing import Literal
 
 import numpy as np
 
+from pipeline.crop import DEFAULT_CROP_SCALE, crop_face
+
 
 @dataclass(frozen=True)
 class Detections:
@@ -77,3 +79,20 @@ class FaceDetector:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def crop_main_face(
+    image: np.ndarray,
+    detections: Detections,
+    *,
+    size: int,
+    scale: float = DEFAULT_CROP_SCALE,
+    rule: Literal["largest", "confident"] = "largest",
+) -> tuple[int | None, np.ndarray | None]:
+    """``(index, crop)`` of the main face: the one step from detections to model input that
+    scanning, preprocessing and prediction all take; ``(None, None)`` without a face."""
+    main = detections.main_face(rule)
+    if main is None:
+        return None, None
+    box = tuple(float(v) for v in detections.boxes[main])
+    return main, crop_face(image, box, scale=scale, size=size)

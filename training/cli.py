@@ -90,8 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from pipeline.aggregate import decide
     from pipeline.config import load_scan_config
-    from pipeline.crop import crop_face
-    from pipeline.faces import FaceDetector
+    from pipeline.faces import FaceDetector, crop_main_face
     from pipeline.scoring import TorchScorer
     from training.preprocess import read_image_rgb
 
@@ -101,11 +100,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     scorer = TorchScorer(args.model)
     with FaceDetector() as detector:
         dets = detector.detect(image)
-    main = dets.main_face()
+    main, crop = crop_main_face(image, dets, size=scorer.card.input_size, scale=scorer.card.crop_scale)
     if main is None:
         print(f"liveness predict: no face found in {args.image}", file=sys.stderr)
         return 1
-    crop = crop_face(image, tuple(float(v) for v in dets.boxes[main]), scale=scorer.card.crop_scale, size=scorer.card.input_size)
     score = float(scorer(crop[None])[0])
     result = {"image": str(args.image), "spoof_score": round(score, 6), "decision": decide(score, scorer.card.threshold, load_scan_config().aggregate.review_band),
               "threshold": scorer.card.threshold, "model_version": scorer.card.version, "face_box": [round(float(v), 1) for v in dets.boxes[main]]}

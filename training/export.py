@@ -17,16 +17,15 @@ def parity_crops(size: int) -> np.ndarray:
     import skimage.data
     from PIL import Image
 
-    from pipeline.crop import crop_face
-    from pipeline.faces import FaceDetector
+    from pipeline.faces import FaceDetector, crop_main_face
 
     with cbook.get_sample_data("grace_hopper.jpg") as f:
         hopper = np.asarray(Image.open(f).convert("RGB"))
     crops = []
     with FaceDetector() as detector:
         for image in (hopper, skimage.data.astronaut()):
-            dets = detector.detect(image)
-            crops.append(crop_face(image, tuple(float(v) for v in dets.boxes[dets.main_face()]), size=size))
+            _, crop = crop_main_face(image, detector.detect(image), size=size)
+            crops.append(crop)
     crops += [c[:, ::-1] for c in crops]
     return np.ascontiguousarray(np.stack(crops))
 

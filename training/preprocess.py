@@ -18,9 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.crop import crop_face
 from pipeline.decode import DecodeError, VideoReader
-from pipeline.faces import FaceDetector
+from pipeline.faces import FaceDetector, crop_main_face
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +84,9 @@ def preprocess(raw: Path, out: Path, *, size: int, scale: float, video_fps: floa
                     images = []
             found = 0
             for i, image in enumerate(images):
-                dets = detector.detect(image)
-                main = dets.main_face("largest")
-                if main is None:
+                _, crop = crop_main_face(image, detector.detect(image), size=size, scale=scale)
+                if crop is None:
                     continue
-                crop = crop_face(image, tuple(float(v) for v in dets.boxes[main]), scale=scale, size=size)
                 target = out / rel.parent / f"{path.stem}_{i:03d}.png"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(target), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))

@@ -142,7 +142,7 @@ def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = T
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            total += float(loss)
+            total += loss.item()
             if progress and step % 20 == 0:
                 log.info("epoch %d step %d/%d loss %.4f", epoch + 1, step + 1, len(batches), float(loss))
         scheduler.step()
