@@ -23,6 +23,7 @@ SKIN_RGB = np.array(
     [[236, 200, 175], [224, 180, 150], [200, 150, 115], [165, 115, 85], [120, 80, 58], [90, 60, 45]],
     dtype=np.float32,
 )
+HAIR_RGB = np.array([[20, 18, 16], [45, 32, 24], [80, 55, 35], [130, 95, 60], [190, 160, 110], [150, 150, 150]], dtype=np.float32)
 # Lower lid of each eye, corner to corner (MediaPipe face mesh indices): the lash line of a closed eye.
 LOWER_LID = {
     "right_eye": (33, 7, 163, 144, 145, 153, 154, 155, 133),
@@ -101,15 +102,16 @@ def composite(frame: np.ndarray, layer: Layer, matrix: np.ndarray, shade: Wobble
     else:
         warped = cv2.warpPerspective(layer.rgba, shifted, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     roi = frame[y0:y1, x0:x1]
-    fg = warped[..., :3].astype(np.float32)
+    fg = cv2.cvtColor(warped, cv2.COLOR_RGBA2RGB)
     if shade is not None:
         center_x = pts.mean(axis=0)[0] - x0
         face_px = abs(np.linalg.det(matrix[:2, :2])) ** 0.5 * layer.face_size
-        ramp = 1.0 + shade(t)[0] * (np.arange(size[0], dtype=np.float32) - center_x) / face_px
-        fg *= ramp[None, :, None]
-    keep = 1.0 - warped[..., 3:4].astype(np.float32) * (1.0 / 255.0)
-    np.clip(roi * keep + fg, 0, 255, out=fg)
-    roi[...] = fg
+        ramp = 128.0 * (1.0 + shade(t)[0] * (np.arange(size[0], dtype=np.float32) - center_x) / face_px)
+        ramp = np.clip(ramp, 0, 255).astype(np.uint8)[None, :]
+        ramp = cv2.cvtColor(cv2.resize(ramp, size, interpolation=cv2.INTER_NEAREST), cv2.COLOR_GRAY2RGB)
+        fg = cv2.multiply(fg, ramp, scale=1.0 / 128.0)
+    keep = cv2.cvtColor(cv2.bitwise_not(cv2.extractChannel(warped, 3)), cv2.COLOR_GRAY2RGB)
+    cv2.add(cv2.multiply(roi, keep, scale=1.0 / 255.0), fg, dst=roi)
 
 
 @functools.lru_cache(maxsize=8)
@@ -155,7 +157,12 @@ def _low_freq_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.n
 
 
 def background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    """A random backdrop (room, texture or gradient with objects), RGB uint8 (h, w, 3)."""
+    """A random backdrop (room, texture or gradient with objects), RGB uint8 (h, w, 3).
+
+    Drawn at half resolution and upscaled: a backdrop is out of focus anyway.
+    """
+    full = (w, h)
+    w, h = (w + 1) // 2, (h + 1) // 2
     style = rng.choice(["room", "texture", "gradient"], p=[0.5, 0.25, 0.25])
     yy = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
     xx = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :, None]
@@ -178,8 +185,8 @@ def background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
         for _ in range(n_objects):
             _draw_object(img, rng)
         img += 12.0 * (_low_freq_noise(rng, h, w, 24)[..., None] - 0.5)
-    img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.8, 3.0))
-    return np.clip(img, 0, 255).astype(np.uint8)
+    img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.4, 1.5))
+    return cv2.resize(np.clip(img, 0, 255).astype(np.uint8), full, interpolation=cv2.INTER_LINEAR)
 
 
 def _draw_object(img: np.ndarray, rng: np.random.Generator) -> None:
@@ -217,15 +224,37 @@ def _draw_object(img: np.ndarray, rng: np.random.Generator) -> None:
 
 
 def _soft(mask: np.ndarray, sigma: float) -> np.ndarray:
-    return cv2.GaussianBlur(mask, (0, 0), max(sigma, 0.5)) if sigma > 0 else mask
+    """Feather ``mask`` in place with a Gaussian of ``sigma`` px, blurring only around its shape."""
+    if sigma <= 0:
+        return mask
+    sigma = max(sigma, 0.5)
+    x, y, w, h = cv2.boundingRect((mask > 0).view(np.uint8))
+    if w == 0 or h == 0:
+        return mask
+    r = int(3 * sigma) + 1
+    rows = slice(max(y - r, 0), min(y + h + r, mask.shape[0]))
+    cols = slice(max(x - r, 0), min(x + w + r, mask.shape[1]))
+    mask[rows, cols] = cv2.GaussianBlur(mask[rows, cols], (0, 0), sigma)
+    return mask
 
 
-def _paint(rgb: np.ndarray, alpha: np.ndarray, mask: np.ndarray, colour) -> None:
-    """Paint ``colour`` (a colour or an image) with coverage ``mask`` over rgb/alpha, in place."""
-    m = mask[..., None]
-    rgb *= 1.0 - m
-    rgb += m * colour
-    np.maximum(alpha, mask, out=alpha)
+def _paint(rgb: np.ndarray, alpha: np.ndarray | None, mask: np.ndarray, colour) -> None:
+    """Paint ``colour`` (a colour, or an image broadcastable to ``rgb``) with coverage ``mask``, in place.
+
+    Only the bounding box of the mask is touched; ``alpha`` (if given) becomes the union.
+    """
+    x, y, w, h = cv2.boundingRect((mask > 1e-3).view(np.uint8))
+    if w == 0 or h == 0:
+        return
+    rows, cols = slice(y, y + h), slice(x, x + w)
+    colour = np.asarray(colour, dtype=np.float32)
+    if colour.ndim == 3:
+        colour = colour[rows if colour.shape[0] > 1 else slice(None), cols if colour.shape[1] > 1 else slice(None)]
+    m = mask[rows, cols, None]
+    patch = rgb[rows, cols]
+    patch += m * (colour - patch)
+    if alpha is not None:
+        np.maximum(alpha[rows, cols], mask[rows, cols], out=alpha[rows, cols])
 
 
 def _ellipse_mask(shape, center, axes, angle: float = 0.0, sigma: float = 1.0) -> np.ndarray:
@@ -264,7 +293,7 @@ def _draw_hand(rgb, alpha, rng, palm_center, palm_axes, finger_dir, finger_len, 
         tip = (base[0] + fx * finger_len * length, base[1] + fy * finger_len * length)
         _paint(rgb, alpha, _capsule_mask(rgb.shape, base, tip, finger_w, sigma), skin * rng.uniform(0.95, 1.05))
         gap = _capsule_mask(rgb.shape, base, tip, max(finger_w * 0.08, 1), 0)
-        rgb *= 1.0 - 0.25 * gap[..., None]
+        _paint(rgb, None, 0.25 * gap, 0.0)
 
 
 # --------------------------------------------------------------------------- people
@@ -313,26 +342,54 @@ def close_eyes(rgb: np.ndarray, geo: FaceGeometry, skin: np.ndarray) -> np.ndarr
         pts = geo.landmarks[list(REGION_IDX[region])]
         centre = pts.mean(axis=0)
         hull = cv2.convexHull(((pts - centre) * 1.3 + centre).astype(np.float32))[:, 0]
-        m = _poly_mask(out.shape, hull, geo.eye_distance / 40)[..., None]
-        out = out * (1 - m) + lid * m
+        _paint(out, None, _poly_mask(out.shape, hull, geo.eye_distance / 40), lid)
         lash = np.zeros(out.shape[:2], np.float32)
         lower = geo.landmarks[list(LOWER_LID[region])]
         lower = (lower + centre) / 2 + np.array([0.0, 0.15]) * (lower - centre)
         cv2.polylines(lash, [np.round(lower).astype(np.int32)], False, 1.0, lash_w, cv2.LINE_AA)
-        lash = _soft(lash, 0.6)[..., None]
-        out = out * (1 - 0.75 * lash) + 0.75 * lash * (skin * 0.3)
-    return out.astype(np.float32)
+        _paint(out, None, 0.75 * _soft(lash, 0.6), skin * 0.3)
+    return out
 
 
 def _finish(rgb: np.ndarray, alpha: np.ndarray, face_center, face_size: float) -> Layer:
     rgba = np.empty(rgb.shape[:2] + (4,), np.uint8)
-    rgba[..., :3] = np.clip(rgb * alpha[..., None], 0, 255)
+    np.multiply(rgb, alpha[..., None], out=rgb)  # premultiply; the caller's canvas is spent
+    rgba[..., :3] = np.clip(rgb, 0, 255, out=rgb)
     rgba[..., 3] = np.clip(alpha * 255.0, 0, 255)
     return Layer(rgba, (float(face_center[0]), float(face_center[1])), float(face_size))
 
 
 # Layer extents around the face centre, in face sizes: left, top, right, bottom.
-PERSON_EXTENT = (1.35, 1.05, 1.35, 1.75)
+PERSON_EXTENT = (1.35, 1.05, 1.35, 2.6)
+
+
+def _person_canvas(src: FaceSource, rng: np.random.Generator):
+    """Torso, neck and hair drawn behind where the head goes, plus what the head needs.
+
+    Returns (rgb, alpha, head mask, normalised photo, geometry, skin colour).
+    """
+    img, geo = _normalised_crop(src, *PERSON_EXTENT)
+    h, w = img.shape[:2]
+    cx, cy = PERSON_EXTENT[0] * FACE_PX, PERSON_EXTENT[1] * FACE_PX
+    s = FACE_PX
+    skin = _skin_colour(img, geo.landmarks)
+    rgb = np.zeros_like(img)
+    alpha = np.zeros((h, w), np.float32)
+    shirt = _random_colour(rng, 20, 230, 0.6)
+    shoulders = (cx + rng.uniform(-0.1, 0.1) * s, cy + 1.5 * s)
+    half_width = rng.uniform(1.0, 1.3) * s
+    torso = np.zeros((h, w), np.float32)
+    cv2.ellipse(torso, (int(shoulders[0]), int(shoulders[1])), (int(half_width), int(0.8 * s)), 0, 180, 360, 1.0, -1, cv2.LINE_AA)
+    cv2.rectangle(torso, (int(shoulders[0] - half_width), int(shoulders[1])), (int(shoulders[0] + half_width), h), 1.0, -1)
+    shading = np.linspace(1.08, 0.85, h, dtype=np.float32)[:, None, None]
+    _paint(rgb, alpha, _soft(torso, 3), shirt * shading)
+    neck = [(cx - 0.22 * s, cy), (cx + 0.22 * s, cy), (cx + 0.25 * s, cy + 0.95 * s), (cx - 0.25 * s, cy + 0.95 * s)]
+    _paint(rgb, alpha, _poly_mask(img.shape, neck, 3), skin * 0.8)
+    hair = HAIR_RGB[rng.integers(len(HAIR_RGB))] * rng.uniform(0.8, 1.15)
+    _paint(rgb, alpha, _ellipse_mask(img.shape, (cx, cy - 0.18 * s), (0.6 * s, 0.56 * s), 0, 4), hair)
+    (ex, ey), (ea, eb), eangle = cv2.fitEllipse(geo.landmarks[list(FACE_OVAL_IDX)].astype(np.float32))
+    head = _ellipse_mask(img.shape, (ex, ey - 0.05 * s), (ea * 0.56, eb * 0.58), eangle, 0.035 * s)
+    return rgb, alpha, head, img, geo, skin
 
 
 def person_layers(src: FaceSource, rng: np.random.Generator, occluded: tuple[str, ...] = ()) -> tuple[Layer, Layer]:
@@ -340,32 +397,31 @@ def person_layers(src: FaceSource, rng: np.random.Generator, occluded: tuple[str
 
     Occluders cover exactly the ``occluded`` regions and move with the head.
     """
-    img, geo = _normalised_crop(src, *PERSON_EXTENT)
-    h, w = img.shape[:2]
-    cx, cy = PERSON_EXTENT[0] * FACE_PX, PERSON_EXTENT[1] * FACE_PX
-    s = FACE_PX
-    skin = _skin_colour(img, geo.landmarks)
-    base = np.zeros_like(img)
-    alpha = np.zeros((h, w), np.float32)
-    shirt = _random_colour(rng, 20, 230, 0.6)
-    torso = _ellipse_mask(img.shape, (cx + rng.uniform(-0.1, 0.1) * s, cy + 1.5 * s), (rng.uniform(1.0, 1.3) * s, 0.8 * s), 0, 3)
-    shading = np.linspace(1.08, 0.85, h, dtype=np.float32)[:, None, None]
-    _paint(base, alpha, torso, shirt * shading)
-    _paint(base, alpha, _poly_mask(img.shape, [(cx - 0.22 * s, cy), (cx + 0.22 * s, cy), (cx + 0.25 * s, cy + 0.95 * s), (cx - 0.25 * s, cy + 0.95 * s)], 3), skin * 0.8)
-    hair = _random_colour(rng, 15, 110, 0.3)
-    _paint(base, alpha, _ellipse_mask(img.shape, (cx, cy - 0.18 * s), (0.6 * s, 0.56 * s), 0, 4), hair)
-    (ex, ey), (ea, eb), eangle = cv2.fitEllipse(geo.landmarks[list(FACE_OVAL_IDX)].astype(np.float32))
-    head = _ellipse_mask(img.shape, (ex, ey - 0.05 * s), (ea * 0.56, eb * 0.58), eangle, 0.035 * s)
-    shut_img = close_eyes(img, geo, skin)
+    base, alpha, head, img, geo, skin = _person_canvas(src, rng)
     shut, shut_alpha = base.copy(), alpha.copy()
     _paint(base, alpha, head, img)
-    _paint(shut, shut_alpha, head, shut_img)
+    _paint(shut, shut_alpha, head, close_eyes(img, geo, skin))
     if occluded:
         plan = occluder_plan(occluded, rng)
         draw_seed = int(rng.integers(2**31))
         for layer_rgb, layer_alpha in ((base, alpha), (shut, shut_alpha)):
             draw_occluders(layer_rgb, layer_alpha, geo, plan, np.random.default_rng(draw_seed))
-    return _finish(base, alpha, (cx, cy), s), _finish(shut, shut_alpha, (cx, cy), s)
+    centre = (PERSON_EXTENT[0] * FACE_PX, PERSON_EXTENT[1] * FACE_PX)
+    return _finish(base, alpha, centre, FACE_PX), _finish(shut, shut_alpha, centre, FACE_PX)
+
+
+def portrait(src: FaceSource, rng: np.random.Generator, margin: np.ndarray) -> np.ndarray:
+    """A head-and-shoulders photo of ``src`` on a random backdrop, as shown by a print or a
+    screen: float32 RGB cropped to the face box plus ``margin`` (face sizes: left, top, right, bottom)."""
+    rgb, alpha, head, img, _, _ = _person_canvas(src, rng)
+    _paint(rgb, alpha, head, img)
+    h, w = alpha.shape
+    backdrop = background(rng, w, h).astype(np.float32)
+    rgb += (1.0 - alpha[..., None]) * backdrop
+    cx, cy = PERSON_EXTENT[0] * FACE_PX, PERSON_EXTENT[1] * FACE_PX
+    x0, y0 = int(round(cx - (0.5 + margin[0]) * FACE_PX)), int(round(cy - (0.5 + margin[1]) * FACE_PX))
+    x1, y1 = int(round(cx + (0.5 + margin[2]) * FACE_PX)), int(round(cy + (0.5 + margin[3]) * FACE_PX))
+    return rgb[y0:y1, x0:x1]
 
 
 # --------------------------------------------------------------------------- occluders
@@ -410,7 +466,7 @@ def draw_occluders(rgb, alpha, geo: FaceGeometry, plan, rng: np.random.Generator
             # a glint on each lens
             for eye in ("left_eye", "right_eye"):
                 glint = _ellipse_mask(rgb.shape, c[eye] + (-0.12 * d, -0.1 * d), (0.1 * d, 0.04 * d), -25, sigma * 2)
-                rgb += glint[..., None] * 70.0
+                _paint(rgb, None, 0.3 * glint, 255.0)
         elif style == "mask":
             colour = rng.choice([[200, 220, 235], [235, 235, 235], [60, 60, 70], [120, 170, 210]]).astype(np.float32)
             if "nose" in regions:
@@ -458,6 +514,26 @@ def draw_occluders(rgb, alpha, geo: FaceGeometry, plan, rng: np.random.Generator
 
 # --------------------------------------------------------------------------- print and replay
 
+# Ranges (low, high) of the print and screen artefacts; margins and borders are in face
+# sizes, chosen so that the sheet or bezel edge lies inside a 1.6x crop of the face box.
+PRINT = {
+    "margin": (0.0, 0.08),
+    "border": (0.035, 0.09),
+    "black": (15.0, 45.0),
+    "white": (195.0, 235.0),
+    "saturation": (0.6, 0.95),
+    "blur": (0.7, 1.6),
+    "halftone": (0.08, 0.18),
+}
+REPLAY = {
+    "margin": (0.0, 0.1),
+    "gamma": (0.7, 1.3),
+    "grid": (0.35, 0.6),
+    "moire": (0.06, 0.14),
+    "glare": (20.0, 80.0),
+    "bezel": (0.03, 0.09),
+}
+
 
 def _fingers_on_edges(rgb, alpha, rng, sheet_box, s: float) -> None:
     """One or two thumbs gripping the sheet edges (left, right or bottom), hand outside the sheet."""
@@ -466,42 +542,44 @@ def _fingers_on_edges(rgb, alpha, rng, sheet_box, s: float) -> None:
     sides = rng.choice(["left", "right", "bottom"], size=rng.integers(1, 3), replace=False)
     for side in sides:
         f = rng.uniform(0.25, 0.85)
-        width = rng.uniform(0.09, 0.13) * s
-        reach = rng.uniform(0.08, 0.16) * s
+        width = rng.uniform(0.12, 0.17) * s
+        reach = rng.uniform(0.08, 0.15) * s
         if side == "bottom":
             edge = np.array([x0 + f * (x1 - x0), y1])
-            inward, outward = np.array([0.0, -1.0]), np.array([0.0, 1.0])
+            inward = np.array([0.0, -1.0])
         else:
             edge = np.array([x0 if side == "left" else x1, y0 + f * (y1 - y0)])
             inward = np.array([1.0, 0.0]) if side == "left" else np.array([-1.0, 0.0])
-            outward = -inward
-        tilt = np.array([-inward[1], inward[0]]) * rng.uniform(-0.4, 0.4)
+        along = np.array([-inward[1], inward[0]])
+        tilt = along * rng.uniform(-0.5, 0.5)
         tip = edge + (inward + tilt) * reach
-        _paint(rgb, alpha, _ellipse_mask(rgb.shape, edge + outward * 0.3 * s, (0.28 * s, 0.2 * s), rng.uniform(0, 180), 1.5), skin * 0.85)
-        _paint(rgb, alpha, _capsule_mask(rgb.shape, edge + outward * 0.25 * s, tip, width, 1.0), skin)
-        nail = _ellipse_mask(rgb.shape, tip - (inward + tilt) * width * 0.2, (width * 0.3, width * 0.3), 0, 1.0)
-        rgb += nail[..., None] * 25.0
+        palm_center = edge - inward * 0.2 * s + along * rng.uniform(-0.1, 0.1) * s
+        palm_angle = math.degrees(math.atan2(along[1], along[0]))
+        _paint(rgb, alpha, _ellipse_mask(rgb.shape, palm_center, (0.3 * s, 0.22 * s), palm_angle, 1.5), skin * 0.85)
+        _paint(rgb, alpha, _capsule_mask(rgb.shape, edge - inward * 0.12 * s, tip, width, 1.0), skin)
+        nail = _ellipse_mask(rgb.shape, tip - (inward + tilt) * width * 0.15, (width * 0.28, width * 0.22), palm_angle, 1.0)
+        _paint(rgb, None, 0.25 * nail, np.float32([250, 225, 215]))
 
 
 def print_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     """The photo printed on paper and held by hand: halftone, paper texture, flat range, blur,
     a white paper border whose edge falls inside a 1.6x face crop, and thumbs on the edges."""
-    margin = rng.uniform(0.0, 0.08, 4)  # photo beyond the face box: left, top, right, bottom
-    border = rng.uniform(0.035, 0.09, 4)  # white paper around the photo
-    photo, _ = _normalised_crop(src, *(0.5 + margin))
+    margin = rng.uniform(*PRINT["margin"], 4)  # photo beyond the face box: left, top, right, bottom
+    border = rng.uniform(*PRINT["border"], 4)  # white paper around the photo
+    photo = portrait(src, rng, margin)
     ph, pw = photo.shape[:2]
-    lo, hi = rng.uniform(15, 45), rng.uniform(195, 235)
+    lo, hi = rng.uniform(*PRINT["black"]), rng.uniform(*PRINT["white"])
     grey = photo.mean(axis=2, keepdims=True)
-    photo = grey + rng.uniform(0.6, 0.95) * (photo - grey)
+    photo = grey + rng.uniform(*PRINT["saturation"]) * (photo - grey)
     photo = lo + (hi - lo) * photo / 255.0
     photo *= rng.uniform(0.92, 1.06, 3).astype(np.float32)
-    photo = cv2.GaussianBlur(photo, (0, 0), rng.uniform(0.7, 1.6))
+    photo = cv2.GaussianBlur(photo, (0, 0), rng.uniform(*PRINT["blur"]))
     period, angle = rng.uniform(2.5, 4.5), rng.uniform(0, np.pi / 2)
     yy, xx = np.mgrid[0:ph, 0:pw].astype(np.float32)
     u = (xx * math.cos(angle) + yy * math.sin(angle)) * (2 * np.pi / period)
     v = (-xx * math.sin(angle) + yy * math.cos(angle)) * (2 * np.pi / period)
     dots = 0.5 + 0.5 * np.cos(u) * np.cos(v)
-    photo *= (1.0 - rng.uniform(0.08, 0.18) * dots)[..., None]
+    photo *= (1.0 - rng.uniform(*PRINT["halftone"]) * dots)[..., None]
 
     bl, bt, br, bb = (border * FACE_PX).astype(int)
     paper = np.float32(rng.uniform(225, 252)) * rng.uniform(0.96, 1.02, 3).astype(np.float32)
@@ -529,13 +607,13 @@ def print_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
 def replay_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     """The photo on a phone or tablet screen: gamma and colour cast, RGB subpixel grid (which
     aliases into moire once resampled), moire bands, glare, and a dark bezel inside a 1.6x crop."""
-    margin = rng.uniform(0.0, 0.1, 4)
-    photo, _ = _normalised_crop(src, *(0.5 + margin))
+    margin = rng.uniform(*REPLAY["margin"], 4)
+    photo = portrait(src, rng, margin)
     up = SCREEN_UPSAMPLE
     photo = cv2.resize(photo, None, fx=up, fy=up, interpolation=cv2.INTER_LINEAR)
     sh, sw = photo.shape[:2]
     cast = np.float32([1.0, 1.0, 1.0]) + rng.uniform(-0.06, 0.06, 3).astype(np.float32) + np.float32([-0.04, 0.0, 0.07])
-    screen = 255.0 * (photo / 255.0) ** rng.uniform(0.7, 1.3) * cast * rng.uniform(1.0, 1.15)
+    screen = 255.0 * (photo / 255.0) ** rng.uniform(*REPLAY["gamma"]) * cast * rng.uniform(1.0, 1.15)
 
     yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float32)
     stripe = np.full((sh, sw, 3), 0.35, np.float32)
@@ -543,20 +621,20 @@ def replay_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     for ch in range(3):
         stripe[:, col == ch, ch] = 1.0
     stripe[np.arange(sh) % 3 == 2] *= 0.55
-    grid = rng.uniform(0.35, 0.6)
+    grid = rng.uniform(*REPLAY["grid"])
     screen *= (1.0 - grid) + grid * stripe * 1.55
 
     angle = rng.uniform(0, np.pi)
     period = rng.uniform(10, 28) * up
     wave = rng.uniform(2.0, 6.0) * up
     phase = (xx * math.cos(angle) + yy * math.sin(angle) + wave * np.sin(2 * np.pi * (yy * math.cos(angle) - xx * math.sin(angle)) / (period * 4))) * (2 * np.pi / period)
-    screen *= (1.0 + rng.uniform(0.06, 0.14) * np.cos(phase))[..., None]
+    screen *= (1.0 + rng.uniform(*REPLAY["moire"]) * np.cos(phase))[..., None]
 
     gx, gy = rng.uniform(0.1, 0.9) * sw, rng.uniform(0.1, 0.9) * sh
     glare = np.exp(-(((xx - gx) / (rng.uniform(0.15, 0.4) * sw)) ** 2 + ((yy - gy) / (rng.uniform(0.1, 0.3) * sh)) ** 2))
-    screen += (rng.uniform(20, 80) * glare)[..., None]
+    screen += (rng.uniform(*REPLAY["glare"]) * glare)[..., None]
 
-    bezel = (rng.uniform(0.03, 0.09, 4) * FACE_PX * up).astype(int)
+    bezel = (rng.uniform(*REPLAY["bezel"], 4) * FACE_PX * up).astype(int)
     bl, bt, br, bb = bezel
     dev_h, dev_w = sh + bt + bb, sw + bl + br
     pad = int(0.45 * FACE_PX * up)
@@ -573,7 +651,7 @@ def replay_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     _paint(rgb, alpha, _soft(body, 1.0), bezel_img)
     edge = np.zeros_like(body)
     cv2.rectangle(edge, (pad, pad), (pad + dev_w, pad + dev_h), 1.0, max(2, int(up)))
-    rgb += (_soft(edge * body, 1.0) * rng.uniform(30, 90))[..., None]
+    _paint(rgb, None, _soft(edge * body, 1.0) * rng.uniform(0.1, 0.35), 255.0)
     rgb[pad + bt : pad + bt + sh, pad + bl : pad + bl + sw] = screen
     if rng.random() < 0.5:
         _fingers_on_edges(rgb, alpha, rng, (pad, pad, pad + dev_w, pad + dev_h), FACE_PX * up)
