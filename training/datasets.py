@@ -13,12 +13,17 @@ import numpy as np
 from training.preprocess import CROPS_MANIFEST, read_image_rgb
 
 SPLITS = ("train", "val", "test")
+SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 
 
-def split_of_subject(subject: str, seed: int, fractions: tuple[float, float] = (0.7, 0.15)) -> str:
-    """Deterministic split of a subject: all of a subject's crops land in one split."""
-    u = int(hashlib.sha256(f"{seed}:{subject}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "train" if u < fractions[0] else "val" if u < fractions[0] + fractions[1] else "test"
+def split_for_subject(subject_id: str, seed: int) -> str:
+    """``train``, ``val`` or ``test`` for a subject: a fixed function of (subject, seed), ~70/15/15.
+
+    All of a subject's images and sessions land in one split, so no face is in two.
+    """
+    digest = hashlib.sha256(f"{seed}:{subject_id}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    return SPLITS[0] if u < SPLIT_FRACTIONS[0] else SPLITS[1] if u < SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1] else SPLITS[2]
 
 
 @dataclass
@@ -43,7 +48,7 @@ def load_crop_sets(processed: Path, *, size: int, seed: int) -> dict[str, CropSe
         rows = list(csv.DictReader(f))
     buckets: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for row in rows:
-        buckets[row.get("split") or split_of_subject(row["subject"], seed)].append(row)
+        buckets[row.get("split") or split_for_subject(row["subject"], seed)].append(row)
     sets = {}
     for split, items in buckets.items():
         images = []

@@ -17,9 +17,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.schema import REGIONS
+
 log = logging.getLogger(__name__)
 
-REGIONS = ("left_eye", "right_eye", "nose", "mouth")  # same names as pipeline.schema.REGIONS
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LFW_FACES = 100  # lfw_subset(): the first 100 of its 200 images are faces, the rest are not
 LFW_SIDE = 200  # upscaled side of the 25 x 25 LFW faces

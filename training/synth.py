@@ -13,7 +13,6 @@ Everything is a pure function of its seed. Frames are rendered one at a time.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -24,6 +23,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from training.datasets import split_for_subject
 from training.face_sources import REGIONS, FaceSource, load_face_sources
 from training.synth_render import (
     NOISE_SIGMAS,
@@ -43,8 +43,6 @@ from training.video_writer import write_video
 KINDS = ("live", "print", "replay", "swap", "occluded", "no_face", "multi_face")
 KIND_BROKEN = "broken"  # only in manifests: a file that is not a decodable video
 FACE_TYPES = ("live", "print", "replay")
-SPLITS = ("train", "val", "test")
-SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 SESSION_KIND_WEIGHTS = {
     "live": 0.28,
     "print": 0.16,
@@ -282,13 +280,6 @@ def render_session_frames(spec: SessionSpec, sources: Sequence[FaceSource], *, u
 
 
 # --------------------------------------------------------------------------- random specs
-
-
-def split_for_subject(subject_id: str, seed: int) -> str:
-    """``train``, ``val`` or ``test`` for a subject: a fixed function of (subject, seed), ~70/15/15."""
-    digest = hashlib.sha256(f"{seed}:{subject_id}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    return SPLITS[0] if u < SPLIT_FRACTIONS[0] else SPLITS[1] if u < SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1] else SPLITS[2]
 
 
 def _blink_schedule(rng: np.random.Generator, t0: float, t1: float) -> list[tuple[float, float]]:

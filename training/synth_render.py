@@ -517,21 +517,22 @@ def draw_occluders(rgb, alpha, geo: FaceGeometry, plan, rng: np.random.Generator
 # Ranges (low, high) of the print and screen artefacts; margins and borders are in face
 # sizes, chosen so that the sheet or bezel edge lies inside a 1.6x crop of the face box.
 PRINT = {
-    "margin": (0.0, 0.08),
-    "border": (0.035, 0.09),
-    "black": (15.0, 45.0),
-    "white": (195.0, 235.0),
-    "saturation": (0.6, 0.95),
+    "margin": (0.08, 0.16),
+    "border": (0.03, 0.07),
+    "black": (10.0, 30.0),
+    "white": (210.0, 245.0),
+    "saturation": (0.7, 1.0),
     "blur": (0.7, 1.6),
-    "halftone": (0.08, 0.18),
+    "halftone": (0.05, 0.12),
 }
 REPLAY = {
-    "margin": (0.0, 0.1),
+    "margin": (0.05, 0.15),
     "gamma": (0.7, 1.3),
-    "grid": (0.35, 0.6),
-    "moire": (0.06, 0.14),
+    "grid": (0.1, 0.2),
+    "moire": (0.03, 0.06),
     "glare": (20.0, 80.0),
     "bezel": (0.03, 0.09),
+    "blur": (0.4, 0.7),
 }
 
 
@@ -633,6 +634,7 @@ def replay_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     gx, gy = rng.uniform(0.1, 0.9) * sw, rng.uniform(0.1, 0.9) * sh
     glare = np.exp(-(((xx - gx) / (rng.uniform(0.15, 0.4) * sw)) ** 2 + ((yy - gy) / (rng.uniform(0.1, 0.3) * sh)) ** 2))
     screen += (rng.uniform(*REPLAY["glare"]) * glare)[..., None]
+    screen = cv2.GaussianBlur(screen, (0, 0), rng.uniform(*REPLAY["blur"]) * up)  # the camera's focus
 
     bezel = (rng.uniform(*REPLAY["bezel"], 4) * FACE_PX * up).astype(int)
     bl, bt, br, bb = bezel
