@@ -68,7 +68,7 @@ class OutputConfig(_Strict):
 class RayConfig(_Strict):
     address: str | None = None
     num_cpus: int | None = Field(None, ge=1)
-    max_in_flight: int = Field(0, ge=0, description="sessions decoded ahead of scoring, 0 = 2 x CPUs")
+    max_in_flight: int = Field(0, ge=0, description="sessions analysing or awaiting scores at once, 0 = 4 x CPUs")
     session_retries: int = Field(1, ge=0)
 
 
@@ -96,7 +96,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+        if raw.lstrip()[:1] in "[{":
+            raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+        value = raw
+    if isinstance(value, dict) and raw.lstrip()[:1] != "{":
+        value = raw  # free text such as "data: synthetic" is a string, not a mapping
     return key.strip().split("."), value
 
 

@@ -131,7 +131,7 @@ def run_scan(sessions: list[Session], config: ScanConfig, *, checkpoint: Path, c
 
     analyse = ray.remote(num_cpus=1, max_retries=config.ray.session_retries)(analyse_session)
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    max_in_flight = config.ray.max_in_flight or 2 * cpus
+    max_in_flight = config.ray.max_in_flight or 4 * cpus  # sessions analysing or awaiting scores: bounds memory
     todo = deque(sessions)
     analysing: dict = {}  # ref -> (session, started)
     scoring: dict = {}  # ref -> (actor index, [(session_id, start, stop)])
@@ -195,7 +195,7 @@ def run_scan(sessions: list[Session], config: ScanConfig, *, checkpoint: Path, c
 
     try:
         while todo or analysing or scoring or queued:
-            while todo and len(analysing) < max_in_flight:
+            while todo and len(analysing) + len(pending) < max_in_flight:
                 session = todo.popleft()
                 ref = analyse.remote(session, config.decode, config.detect, input_size=card.input_size, crop_scale=card.crop_scale)
                 analysing[ref] = (session, time.monotonic())

@@ -129,8 +129,8 @@ def _make_source(subject_id: str, name: str, image: np.ndarray, face_mesh) -> Fa
 
 def _lfw_face(grey: np.ndarray, tone: np.ndarray) -> np.ndarray:
     """A 25 x 25 grey float LFW face as an upscaled, skin-tinted RGB uint8 image with a border."""
-    big = cv2.resize(grey.astype(np.float32), (LFW_SIDE, LFW_SIDE), interpolation=cv2.INTER_CUBIC)
-    big = cv2.GaussianBlur(np.clip(big, 0.0, 1.0), (0, 0), 1.2)  # hides the bicubic ringing
+    # Plain bicubic: smoothing the upscaled face further costs face detection about 15% of the faces.
+    big = np.clip(cv2.resize(grey.astype(np.float32), (LFW_SIDE, LFW_SIDE), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
     rgb = np.clip(big[..., None] * tone[None, None, :] * 255.0, 0, 255).astype(np.uint8)
     pad = int(LFW_SIDE * LFW_PAD)
     padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)

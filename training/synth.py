@@ -53,6 +53,9 @@ SESSION_KIND_WEIGHTS = {
     "multi_face": 0.10,
 }
 ROTATED_FRACTION = 0.2  # sessions stored sideways with a display rotation, as phones do
+# Hand-held sheet or screen: amplitudes of x, y (fractions of the frame), roll, yaw, pitch
+# (radians) and relative scale.
+SHEET_MOTION = (0.04, 0.03, 0.06, 0.25, 0.2, 0.04)
 SHAKE_PX = 8  # camera shake: the background is this much larger on every side
 MANIFEST_COLUMNS = (
     "session_id",
@@ -248,7 +251,8 @@ class _Scene:
             return self._person(rng, src, center, size, focal, 1.0, occluded=spec.occluded_regions, blinks=spec.blinks, t0=t0, t1=t1)
         w, h = spec.size
         layer = print_layer(src, rng) if face_type == "print" else replay_layer(src, rng)
-        motion = Wobble(rng, (0.04 * w, 0.03 * h, 0.06, 0.25, 0.2, 0.04), 0.1, 0.6)
+        dx, dy, roll, yaw, pitch, scale = SHEET_MOTION
+        motion = Wobble(rng, (dx * w, dy * h, roll, yaw, pitch, scale), 0.1, 0.6)
         return _Actor(layer, center, size, motion, focal, t0=t0, t1=t1)
 
     def frame(self, index: int) -> np.ndarray:

@@ -514,10 +514,12 @@ def draw_occluders(rgb, alpha, geo: FaceGeometry, plan, rng: np.random.Generator
 
 # --------------------------------------------------------------------------- print and replay
 
-# Ranges (low, high) of the print and screen artefacts; margins and borders are in face
-# sizes, chosen so that the sheet or bezel edge lies inside a 1.6x crop of the face box.
+# Ranges (low, high) of the print and screen artefacts. Margins (photo shown beyond the
+# face box) and borders are in face sizes: small enough on the left, top and right that
+# the paper or bezel edge lies inside a 1.6x crop of the face box, larger at the bottom to
+# show the neck and shoulders, which face detection needs on these low-resolution faces.
 PRINT = {
-    "margin": (0.08, 0.16),
+    "margin": ((0.1, 0.2), (0.08, 0.16), (0.1, 0.2), (0.3, 0.6)),  # left, top, right, bottom
     "border": (0.03, 0.07),
     "black": (10.0, 30.0),
     "white": (210.0, 245.0),
@@ -526,10 +528,11 @@ PRINT = {
     "halftone": (0.05, 0.12),
 }
 REPLAY = {
-    "margin": (0.05, 0.15),
+    "margin": ((0.1, 0.2), (0.08, 0.16), (0.1, 0.2), (0.3, 0.6)),
     "gamma": (0.7, 1.3),
     "grid": (0.1, 0.2),
     "moire": (0.03, 0.06),
+    "moire_period": (10.0, 28.0),
     "glare": (20.0, 80.0),
     "bezel": (0.03, 0.09),
     "blur": (0.4, 0.7),
@@ -565,7 +568,7 @@ def _fingers_on_edges(rgb, alpha, rng, sheet_box, s: float) -> None:
 def print_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     """The photo printed on paper and held by hand: halftone, paper texture, flat range, blur,
     a white paper border whose edge falls inside a 1.6x face crop, and thumbs on the edges."""
-    margin = rng.uniform(*PRINT["margin"], 4)  # photo beyond the face box: left, top, right, bottom
+    margin = np.array([rng.uniform(*r) for r in PRINT["margin"]])
     border = rng.uniform(*PRINT["border"], 4)  # white paper around the photo
     photo = portrait(src, rng, margin)
     ph, pw = photo.shape[:2]
@@ -608,7 +611,7 @@ def print_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
 def replay_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     """The photo on a phone or tablet screen: gamma and colour cast, RGB subpixel grid (which
     aliases into moire once resampled), moire bands, glare, and a dark bezel inside a 1.6x crop."""
-    margin = rng.uniform(*REPLAY["margin"], 4)
+    margin = np.array([rng.uniform(*r) for r in REPLAY["margin"]])
     photo = portrait(src, rng, margin)
     up = SCREEN_UPSAMPLE
     photo = cv2.resize(photo, None, fx=up, fy=up, interpolation=cv2.INTER_LINEAR)
@@ -626,7 +629,7 @@ def replay_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     screen *= (1.0 - grid) + grid * stripe * 1.55
 
     angle = rng.uniform(0, np.pi)
-    period = rng.uniform(10, 28) * up
+    period = rng.uniform(*REPLAY["moire_period"]) * up
     wave = rng.uniform(2.0, 6.0) * up
     phase = (xx * math.cos(angle) + yy * math.sin(angle) + wave * np.sin(2 * np.pi * (yy * math.cos(angle) - xx * math.sin(angle)) / (period * 4))) * (2 * np.pi / period)
     screen *= (1.0 + rng.uniform(*REPLAY["moire"]) * np.cos(phase))[..., None]

@@ -46,6 +46,9 @@ class TrainConfig(BaseModel):
     init_weights: str | None = None
     max_train_batches: int = Field(0, ge=0)
     version: str | None = None
+    trained_on: str = ""
+    limits: str = ""
+    reproduce: str = ""
 
 
 def load_train_config(path: Path | None, overrides: list[str]) -> TrainConfig:
@@ -141,9 +144,10 @@ def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = T
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            total += loss.item()
+            step_loss = loss.item()
+            total += step_loss
             if progress and step % 20 == 0:
-                log.info("epoch %d step %d/%d loss %.4f", epoch + 1, step + 1, len(batches), float(loss))
+                log.info("epoch %d step %d/%d loss %.4f", epoch + 1, step + 1, len(batches), step_loss)
         scheduler.step()
         val_probs = predict_probs(model, sets["val"].images, card)
         val_loss = cross_entropy(val_probs, sets["val"].labels)
@@ -177,6 +181,9 @@ def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = T
         "trained": True,
         "version": config.version or datetime.now(timezone.utc).strftime("b2-%Y%m%d-%H%M"),
         "init": init,
+        "trained_on": config.trained_on or f"crops in {processed}",
+        "limits": config.limits,
+        "reproduce": config.reproduce,
         "metrics": metrics,
         "best_epoch": best["epoch"],
         "history": history,

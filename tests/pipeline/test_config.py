@@ -41,3 +41,7 @@ def test_unreadable_and_invalid_files(tmp_path: Path):
 
 def test_parse_override():
     assert parse_override("a.b=3") == (["a", "b"], 3)
+    assert parse_override("a=[1, 2]") == (["a"], [1, 2])
+    assert parse_override("note=data: synthetic, seed 0") == (["note"], "data: synthetic, seed 0")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_override("a=[1, 2")
