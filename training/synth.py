@@ -291,12 +291,12 @@ def _blink_schedule(rng: np.random.Generator, t0: float, t1: float) -> list[tupl
     n = int(rng.choice(4, p=[0.15, 0.45, 0.3, 0.1]))
     lo, hi = t0 + 0.15, t1 - 0.35
     blinks: list[tuple[float, float]] = []
-    for _ in range(n):
-        for _attempt in range(10):
-            start = rng.uniform(lo, hi) if hi > lo else None
-            if start is not None and all(abs(start - s) >= 0.5 for s, _ in blinks):
-                blinks.append((round(float(start), 3), round(float(rng.uniform(0.13, 0.3)), 3)))
-                break
+    if hi <= lo:
+        return blinks
+    for _ in range(10 * n):  # rejection sampling; fewer blinks where they do not fit
+        start = float(rng.uniform(lo, hi))
+        if len(blinks) < n and all(abs(start - s) >= 0.5 for s, _ in blinks):
+            blinks.append((round(start, 3), round(float(rng.uniform(0.13, 0.3)), 3)))
     return sorted(blinks)
 
 
@@ -434,7 +434,8 @@ def write_session_manifest(rows: list[dict], folder: Path) -> None:
     for col in ("subjects", "occluded_regions"):
         flat[col] = flat[col].map(";".join)
     flat["blink_times_s"] = flat["blink_times_s"].map(lambda ts: ";".join(f"{t:g}" for t in ts))
-    flat["n_faces"] = flat["n_faces"].astype("Int64")
+    for col in ("n_faces", "rotation", "width", "height"):
+        flat[col] = flat[col].astype("Int64")
     flat.to_csv(folder / "manifest.csv", index=False)
 
 

@@ -24,10 +24,14 @@ SKIN_RGB = np.array(
     dtype=np.float32,
 )
 HAIR_RGB = np.array([[20, 18, 16], [45, 32, 24], [80, 55, 35], [130, 95, 60], [190, 160, 110], [150, 150, 150]], dtype=np.float32)
-# Lower lid of each eye, corner to corner (MediaPipe face mesh indices): the lash line of a closed eye.
+# Lower and upper lid of each eye, corner to corner (MediaPipe face mesh indices).
 LOWER_LID = {
     "right_eye": (33, 7, 163, 144, 145, 153, 154, 155, 133),
     "left_eye": (263, 249, 390, 373, 374, 380, 381, 382, 362),
+}
+UPPER_LID = {
+    "right_eye": (33, 246, 161, 160, 159, 158, 157, 173, 133),
+    "left_eye": (263, 466, 388, 387, 386, 385, 384, 398, 362),
 }
 CHEEK_IDX = (50, 280)
 
@@ -334,20 +338,23 @@ def _skin_colour(img: np.ndarray, lm: np.ndarray) -> np.ndarray:
 
 
 def close_eyes(rgb: np.ndarray, geo: FaceGeometry, skin: np.ndarray) -> np.ndarray:
-    """A copy of ``rgb`` with both eyes shut: each eye opening painted as eyelid, plus a lash line."""
+    """A copy of ``rgb`` with both eyes shut: each eye opening painted as eyelid skin, with a
+    dark lash line just below the eye's middle and a soft crease above it."""
     out = rgb.copy()
-    lid = skin * 0.9
-    lash_w = max(1, int(round(geo.eye_distance / 30)))
+    d = geo.eye_distance
     for region in ("left_eye", "right_eye"):
         pts = geo.landmarks[list(REGION_IDX[region])]
         centre = pts.mean(axis=0)
-        hull = cv2.convexHull(((pts - centre) * 1.3 + centre).astype(np.float32))[:, 0]
-        _paint(out, None, _poly_mask(out.shape, hull, geo.eye_distance / 40), lid)
-        lash = np.zeros(out.shape[:2], np.float32)
-        lower = geo.landmarks[list(LOWER_LID[region])]
-        lower = (lower + centre) / 2 + np.array([0.0, 0.15]) * (lower - centre)
-        cv2.polylines(lash, [np.round(lower).astype(np.int32)], False, 1.0, lash_w, cv2.LINE_AA)
-        _paint(out, None, 0.75 * _soft(lash, 0.6), skin * 0.3)
+        hull = cv2.convexHull(((pts - centre) * 1.35 + centre).astype(np.float32))[:, 0]
+        _paint(out, None, _poly_mask(out.shape, hull, d / 40), skin * 0.88)
+        for lid, shape, width, colour, strength in (
+            (LOWER_LID[region], (1.05, 0.35), d / 14, skin * 0.15, 0.9),  # lashes
+            (UPPER_LID[region], (0.9, 1.6), d / 18, skin * 0.65, 0.5),  # crease
+        ):
+            line = centre + (geo.landmarks[list(lid)] - centre) * np.array(shape)
+            mask = np.zeros(out.shape[:2], np.float32)
+            cv2.polylines(mask, [np.round(line).astype(np.int32)], False, 1.0, max(1, int(round(width))), cv2.LINE_AA)
+            _paint(out, None, strength * _soft(mask, width / 4), colour)
     return out
 
 
@@ -459,7 +466,9 @@ def draw_occluders(rgb, alpha, geo: FaceGeometry, plan, rng: np.random.Generator
         if style == "sunglasses":
             frame_col = _random_colour(rng, 5, 60, 0.2)
             for eye in ("left_eye", "right_eye"):
-                _paint(rgb, alpha, _ellipse_mask(rgb.shape, c[eye], (0.36 * d, 0.27 * d), 0, sigma), frame_col * 0.6 + np.float32(8))
+                centre, (hw, hh) = _region_box(geo, eye)
+                lens = (max(0.36 * d, hw + 0.08 * d), max(0.27 * d, hh + 0.1 * d))
+                _paint(rgb, alpha, _ellipse_mask(rgb.shape, centre, lens, 0, sigma), frame_col * 0.6 + np.float32(8))
                 outward = 1.0 if c[eye][0] > face_mid_x else -1.0
                 _paint(rgb, alpha, _capsule_mask(rgb.shape, c[eye] + (outward * 0.34 * d, -0.05 * d), c[eye] + (outward * 0.75 * d, -0.1 * d), 0.06 * d, sigma), frame_col)
             _paint(rgb, alpha, _capsule_mask(rgb.shape, c["right_eye"] + (0.3 * d, -0.08 * d), c["left_eye"] - (0.3 * d, 0.08 * d), 0.07 * d, sigma), frame_col)
@@ -472,7 +481,7 @@ def draw_occluders(rgb, alpha, geo: FaceGeometry, plan, rng: np.random.Generator
             if "nose" in regions:
                 top = max(c["nose"][1] - 0.35 * d, max(c["left_eye"][1], c["right_eye"][1]) + 0.22 * d)
             else:
-                top = c["mouth"][1] - 0.3 * d
+                top = c["mouth"][1] - 0.22 * d
             bottom = c["mouth"][1] + 0.75 * d
             mx = c["mouth"][0]
             poly = [(mx - 0.55 * d, top), (mx + 0.55 * d, top), (mx + 0.8 * d, top + 0.35 * d), (mx + 0.55 * d, bottom), (mx - 0.55 * d, bottom), (mx - 0.8 * d, top + 0.35 * d)]
@@ -486,40 +495,50 @@ def draw_occluders(rgb, alpha, geo: FaceGeometry, plan, rng: np.random.Generator
         elif style == "patch":
             (eye,) = regions
             outward = 1.0 if c[eye][0] > face_mid_x else -1.0
-            _paint(rgb, alpha, _ellipse_mask(rgb.shape, c[eye], (0.33 * d, 0.25 * d), 0, sigma), np.float32([25, 22, 20]))
+            centre, (hw, hh) = _region_box(geo, eye)
+            patch = (max(0.33 * d, hw + 0.08 * d), max(0.25 * d, hh + 0.1 * d))
+            _paint(rgb, alpha, _ellipse_mask(rgb.shape, centre, patch, 0, sigma), np.float32([25, 22, 20]))
             _paint(rgb, alpha, _capsule_mask(rgb.shape, c[eye], c[eye] + (outward * 0.9 * d, -0.45 * d), 0.05 * d, sigma), np.float32([20, 18, 16]))
         elif style == "card":
             (region,) = regions
-            half = {"nose": (0.26, 0.28), "mouth": (0.55, 0.32)}.get(region, (0.3, 0.23))
-            centre = c[region] + ((0, -0.05 * d) if region == "nose" else (0, 0))
-            box = [centre + (sx * half[0] * d, sy * half[1] * d) for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
+            centre, (hw, hh) = _region_box(geo, region)
+            half = (max(hw + 0.07 * d, 0.3 * d), hh + 0.07 * d)
+            box = [centre + (sx * half[0], sy * half[1]) for sx, sy in ((-1, -1), (1, -1), (1, 1), (-1, 1))]
             _paint(rgb, alpha, _poly_mask(rgb.shape, box, sigma), _random_colour(rng, 30, 240, 0.6))
         else:  # hand
             (region,) = regions
             outward = 1.0 if c[region][0] > face_mid_x else -1.0
-            if region == "mouth":
+            if region == "nose":
+                # fingers laid across the nose from the side, stacked to cover its height
+                centre, (hw, hh) = _region_box(geo, "nose")
+                finger_w = (2 * hh + 0.08 * d) / 4.2
+                palm = centre + (outward * (hw + 0.55 * d), 0.0)
+                arm_to = centre + (outward * 2.4 * d, 0.4 * d)
+                _draw_hand(rgb, alpha, rng, palm, (0.25 * d, 2.2 * finger_w), (-outward, 0.0), 2 * hw + 0.6 * d, finger_w, arm_to, skin)
+            elif region == "mouth":
                 outward = float(rng.choice([-1.0, 1.0]))
-                palm_axes, finger = (0.45 * d, 0.3 * d), (-outward, -0.1)
                 arm_to = c[region] + (outward * 1.4 * d, 1.8 * d)
-            elif region == "nose":
-                palm_axes, finger = (0.25 * d, 0.2 * d), (-outward, 0.0)
-                arm_to = c[region] + (outward * 2.2 * d, 0.4 * d)
-                _draw_hand(rgb, alpha, rng, c[region] + (outward * 0.9 * d, 0), palm_axes, finger, 0.9 * d, 0.12 * d, arm_to, skin)
-                continue
+                _draw_hand(rgb, alpha, rng, c[region], (0.55 * d, 0.3 * d), (-outward, -0.1), 0.5 * d, 0.11 * d, arm_to, skin)
             else:
-                palm_axes, finger = (0.36 * d, 0.26 * d), (-0.5 * outward, -0.85)
                 arm_to = c[region] + (outward * 2.0 * d, 0.1 * d)
-            _draw_hand(rgb, alpha, rng, c[region], palm_axes, finger, 0.5 * d, 0.11 * d, arm_to, skin)
+                _draw_hand(rgb, alpha, rng, c[region], (0.36 * d, 0.26 * d), (-0.5 * outward, -0.85), 0.5 * d, 0.11 * d, arm_to, skin)
+
+
+def _region_box(geo: FaceGeometry, region: str) -> tuple[np.ndarray, tuple[float, float]]:
+    """Centre and half-size (x, y) of the bounding box of a region's landmarks."""
+    pts = geo.landmarks[list(REGION_IDX[region])]
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    return (lo + hi) / 2, tuple((hi - lo) / 2)
 
 
 # --------------------------------------------------------------------------- print and replay
 
 # Ranges (low, high) of the print and screen artefacts. Margins (photo shown beyond the
-# face box) and borders are in face sizes: small enough on the left, top and right that
-# the paper or bezel edge lies inside a 1.6x crop of the face box, larger at the bottom to
-# show the neck and shoulders, which face detection needs on these low-resolution faces.
+# face box) and borders are in face sizes: small enough at the sides that the paper or
+# bezel edges lie inside a 1.6x crop of the face box; larger at the bottom and often at
+# the top, because face detection on these low-resolution faces needs the head outline.
 PRINT = {
-    "margin": ((0.1, 0.2), (0.08, 0.16), (0.1, 0.2), (0.3, 0.6)),  # left, top, right, bottom
+    "margin": ((0.04, 0.14), (0.08, 0.4), (0.04, 0.14), (0.3, 0.6)),  # left, top, right, bottom
     "border": (0.03, 0.07),
     "black": (10.0, 30.0),
     "white": (210.0, 245.0),
@@ -528,11 +547,11 @@ PRINT = {
     "halftone": (0.05, 0.12),
 }
 REPLAY = {
-    "margin": ((0.1, 0.2), (0.08, 0.16), (0.1, 0.2), (0.3, 0.6)),
+    "margin": ((0.04, 0.14), (0.08, 0.4), (0.04, 0.14), (0.3, 0.6)),
     "gamma": (0.7, 1.3),
-    "grid": (0.1, 0.2),
+    "grid": (0.08, 0.18),
     "moire": (0.03, 0.06),
-    "moire_period": (10.0, 28.0),
+    "moire_period": (20.0, 50.0),
     "glare": (20.0, 80.0),
     "bezel": (0.03, 0.09),
     "blur": (0.4, 0.7),

@@ -1,17 +1,36 @@
-"""Synthetic sessions: deterministic, and the faces in them are real to MediaPipe."""
+"""Synthetic sessions: determinism, real face detection on the rendered frames, manifests,
+subject splits and the video files themselves."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import av
+import mediapipe as mp
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
-from pipeline.decode import VideoReader
-from pipeline.faces import FaceDetector
-from training.face_sources import load_face_sources
-from training.synth import SessionSpec, make_demo_sessions, render_session_frames
+from training.datasets import SPLITS, split_for_subject
+from training.face_sources import REGIONS, load_face_sources
+from training.synth import (
+    IMAGE_MANIFEST_COLUMNS,
+    KINDS,
+    MANIFEST_COLUMNS,
+    SessionSpec,
+    make_demo_sessions,
+    make_image_dataset,
+    make_session_dataset,
+    random_spec,
+    render_session_frames,
+)
+from training.video_writer import write_video
+
+# Frames sampled per session and sessions per kind for the detection-rate tests.
+SAMPLED_FRAMES = (0, 11, 22, 33, 44)
+SESSIONS_PER_KIND = 8
 
 
 @pytest.fixture(scope="module")
@@ -21,51 +40,193 @@ def sources():
 
 @pytest.fixture(scope="module")
 def detector():
-    with FaceDetector() as d:
-        yield d
+    with mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5) as fd:
+        yield fd
 
 
-def spec(kind: str, subjects=("astronaut",), **kw) -> SessionSpec:
-    base = {"session_id": kind, "kind": kind, "subjects": tuple(subjects), "duration_s": 1.0, "fps": 5.0, "seed": 3}
-    return SessionSpec(**(base | kw))
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, sources):
+    out = tmp_path_factory.mktemp("demo")
+    return out, make_demo_sessions(out, sources, seed=0)
 
 
-def test_face_sources_load_many_subjects(sources):
+def _n_faces(detector, frame: np.ndarray) -> int:
+    return len(detector.process(frame).detections or [])
+
+
+def _face_counts(detector, sources, kind: str, seed: int) -> list[int]:
+    """Faces found in the sampled frames of SESSIONS_PER_KIND random sessions of ``kind``."""
+    rng = np.random.default_rng(seed)
     ids = [s.subject_id for s in sources]
-    assert len(ids) >= 50 and len(set(ids)) == len(ids)
-    assert {"grace_hopper", "astronaut"} <= set(ids)
+    counts = []
+    for i in range(SESSIONS_PER_KIND):
+        subjects = [str(s) for s in rng.choice(ids, 3, replace=False)]
+        spec = random_spec(f"{kind}{i}", kind, subjects, rng)
+        frames = list(render_session_frames(spec, sources, upright=True))
+        counts += [_n_faces(detector, frames[j]) for j in SAMPLED_FRAMES]
+    return counts
 
 
-def test_same_seed_same_frames_other_seed_other_frames(sources):
-    a = list(render_session_frames(spec("live"), sources))
-    b = list(render_session_frames(spec("live"), sources))
-    c = list(render_session_frames(spec("live", seed=4), sources))
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert not np.array_equal(a[0], c[0])
+def test_face_sources_have_landmarks(sources):
+    assert len(sources) >= 90
+    assert len({s.subject_id for s in sources}) == len(sources)
+    for s in sources[:5]:
+        assert s.image.dtype == np.uint8 and s.image.ndim == 3
+        assert s.landmarks.shape == (478, 2)
+        assert set(s.centers) == set(REGIONS)
+        # the person's left eye is on the image's right side
+        assert s.centers["left_eye"][0] > s.centers["right_eye"][0]
+        x, y, w, h = s.box
+        for cx, cy in s.centers.values():
+            assert x <= cx <= x + w and y <= cy <= y + h
 
 
-@pytest.mark.parametrize("kind", ["live", "print", "replay"])
-def test_mediapipe_finds_one_face_in_face_sessions(kind, sources, detector):
-    frames = list(render_session_frames(spec(kind, subjects=("grace_hopper",)), sources, upright=True))
-    found = [len(detector.detect(f)) for f in frames]
-    assert sum(n == 1 for n in found) >= 0.8 * len(frames), found
+@pytest.mark.parametrize("kind", ["live", "print", "replay", "occluded", "multi_face", "swap"])
+def test_same_seed_same_frames_other_seed_other_frames(sources, kind):
+    rng = np.random.default_rng(3)
+    spec = random_spec("d", kind, ["grace_hopper", "astronaut", "lfw000"], rng, duration_s=0.4, fps=10)
+    first = list(render_session_frames(spec, sources))
+    again = list(render_session_frames(spec, sources))
+    other = list(render_session_frames(SessionSpec(**{**spec.__dict__, "seed": spec.seed + 1}), sources))
+    assert len(first) == spec.n_frames == 4
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not any(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+# With these seeds all 40 sampled frames of each kind hold exactly one face; over 45 sessions
+# per kind with other seeds the rates were live 0.98, print 0.96, replay 0.95.
+@pytest.mark.parametrize(("kind", "min_ratio"), [("live", 0.95), ("print", 0.85), ("replay", 0.8)])
+def test_one_face_detected_in_most_frames(sources, detector, kind, min_ratio):
+    counts = _face_counts(detector, sources, kind, seed=11)
+    ratio = np.mean([c == 1 for c in counts])
+    assert ratio >= min_ratio, f"{kind}: one face in {ratio:.2f} of {len(counts)} frames"
 
 
 def test_no_face_and_several_faces(sources, detector):
-    empty = [len(detector.detect(f)) for f in render_session_frames(spec("no_face", subjects=()), sources)]
-    assert max(empty) == 0
-    several = [len(detector.detect(f)) for f in render_session_frames(spec("multi_face", subjects=("grace_hopper", "astronaut")), sources)]
-    assert sum(n >= 2 for n in several) >= 0.6 * len(several), several
+    assert sum(_face_counts(detector, sources, "no_face", seed=12)[:20]) == 0
+    several = _face_counts(detector, sources, "multi_face", seed=13)
+    assert np.mean([c >= 2 for c in several]) >= 0.9
 
 
-def test_demo_sessions_and_manifest(tmp_path: Path, sources):
-    rows = make_demo_sessions(tmp_path, sources, seed=0)
-    manifest = pd.read_parquet(tmp_path / "manifest.parquet")
-    assert len(manifest) == len(rows) and {"session_id", "uri", "label", "attack_type", "kind", "split", "swap_at_s", "occluded_regions"} <= set(manifest.columns)
-    assert set(manifest["kind"]) >= {"live", "print", "replay", "swap", "occluded", "no_face", "multi_face", "broken"}
-    subjects_by_split = manifest.dropna(subset=["subject"]).groupby("subject")["split"].nunique()
-    assert (subjects_by_split == 1).all()
-    rotated = manifest[manifest["rotation"] != 0].iloc[0]
-    with VideoReader(tmp_path / rotated["uri"], sample_fps=5) as video:
-        frames = list(video.sampled())
-    assert video.rotation == rotated["rotation"] and frames[0].image.shape[:2] == (rotated["height"], rotated["width"])
+def test_blink_closes_the_eyes_for_face_mesh(sources):
+    """Face mesh's eye aspect ratio drops while the rendered eyes are shut."""
+
+    def eye_aspect(lm, idx):
+        p = [np.array(lm[i]) for i in idx]
+        return (np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4])) / (2 * np.linalg.norm(p[0] - p[3]))
+
+    spec = SessionSpec("b", "live", ("grace_hopper",), duration_s=1.0, fps=10, blinks=((0.0, 0.3),), seed=5)
+    frames = list(render_session_frames(spec, sources))
+    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as mesh:
+        ears = []
+        for frame in (frames[1], frames[8]):  # shut at 0.1 s, open at 0.8 s
+            h, w = frame.shape[:2]
+            lm = [(p.x * w, p.y * h) for p in mesh.process(frame).multi_face_landmarks[0].landmark]
+            ears.append(eye_aspect(lm, (33, 160, 158, 133, 153, 144)) + eye_aspect(lm, (362, 385, 387, 263, 373, 380)))
+    shut, open_ = ears
+    assert shut < 0.75 * open_
+
+
+def test_spec_rejects_inconsistent_sessions():
+    with pytest.raises(ValueError):
+        SessionSpec("x", "live", ("a",), occluded_regions=("mouth",))
+    with pytest.raises(ValueError):
+        SessionSpec("x", "occluded", ("a",), occluded_regions=("ear",))
+    with pytest.raises(ValueError):
+        SessionSpec("x", "swap", ("a", "b"))
+    with pytest.raises(ValueError):
+        SessionSpec("x", "live", ("a",), size=(641, 480))
+
+
+def test_split_is_deterministic_and_roughly_70_15_15():
+    ids = [f"subject{i}" for i in range(2000)]
+    splits = [split_for_subject(s, 7) for s in ids]
+    assert splits == [split_for_subject(s, 7) for s in ids]
+    share = {name: splits.count(name) / len(ids) for name in SPLITS}
+    assert abs(share["train"] - 0.70) < 0.04 and abs(share["val"] - 0.15) < 0.03 and abs(share["test"] - 0.15) < 0.03
+    assert splits != [split_for_subject(s, 8) for s in ids]
+
+
+def test_session_dataset_manifest_and_videos(tmp_path, sources):
+    rows = make_session_dataset(tmp_path, sources, n_sessions=len(KINDS), seed=4, duration_s=0.6, fps=10, size=(320, 240))
+    folder = tmp_path / "sessions"
+    csv = pd.read_csv(folder / "manifest.csv")
+    table = pq.read_table(folder / "manifest.parquet")
+    assert tuple(csv.columns) == MANIFEST_COLUMNS == tuple(table.column_names)
+    assert sorted(csv["kind"]) == sorted(KINDS)
+    parquet = table.to_pylist()
+    for row in parquet:
+        assert isinstance(row["occluded_regions"], list) and isinstance(row["blink_times_s"], list)
+        assert set(row["occluded_regions"]) <= set(REGIONS)
+        assert (row["swap_at_s"] is None) == (row["kind"] != "swap")
+        assert row["label"] in ({None} if row["kind"] == "no_face" else {"live", "spoof"})
+        assert row["attack_type"] in ("none", "print", "replay")
+        # partners of a swap or a group share the primary subject's split
+        assert {split_for_subject(s, 4) for s in row["subjects"]} <= {row["split"]}
+        with av.open(str(folder / row["uri"])) as container:
+            frames = list(container.decode(video=0))
+        assert len(frames) == 6
+        assert frames[0].rotation == row["rotation"]
+    occluded = next(r for r in parquet if r["kind"] == "occluded")
+    assert csv.loc[csv["kind"] == "occluded", "occluded_regions"].item() == ";".join(occluded["occluded_regions"])
+    assert rows == parquet
+
+
+def test_image_dataset(tmp_path, sources):
+    rows = make_image_dataset(tmp_path, sources, images_per_class=4, seed=2)
+    manifest = pd.read_csv(tmp_path / "images" / "manifest.csv")
+    assert tuple(manifest.columns) == IMAGE_MANIFEST_COLUMNS
+    assert len(manifest) == len(rows) == 8
+    assert (manifest["label"] == "live").sum() == (manifest["label"] == "spoof").sum() == 4
+    assert set(manifest.loc[manifest["label"] == "spoof", "attack_type"]) == {"print", "replay"}
+    for row in manifest.itertuples():
+        path = tmp_path / "images" / row.path
+        assert path.name.startswith(row.subject + "_")
+        assert path.parent.name == ("live" if row.label == "live" else row.attack_type)
+        assert row.split == split_for_subject(row.subject, 2)
+        with Image.open(path) as im:
+            assert im.size == (640, 480)
+
+
+def test_demo_sessions(demo, detector):
+    out, rows = demo
+    by_id = {r["session_id"]: r for r in rows}
+    kinds = [r["kind"] for r in rows]
+    for kind in ("live", "print", "replay", "swap", "occluded", "no_face", "multi_face", "broken"):
+        assert kind in kinds
+    assert pq.read_table(out / "manifest.parquet").to_pylist() == rows
+    for row in rows:
+        path = out / row["uri"]
+        assert path.exists()
+        if row["kind"] == "broken":
+            with pytest.raises(av.error.FFmpegError):
+                with av.open(str(path)) as container:
+                    list(container.decode(video=0))
+            continue
+        with av.open(str(path)) as container:
+            frames = list(container.decode(video=0))
+        assert len(frames) == 45
+        assert frames[0].rotation == row["rotation"]
+    rotated = by_id["demo_live_phone_rotated"]
+    assert rotated["rotation"] != 0
+    with av.open(str(out / rotated["uri"])) as container:
+        frame = next(container.decode(video=0))
+    assert frame.rotation != 0
+    stored = frame.to_ndarray(format="rgb24")
+    upright = np.ascontiguousarray(np.rot90(stored, frame.rotation // 90))  # rotation is counter-clockwise
+    assert upright.shape[:2] == (rotated["height"], rotated["width"])
+    assert _n_faces(detector, upright) == 1
+    assert by_id["demo_occluded_mouth"]["occluded_regions"] == ["mouth"]
+    assert by_id["demo_swap"]["swap_at_s"] == 1.5
+
+
+def test_rotated_session_is_stored_sideways(tmp_path, sources):
+    spec = SessionSpec("r", "live", ("astronaut",), duration_s=0.4, fps=10, size=(240, 320), rotation=90, seed=1)
+    stored = list(render_session_frames(spec, sources))
+    upright = list(render_session_frames(spec, sources, upright=True))
+    assert stored[0].shape[:2] == (240, 320) and upright[0].shape[:2] == (320, 240)
+    assert np.array_equal(np.rot90(stored[0], 1), upright[0])
+    path = write_video(Path(tmp_path) / "r.mp4", stored, fps=spec.fps, rotation=spec.rotation)
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == spec.n_frames and frames[0].rotation == 90
