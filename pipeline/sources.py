@@ -74,15 +74,16 @@ def read_manifest(path: Path) -> list[Session]:
         sid, uri = row.pop("session_id"), row.pop("uri")
         if sid in (None, "") or uri in (None, ""):
             raise InputError(f"manifest {path} row {i + 1}: session_id and uri must not be empty")
-        if "://" not in uri and not os.path.isabs(uri):
-            uri = str(path.parent / uri)
+        if "://" not in uri:
+            uri = os.path.abspath(path.parent / uri)
         extra = {k: ("" if v is None else str(v)) for k, v in row.items()}
         sessions.append(Session(session_id=str(sid), uri=uri, extra=extra))
     return sessions
 
 
 def _from_files(files: Iterable[Path], root: Path) -> list[Session]:
-    return [Session(session_id=_strip_extension(p.relative_to(root).as_posix()), uri=str(p)) for p in files]
+    # Absolute URIs: Ray workers do not share the driver's working directory.
+    return [Session(session_id=_strip_extension(p.relative_to(root).as_posix()), uri=os.path.abspath(p)) for p in files]
 
 
 def expand_input(text: str, extensions: Iterable[str]) -> list[Session]:
@@ -96,7 +97,7 @@ def expand_input(text: str, extensions: Iterable[str]) -> list[Session]:
     if path.is_file():
         if path.suffix.lower() in MANIFEST_SUFFIXES:
             return read_manifest(path)
-        return [Session(session_id=_strip_extension(path.name), uri=str(path))]
+        return [Session(session_id=_strip_extension(path.name), uri=os.path.abspath(path))]
     if _GLOB_CHARS & set(text):
         root = _glob_root(text)
         matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if os.path.isfile(p))

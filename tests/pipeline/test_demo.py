@@ -9,8 +9,9 @@ import duckdb
 from pipeline.cli import main
 
 
-def test_demo_scans_every_sample_and_prints_a_summary(tmp_path: Path, ray_session, shipped_model, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+def test_demo_scans_every_sample_and_prints_a_summary(tmp_path: Path, ray_session, shipped_model, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative --out, as a newcomer types it
+    assert main(["demo", "--out", "demo", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "demo sessions" in printed and "reports" in printed
     rows = dict(duckdb.sql(f"select session_id, status from read_parquet('{tmp_path}/demo/reports/sessions/*/*.parquet')").fetchall())

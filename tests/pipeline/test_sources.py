@@ -77,3 +77,12 @@ def test_missing_input_and_empty_glob(tmp_path: Path):
         list_sessions([str(tmp_path / "nope")], EXT)
     with pytest.raises(InputError, match="matches no file"):
         list_sessions([str(tmp_path / "*.mp4")], EXT)
+
+
+def test_relative_inputs_become_absolute_uris(tmp_path: Path, monkeypatch):
+    touch(tmp_path / "in" / "a.mp4")
+    (tmp_path / "in" / "m.csv").write_text("session_id,uri\nm-1,a.mp4\n")
+    monkeypatch.chdir(tmp_path)
+    for arg in ("in", "in/a.mp4", "in/*.mp4", "in/m.csv"):
+        (s,) = list_sessions([arg], EXT)
+        assert s.uri == str(tmp_path / "in" / "a.mp4"), arg
