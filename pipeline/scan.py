@@ -140,7 +140,6 @@ def run_scan(sessions: list[Session], config: ScanConfig, *, checkpoint: Path, c
     queue: deque[tuple[str, int, np.ndarray]] = deque()  # (session_id, offset in its crops, crops not yet batched)
     queued = 0
     bar = _Progress(len(sessions), progress)
-    scanned_at = now
 
     def finish(analysis: SessionAnalysis, scores: np.ndarray | None) -> None:
         frames = analysis.frames
@@ -159,7 +158,7 @@ def run_scan(sessions: list[Session], config: ScanConfig, *, checkpoint: Path, c
             "model_version": card.version,
             "threshold": card.threshold,
             "run_id": run_id,
-            "scanned_at": scanned_at,
+            "scanned_at": now,
             "extra": analysis.session.extra or None,
         }
         frame_rows = [f | {"session_id": sid, "model_version": card.version, "run_id": run_id} for f in frames]

@@ -8,7 +8,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.model import DEFAULT_MODEL_DIR, ModelError
+from pipeline.model import DEFAULT_MODEL_DIR
+from pipeline.sources import InputError
 
 TRAINING_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -67,7 +68,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     from training.preprocess import preprocess
 
     if not args.raw.is_dir():
-        raise ModelError(f"--raw {args.raw} is not a directory")
+        raise InputError(f"--raw {args.raw} is not a directory")
     summary = preprocess(args.raw, args.out, size=args.size, scale=args.scale)
     print(json.dumps(summary, indent=2))
     return 0
@@ -80,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"init_weights={args.init_weights}"] if args.init_weights else [])
     config = load_train_config(args.config, overrides)
     if not (args.data / "crops.csv").is_file():
-        raise ModelError(f"{args.data}/crops.csv not found: run `liveness preprocess` first")
+        raise InputError(f"{args.data}/crops.csv not found: run `liveness preprocess` first")
     metrics = train(args.data, args.out, config)
     print(json.dumps(metrics, indent=2))
     return 0
@@ -96,7 +97,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     image = read_image_rgb(args.image) if args.image.is_file() else None
     if image is None:
-        raise ModelError(f"{args.image} is not a readable image")
+        raise InputError(f"{args.image} is not a readable image")
     scorer = TorchScorer(args.model)
     with FaceDetector() as detector:
         dets = detector.detect(image)

@@ -537,8 +537,9 @@ def _region_box(geo: FaceGeometry, region: str) -> tuple[np.ndarray, tuple[float
 # face box) and borders are in face sizes: small enough at the sides that the paper or
 # bezel edges lie inside a 1.6x crop of the face box; larger at the bottom and often at
 # the top, because face detection on these low-resolution faces needs the head outline.
+PHOTO_MARGIN = ((0.04, 0.14), (0.08, 0.4), (0.04, 0.14), (0.3, 0.6))  # left, top, right, bottom
 PRINT = {
-    "margin": ((0.04, 0.14), (0.08, 0.4), (0.04, 0.14), (0.3, 0.6)),  # left, top, right, bottom
+    "margin": PHOTO_MARGIN,
     "border": (0.03, 0.07),
     "black": (10.0, 30.0),
     "white": (210.0, 245.0),
@@ -547,7 +548,7 @@ PRINT = {
     "halftone": (0.05, 0.12),
 }
 REPLAY = {
-    "margin": ((0.04, 0.14), (0.08, 0.4), (0.04, 0.14), (0.3, 0.6)),
+    "margin": PHOTO_MARGIN,
     "gamma": (0.7, 1.3),
     "grid": (0.08, 0.18),
     "moire": (0.03, 0.06),

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.config import CONFIG_DIR, ConfigError, parse_override
-from pipeline.model import ModelCard, create_model, preprocess, save_checkpoint
+from pipeline.model import ModelCard, create_model, load_checkpoint, preprocess, save_checkpoint
 from training.datasets import augment, load_crop_sets
 from training.metrics import choose_threshold, cross_entropy, evaluation_report
 
@@ -166,8 +166,6 @@ def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = T
         if stale >= config.patience:
             log.info("early stop: validation loss did not improve for %d epochs", stale)
             break
-
-    from pipeline.model import load_checkpoint
 
     model, _ = load_checkpoint(out / "best", require_trained=False)
     val_probs = predict_probs(model, sets["val"].images, card)
