@@ -17,6 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.landmarks import FACE_OVAL_IDX, FaceMesh, LEFT_IRIS_CENTER, LIPS_IDX, NOSE_IDX, REGION_IDX, RIGHT_IRIS_CENTER
 from pipeline.schema import REGIONS
 
 log = logging.getLogger(__name__)
@@ -25,25 +26,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LFW_FACES = 100  # lfw_subset(): the first 100 of its 200 images are faces, the rest are not
 LFW_SIDE = 200  # upscaled side of the 25 x 25 LFW faces
 LFW_PAD = 0.35  # border added around the tight LFW crops, as a fraction of LFW_SIDE
-
-# Landmark indices of MediaPipe face mesh (refine_landmarks=True). "left" is the person's
-# left, which appears on the image's right side.
-LEFT_EYE_IDX = (249, 263, 362, 373, 374, 380, 381, 382, 384, 385, 386, 387, 388, 390, 398, 466)
-RIGHT_EYE_IDX = (7, 33, 133, 144, 145, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 246)
-LEFT_IRIS_CENTER = 473
-RIGHT_IRIS_CENTER = 468
-NOSE_IDX = (1, 2, 4, 5, 19, 45, 48, 64, 94, 97, 98, 115, 195, 220, 275, 278, 294, 326, 327, 344, 440)
-LIPS_IDX = (0, 17, 37, 39, 40, 61, 84, 91, 146, 181, 185, 267, 269, 270, 291, 314, 321, 375, 405, 409)
-FACE_OVAL_IDX = (
-    10, 21, 54, 58, 67, 93, 103, 109, 127, 132, 136, 148, 149, 150, 152, 162, 172, 176,
-    234, 251, 284, 288, 297, 323, 332, 338, 356, 361, 365, 377, 378, 379, 389, 397, 400, 454,
-)  # fmt: skip
-REGION_IDX: dict[str, tuple[int, ...]] = {
-    "left_eye": LEFT_EYE_IDX,
-    "right_eye": RIGHT_EYE_IDX,
-    "nose": NOSE_IDX,
-    "mouth": LIPS_IDX,
-}
 
 # Skin tones (RGB, 0..1) used to colour the grey LFW faces, light to dark.
 SKIN_TONES = np.array(
@@ -91,20 +73,11 @@ class FaceSource:
         return float(np.hypot(lx - rx, ly - ry))
 
 
-def _face_mesh_landmarks(image: np.ndarray, face_mesh) -> np.ndarray | None:
-    """478 (x, y) pixel landmarks of the single face in ``image``, or None."""
-    result = face_mesh.process(image)
-    if not result.multi_face_landmarks:
-        return None
-    h, w = image.shape[:2]
-    points = result.multi_face_landmarks[0].landmark
-    return np.array([(p.x * w, p.y * h) for p in points], dtype=np.float32)
-
-
-def _make_source(subject_id: str, name: str, image: np.ndarray, face_mesh) -> FaceSource | None:
-    landmarks = _face_mesh_landmarks(image, face_mesh)
+def _make_source(subject_id: str, name: str, image: np.ndarray, face_mesh: FaceMesh) -> FaceSource | None:
+    landmarks = face_mesh.landmarks(image)
     if landmarks is None:
         return None
+    landmarks = np.ascontiguousarray(landmarks[:, :2])
     x0, y0 = landmarks.min(axis=0)
     x1, y1 = landmarks.max(axis=0)
     centers = {
@@ -180,15 +153,11 @@ def _dir_images(extra_dir: Path) -> list[tuple[str, str, np.ndarray]]:
 
 @functools.lru_cache(maxsize=8)
 def _load(extra_dir: Path | None) -> tuple[FaceSource, ...]:
-    import mediapipe as mp
-
     candidates = _builtin_images()
     if extra_dir is not None:
         candidates += _dir_images(extra_dir)
     sources, dropped = [], []
-    with mp.solutions.face_mesh.FaceMesh(
-        static_image_mode=True, max_num_faces=1, refine_landmarks=True, min_detection_confidence=0.5
-    ) as face_mesh:
+    with FaceMesh() as face_mesh:
         for subject_id, name, image in candidates:
             source = _make_source(subject_id, name, image, face_mesh)
             if source is None:

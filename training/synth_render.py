@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from training.face_sources import FACE_OVAL_IDX, REGION_IDX, FaceSource
+from pipeline.landmarks import FACE_OVAL_IDX, REGION_IDX
+from training.face_sources import FaceSource
 
 FACE_PX = 200.0  # face size (max side of the face box) inside person and print layers
 SCREEN_UPSAMPLE = 2.0  # screen layers are drawn this much finer, so their pixel grid aliases

@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
-import mediapipe as mp
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from pipeline.faces import FaceDetector
+from pipeline.landmarks import FaceMesh, eye_aspect_ratio
 from training.datasets import SPLITS, split_for_subject
 from training.face_sources import REGIONS, load_face_sources
 from training.synth import (
@@ -40,7 +41,7 @@ def sources():
 
 @pytest.fixture(scope="module")
 def detector():
-    with mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5) as fd:
+    with FaceDetector(model_selection=1, min_confidence=0.5) as fd:
         yield fd
 
 
@@ -51,7 +52,7 @@ def demo(tmp_path_factory, sources):
 
 
 def _n_faces(detector, frame: np.ndarray) -> int:
-    return len(detector.process(frame).detections or [])
+    return len(detector.detect(frame))
 
 
 def _face_counts(detector, sources, kind: str, seed: int) -> list[int]:
@@ -110,19 +111,13 @@ def test_no_face_and_several_faces(sources, detector):
 
 def test_blink_closes_the_eyes_for_face_mesh(sources):
     """Face mesh's eye aspect ratio drops while the rendered eyes are shut."""
-
-    def eye_aspect(lm, idx):
-        p = [np.array(lm[i]) for i in idx]
-        return (np.linalg.norm(p[1] - p[5]) + np.linalg.norm(p[2] - p[4])) / (2 * np.linalg.norm(p[0] - p[3]))
-
     spec = SessionSpec("b", "live", ("grace_hopper",), duration_s=1.0, fps=10, blinks=((0.0, 0.3),), seed=5)
     frames = list(render_session_frames(spec, sources))
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, refine_landmarks=True) as mesh:
+    with FaceMesh() as mesh:
         ears = []
         for frame in (frames[1], frames[8]):  # shut at 0.1 s, open at 0.8 s
-            h, w = frame.shape[:2]
-            lm = [(p.x * w, p.y * h) for p in mesh.process(frame).multi_face_landmarks[0].landmark]
-            ears.append(eye_aspect(lm, (33, 160, 158, 133, 153, 144)) + eye_aspect(lm, (362, 385, 387, 263, 373, 380)))
+            lm = mesh.landmarks(frame)
+            ears.append(eye_aspect_ratio(lm, "left") + eye_aspect_ratio(lm, "right"))
     shut, open_ = ears
     assert shut < 0.75 * open_
 
