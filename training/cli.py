@@ -44,6 +44,19 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init-weights", help="local ImageNet weights (.safetensors) to start from")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
+    p = sub.add_parser("evaluate", help="ISO/IEC 30107-3 evaluation of a checkpoint; threshold chosen on the validation split")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="checkpoint directory")
+    p.add_argument("--data", type=Path, required=True, help="preprocessed folder (with crops.csv)")
+    p.add_argument("--out", type=Path, help="where evaluation.json and roc_det.png go (default: the model directory)")
+    p.add_argument("--threshold-method", help="eer | bpcerN (e.g. bpcer20); default: the card's method")
+    p.add_argument("--seed", type=int, default=0, help="split seed for crops without a split column")
+    p.add_argument("--no-card", action="store_true", help="leave the model card as it is")
+
+    p = sub.add_parser("check-data", help="data check: class balance, attack types, image sizes, faces not found, split leakage")
+    p.add_argument("--data", type=Path, required=True, help="preprocessed folder (with crops.csv)")
+    p.add_argument("--out", type=Path, help="where data_check.md/.png/.json go (default: the data folder)")
+    p.add_argument("--seed", type=int, default=0, help="split seed for crops without a split column")
+
     p = sub.add_parser("predict", help="spoof score of one image")
     p.add_argument("--image", type=Path, required=True)
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
@@ -80,10 +93,42 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides) + ([f"init_weights={args.init_weights}"] if args.init_weights else [])
     config = load_train_config(args.config, overrides)
-    if not (args.data / "crops.csv").is_file():
-        raise InputError(f"{args.data}/crops.csv not found: run `liveness preprocess` first")
+    _require_crops(args.data)
     metrics = train(args.data, args.out, config)
     print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _require_crops(folder: Path) -> None:
+    if not (folder / "crops.csv").is_file():
+        raise InputError(f"{folder}/crops.csv not found: run `liveness preprocess` first")
+
+
+@_command("evaluate")
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate
+
+    _require_crops(args.data)
+    if args.model.resolve() == DEFAULT_MODEL_DIR and not args.no_card:
+        raise InputError("refusing to rewrite the shipped model's card: pass --model DIR (a copy) or --no-card")
+    try:
+        metrics = evaluate(args.model, args.data, out=args.out, method=args.threshold_method, seed=args.seed, update_card=not args.no_card)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+@_command("check-data")
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from training.data_check import check_data
+
+    _require_crops(args.data)
+    report = check_data(args.data, args.out or args.data, seed=args.seed)
+    print(report["markdown_path"])
+    if report["leakage"]:
+        print(f"liveness check-data: {len(report['leakage'])} subject(s) are in more than one split", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.sources import InputError
 from training.preprocess import CROPS_MANIFEST, read_image_rgb
 
 SPLITS = ("train", "val", "test")
@@ -24,6 +25,14 @@ def split_for_subject(subject_id: str, seed: int) -> str:
     digest = hashlib.sha256(f"{seed}:{subject_id}".encode()).digest()
     u = int.from_bytes(digest[:8], "big") / 2**64
     return SPLITS[0] if u < SPLIT_FRACTIONS[0] else SPLITS[1] if u < SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1] else SPLITS[2]
+
+
+def split_of(row: dict, seed: int) -> str:
+    """The split of one ``crops.csv`` row: its ``split`` column when set, else its subject's."""
+    split = row.get("split") or split_for_subject(row["subject"], seed)
+    if split not in SPLITS:
+        raise InputError(f"crop {row.get('path')!r} has split {split!r}; allowed: {', '.join(SPLITS)}")
+    return split
 
 
 @dataclass
@@ -48,7 +57,7 @@ def load_crop_sets(processed: Path, *, size: int, seed: int) -> dict[str, CropSe
         rows = list(csv.DictReader(f))
     buckets: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for row in rows:
-        buckets[row.get("split") or split_for_subject(row["subject"], seed)].append(row)
+        buckets[split_of(row, seed)].append(row)
     sets = {}
     for split, items in buckets.items():
         images = []

@@ -4,7 +4,8 @@ Input layout: ``RAW/live/...`` (or ``RAW/normal/...``) and ``RAW/spoof/[ATTACK/]
 images and videos anywhere below. A ``manifest.csv`` anywhere in RAW with ``path``,
 ``subject`` (and optionally ``split``) columns says whose face each file is; without
 it the subject is the part of the file name before the first ``_``. Output: one PNG crop
-per face found, and ``crops.csv`` with path, label, attack_type, subject, source.
+per face found, ``crops.csv`` with path, label, attack_type, subject, split, source and the
+source's width and height, and ``skipped.csv`` with the files where no face was found.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 VIDEO_EXTENSIONS = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 LIVE_FOLDERS = {"live", "normal", "real", "bona_fide"}
 CROPS_MANIFEST = "crops.csv"
+SKIPPED_MANIFEST = "skipped.csv"
+CROP_COLUMNS = ("path", "label", "attack_type", "subject", "split", "source", "width", "height")
+SKIPPED_COLUMNS = ("source", "label", "attack_type", "subject", "split", "reason")
 
 
 def read_image_rgb(path: Path) -> np.ndarray | None:
@@ -56,12 +60,21 @@ def _subjects(raw: Path) -> dict[str, dict[str, str]]:
     return found
 
 
+def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
 def preprocess(raw: Path, out: Path, *, size: int, scale: float, video_fps: float = 2.0, max_video_frames: int = 16) -> dict:
     """Crop every face in RAW into OUT; returns counts, including what had no face."""
     out.mkdir(parents=True, exist_ok=True)
     known = _subjects(raw)
     counts: Counter[str] = Counter()
-    skipped: list[str] = []
+    skipped: list[dict] = []
     rows = []
     with FaceDetector(model_selection=1, min_confidence=0.5) as detector:
         for path in sorted(p for p in raw.rglob("*") if p.is_file()):
@@ -82,6 +95,7 @@ def preprocess(raw: Path, out: Path, *, size: int, scale: float, video_fps: floa
                 except DecodeError as exc:
                     log.warning("skipping %s: %s", rel, exc)
                     images = []
+            base = {"label": label[0], "attack_type": label[1], "subject": subject, "split": meta.get("split", ""), "source": rel.as_posix()}
             found = 0
             for i, image in enumerate(images):
                 _, crop = crop_main_face(image, detector.detect(image), size=size, scale=scale)
@@ -90,15 +104,13 @@ def preprocess(raw: Path, out: Path, *, size: int, scale: float, video_fps: floa
                 target = out / rel.parent / f"{path.stem}_{i:03d}.png"
                 target.parent.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(target), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-                rows.append({"path": target.relative_to(out).as_posix(), "label": label[0], "attack_type": label[1], "subject": subject, "split": meta.get("split", ""), "source": rel.as_posix()})
+                rows.append({"path": target.relative_to(out).as_posix(), **base, "width": image.shape[1], "height": image.shape[0]})
                 found += 1
             counts[f"{label[0]}/{label[1]}"] += found
             if not found:
-                skipped.append(rel.as_posix())
-    with open(out / CROPS_MANIFEST, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "label", "attack_type", "subject", "split", "source"])
-        writer.writeheader()
-        writer.writerows(rows)
-    summary = {"crops": len(rows), "by_class": dict(counts), "no_face": len(skipped), "no_face_files": skipped[:50]}
+                skipped.append({**base, "reason": "no face found" if images else "unreadable"})
+    _write_csv(out / CROPS_MANIFEST, CROP_COLUMNS, rows)
+    _write_csv(out / SKIPPED_MANIFEST, SKIPPED_COLUMNS, skipped)
+    summary = {"crops": len(rows), "by_class": dict(counts), "no_face": len(skipped), "no_face_files": [s["source"] for s in skipped[:50]]}
     log.info("preprocess: %d crops, %d files without a face", len(rows), len(skipped))
     return summary

@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.config import CONFIG_DIR, ConfigError, parse_override
 from pipeline.model import ModelCard, create_model, load_checkpoint, preprocess, save_checkpoint
 from training.datasets import augment, load_crop_sets
-from training.metrics import choose_threshold, cross_entropy, evaluation_report
+from training.evaluate import calibrate_and_measure, predict_probs, write_evaluation
+from training.metrics import cross_entropy
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +68,6 @@ def load_train_config(path: Path | None, overrides: list[str]) -> TrainConfig:
         raise ConfigError(f"invalid training config: {exc}") from exc
 
 
-def predict_probs(model, images: np.ndarray, card: ModelCard, batch_size: int = 64) -> np.ndarray:
-    """Spoof probabilities of uint8 crops with a torch model (eval mode, CPU or its device)."""
-    import torch
-
-    device = next(model.parameters()).device
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(images), batch_size):
-            x = torch.from_numpy(preprocess(images[i : i + batch_size], card)).to(device)
-            out.append(torch.softmax(model(x).float(), dim=1)[:, 1].cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0,), np.float32)
-
-
 def _init_from(model, path: str) -> str:
     from safetensors.torch import load_file
 
@@ -116,18 +103,22 @@ def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = T
     resume_path = out / "resume.pt"
     best = {"val_loss": math.inf, "epoch": -1}
     start_epoch, stale = 0, 0
+    history: list[dict] = []
+    fingerprint = json.dumps(config.model_dump(exclude={"epochs", "patience", "version", "trained_on", "limits", "reproduce"}), sort_keys=True)
     if resume_path.is_file():
         state = torch.load(resume_path, map_location=device, weights_only=True)
+        if state.get("config") != fingerprint:
+            raise ConfigError(f"{resume_path} was written by a run with another configuration; use the same settings to resume, or another --out")
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, stale = int(state["epoch"]) + 1, int(state["stale"])
         best = {"val_loss": float(state["best_val_loss"]), "epoch": int(state["best_epoch"])}
+        history = list(state["history"])
         rng = np.random.default_rng(config.seed + start_epoch)
-        log.info("resuming after epoch %d", start_epoch)
+        log.info("resuming after epoch %d (best so far: epoch %d)", start_epoch, best["epoch"])
     use_amp = device.type == "cuda"
     train_set = sets["train"]
-    history = []
     for epoch in range(start_epoch, config.epochs):
         model.train()
         started, order = time.perf_counter(), rng.permutation(len(train_set))
@@ -158,24 +149,22 @@ def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = T
             save_checkpoint(model, card, out / "best")
         else:
             stale += 1
+        # Written aside and renamed: a run killed while saving keeps the previous epoch's state.
         torch.save(
             {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch, "stale": stale,
-             "best_val_loss": best["val_loss"], "best_epoch": best["epoch"]},
-            resume_path,
+             "best_val_loss": best["val_loss"], "best_epoch": best["epoch"], "history": history, "config": fingerprint},
+            resume_path.with_suffix(".tmp"),
         )
+        resume_path.with_suffix(".tmp").replace(resume_path)
         if stale >= config.patience:
             log.info("early stop: validation loss did not improve for %d epochs", stale)
             break
 
     model, _ = load_checkpoint(out / "best", require_trained=False)
-    val_probs = predict_probs(model, sets["val"].images, card)
-    threshold = choose_threshold(val_probs, sets["val"].labels, config.threshold_method, attack_types=sets["val"].attack_types)
-    test = sets["test"] if len(sets["test"]) else sets["val"]
-    test_probs = predict_probs(model, test.images, card)
-    metrics = evaluation_report(test_probs, test.labels, test.attack_types, threshold)
-    metrics["split"] = "test" if len(sets["test"]) else "val (no test subjects)"
+    threshold, metrics, scores, measured = calibrate_and_measure(model, card, sets, config.threshold_method)
     card = card.model_copy(update={
-        "threshold": float(threshold),
+        "threshold": threshold,
+        "threshold_method": config.threshold_method,
         "trained": True,
         "version": config.version or datetime.now(timezone.utc).strftime("b2-%Y%m%d-%H%M"),
         "init": init,
@@ -189,7 +178,7 @@ def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = T
         "data": {split: {"crops": len(s), "spoof": int(s.labels.sum()), "subjects": len(set(s.subjects))} for split, s in sets.items()},
     })
     save_checkpoint(model, card, out)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_evaluation(out, metrics, scores, measured, title=f"{card.version} on held-out {metrics['split']}")
     resume_path.unlink(missing_ok=True)
     shutil.rmtree(out / "best")  # our own intermediate copy; the final checkpoint is in `out`
     return metrics

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -11,7 +17,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.faces import FaceDetector, crop_main_face
-from pipeline.model import load_checkpoint, read_card
+from pipeline.model import DEFAULT_MODEL_DIR, load_checkpoint, read_card
 from tests.videos import face_scene
 from training.preprocess import preprocess, read_image_rgb
 
@@ -72,7 +78,8 @@ def test_a_few_steps_of_training_give_a_loadable_checkpoint_and_card(processed: 
         assert key in card.metrics
     assert 0.0 <= card.threshold <= 1.0
     assert not (out / "resume.pt").exists() and not (out / "best").exists()
-    assert json.loads((out / "metrics.json").read_text())["n_attack"] == 2
+    assert json.loads((out / "evaluation.json").read_text())["n_attack"] == 2
+    assert (out / "roc_det.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +105,96 @@ def test_onnx_export_matches_torch(tiny_model: Path, tmp_path: Path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["parity_ok"] and report["max_abs_diff"] <= 1e-4 and report["crops"] == 4
     assert read_card(tiny_model).trained
+
+
+EVALUATION_KEYS = ("loss", "accuracy", "recall", "precision", "f1", "roc_auc", "apcer", "apcer_per_attack", "bpcer", "acer", "eer",
+                   "bpcer20", "bpcer100", "hter", "threshold", "threshold_method", "split", "n_bona_fide", "n_attack")
+
+
+def test_evaluate_writes_every_key_the_plot_and_the_threshold_into_the_card(tiny_model: Path, processed: Path, tmp_path: Path, capsys):
+    model = shutil.copytree(tiny_model, tmp_path / "model")
+    card = read_card(model).model_dump()
+    card["threshold"] = 0.123456
+    (model / "model.json").write_text(json.dumps(card))
+    assert main(["evaluate", "--model", str(model), "--data", str(processed), "--threshold-method", "bpcer20"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads((model / "evaluation.json").read_text())
+    for key in EVALUATION_KEYS:
+        assert key in written and key in printed
+    assert written["split"] == "test" and written["n_bona_fide"] == 2 and written["n_attack"] == 2
+    assert (model / "roc_det.png").read_bytes()[:4] == b"\x89PNG"
+    updated = read_card(model)
+    assert updated.threshold == written["threshold"] != 0.123456
+    assert updated.threshold_method == "bpcer20" and updated.metrics["acer"] == written["acer"]
+
+
+def test_evaluate_leaves_the_shipped_card_alone_unless_told(processed: Path, tmp_path: Path, capsys):
+    assert main(["evaluate", "--data", str(processed)]) == 2
+    assert "shipped model" in capsys.readouterr().err
+    before = (DEFAULT_MODEL_DIR / "model.json").read_bytes()
+    assert main(["evaluate", "--data", str(processed), "--no-card", "--out", str(tmp_path)]) == 0
+    assert (DEFAULT_MODEL_DIR / "model.json").read_bytes() == before
+    assert set(EVALUATION_KEYS) <= set(json.loads((tmp_path / "evaluation.json").read_text()))
+
+
+def test_data_check_reports_balance_and_proves_no_leakage(processed: Path, tmp_path: Path):
+    assert main(["check-data", "--data", str(processed), "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "data_check.json").read_text())
+    assert summary["by_split"]["train"] == {"live": 4, "spoof/print": 4}
+    assert summary["subjects_by_split"] == {"train": 2, "val": 1, "test": 1}
+    assert summary["by_attack_type"] == {"print": 8}
+    assert summary["no_face"]["by_class"] == {"live": 1} and summary["no_face"]["examples"] == ["live/blank_0.png"]
+    assert summary["source_sizes"]["width"]["min"] > 0
+    assert summary["leakage"] == {"subjects": {}, "sources": {}}
+    assert "PASS" in (tmp_path / "data_check.md").read_text()
+    assert (tmp_path / "data_check.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_data_check_names_a_subject_found_in_two_splits(processed: Path, tmp_path: Path, capsys):
+    leaky = shutil.copytree(processed, tmp_path / "leaky")
+    lines = (leaky / "crops.csv").read_text().splitlines()
+    row = next(i for i, line in enumerate(lines) if ",s0," in line and ",train," in line)
+    lines[row] = lines[row].replace(",train,", ",test,")
+    (leaky / "crops.csv").write_text("\n".join(lines) + "\n")
+    assert main(["check-data", "--data", str(leaky)]) == 1
+    assert "1 subject(s)" in capsys.readouterr().err
+    report = (leaky / "data_check.md").read_text()
+    assert "FAIL" in report and "subject `s0`: test, train" in report
+
+
+def _train_args(processed: Path, out: Path, epochs: int) -> list[str]:
+    return ["train", "--data", str(processed), "--out", str(out), "--set", f"input_size={SIZE}", "--set", f"epochs={epochs}",
+            "--set", "batch_size=4", "--set", "max_train_batches=1", "--set", "patience=100"]
+
+
+def test_training_killed_mid_run_resumes_where_it_stopped(processed: Path, tmp_path: Path, caplog):
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "ckpt"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *_train_args(processed, out, 200)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "resume.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert (out / "resume.pt").exists() and not (out / "model.json").exists()
+    import torch
+
+    done = int(torch.load(out / "resume.pt", weights_only=True)["epoch"]) + 1
+    assert main(_train_args(processed, out, done + 2)) == 0
+    assert f"resuming after epoch {done}" in caplog.text
+    card = read_card(out)
+    assert [h["epoch"] for h in card.history] == list(range(1, done + 3))
+    assert not (out / "resume.pt").exists()
+
+
+def test_resume_with_another_configuration_is_refused(processed: Path, tmp_path: Path, capsys):
+    out = tmp_path / "ckpt"
+    out.mkdir()
+    import torch
+
+    torch.save({"config": "something else", "epoch": 0}, out / "resume.pt")
+    assert main(_train_args(processed, out, 3)) == 2
+    assert "another configuration" in capsys.readouterr().err
