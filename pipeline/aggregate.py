@@ -10,11 +10,18 @@ from typing import Literal
 
 import numpy as np
 
-from pipeline.config import AggregateConfig
+from pipeline.config import AggregateConfig, DecisionConfig
 from pipeline.schema import DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF, STATUS_FAILED, STATUS_NO_FACE, STATUS_OK
 
 REASON_SPOOF_SCORE = "spoof_score"
 REASON_NO_FACE = "no_face"
+REASON_SWAP = "swap"
+REASON_STATIC = "static"
+REASON_NO_BLINK = "no_blink"
+REASON_MULTI_FACE = "multi_face"
+REASON_OCCLUDED = "occluded:"  # followed by the region, e.g. occluded:mouth
+
+_SEVERITY = {"ignore": 0, DECISION_LIVE: 0, DECISION_REVIEW: 1, DECISION_SPOOF: 2}
 
 
 def pool_scores(scores: Sequence[float], method: Literal["mean", "median", "topk"] = "mean", topk: int = 5) -> float | None:
@@ -46,11 +53,41 @@ def decide(score: float, threshold: float, review_band: float) -> str:
     return DECISION_REVIEW
 
 
-def aggregate_session(frames: Sequence[dict], *, threshold: float, config: AggregateConfig, error: str | None = None) -> dict:
-    """Session columns from its frame rows (each with ``n_faces`` and ``spoof_score`` or None).
+def signal_reasons(signals: dict, multi_face_ratio: float, rules: DecisionConfig) -> list[tuple[str, str]]:
+    """``(reason, action)`` of every session signal that fired, in a fixed order.
+
+    ``signals`` holds what the analysis found: ``swap_detected``, ``static``, ``no_blink``
+    and ``occluded_regions``; missing keys mean the signal was not computed.
+    """
+    fired = []
+    if signals.get("swap_detected"):
+        fired.append((REASON_SWAP, rules.swap))
+    if signals.get("static"):
+        fired.append((REASON_STATIC, rules.static))
+    if signals.get("no_blink"):
+        fired.append((REASON_NO_BLINK, rules.no_blink))
+    fired += [(REASON_OCCLUDED + region, rules.occluded) for region in signals.get("occluded_regions") or []]
+    if multi_face_ratio >= rules.multi_face_ratio:
+        fired.append((REASON_MULTI_FACE, rules.multi_face))
+    return [(reason, action) for reason, action in fired if action != "ignore"]
+
+
+def aggregate_session(
+    frames: Sequence[dict],
+    *,
+    threshold: float,
+    config: AggregateConfig,
+    rules: DecisionConfig | None = None,
+    signals: dict | None = None,
+    error: str | None = None,
+) -> dict:
+    """Session columns from its frame rows (each with ``n_faces`` and ``spoof_score`` or None)
+    and its session signals (see :func:`signal_reasons`).
 
     A session with an ``error`` is ``failed`` with no decision; one where no sampled frame
-    has a face is ``no_face`` and goes to ``review``.
+    has a face is ``no_face`` and goes to ``review``. Otherwise the decision is the most
+    severe of the spoof score's and the fired signals' actions, and ``reasons`` names the
+    score (when it is not live) and each fired signal.
     """
     if error is not None:
         return {"status": STATUS_FAILED, "error": error, "frames_sampled": 0, "frames_scored": 0, "decision": None, "reasons": []}
@@ -66,8 +103,14 @@ def aggregate_session(frames: Sequence[dict], *, threshold: float, config: Aggre
         "spoof_score": pool_scores(scores, config.method, config.topk),
         "spoof_score_max": float(max(scores)) if scores else None,
     }
+    signals = signals or {}
+    row |= {k: signals.get(k) for k in ("swap_detected", "swap_at_s", "static", "blink_count", "occluded_regions")}
     if not scores:
         return row | {"status": STATUS_NO_FACE, "decision": DECISION_REVIEW, "reasons": [REASON_NO_FACE]}
     decision = decide(row["spoof_score"], threshold, config.review_band)
     reasons = [REASON_SPOOF_SCORE] if decision != DECISION_LIVE else []
+    for reason, action in signal_reasons(signals, row["multi_face_ratio"], rules or DecisionConfig()):
+        reasons.append(reason)
+        if _SEVERITY[action] > _SEVERITY[decision]:
+            decision = action
     return row | {"status": STATUS_OK, "decision": decision, "reasons": reasons}

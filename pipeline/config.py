@@ -61,6 +61,25 @@ class AggregateConfig(_Strict):
     review_band: float = Field(0.1, ge=0, lt=0.5, description="scores within this distance of the threshold go to review")
 
 
+Action = Literal["spoof", "review", "ignore"]
+
+
+class DecisionConfig(_Strict):
+    """What each session signal does to the decision (the spoof score's own rule is ``aggregate``).
+
+    The decision is the most severe of the spoof score's (live / review / spoof) and the
+    actions of the signals that fired (``ignore`` < ``review`` < ``spoof``); every rule that
+    fired is named in ``reasons``.
+    """
+
+    swap: Action = "spoof"
+    static: Action = "spoof"
+    no_blink: Action = "review"
+    occluded: Action = "review"
+    multi_face: Action = "review"
+    multi_face_ratio: float = Field(0.2, gt=0, le=1, description="share of sampled frames with 2+ faces that fires multi_face")
+
+
 class OutputConfig(_Strict):
     sessions_per_file: int = Field(500, ge=1)
 
@@ -82,6 +101,7 @@ class ScanConfig(_Strict):
     detect: DetectConfig = Field(default_factory=DetectConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
+    decision: DecisionConfig = Field(default_factory=DecisionConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 

@@ -40,6 +40,7 @@ SESSION_FIELDS: list[pa.Field] = [
     pa.field("reasons", pa.list_(pa.string())),
     pa.field("swap_detected", pa.bool_()),
     pa.field("swap_at_s", pa.float64()),
+    pa.field("static", pa.bool_()),
     pa.field("blink_count", pa.int32()),
     pa.field("occluded_regions", pa.list_(pa.string())),
     pa.field("model_version", pa.string()),

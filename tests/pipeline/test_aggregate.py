@@ -1,7 +1,7 @@
 import pytest
 
 from pipeline.aggregate import aggregate_session, decide, pool_scores
-from pipeline.config import AggregateConfig
+from pipeline.config import AggregateConfig, DecisionConfig
 
 
 def frames(scores, faces=None):
@@ -35,7 +35,7 @@ def test_ok_session_row():
     assert row["frames_sampled"] == 4 and row["frames_scored"] == 3
     assert row["face_ratio"] == 0.75 and row["multi_face_ratio"] == 0.25
     assert row["spoof_score"] == pytest.approx(0.8) and row["spoof_score_max"] == pytest.approx(0.9)
-    assert row["decision"] == "spoof" and row["reasons"] == ["spoof_score"]
+    assert row["decision"] == "spoof" and row["reasons"] == ["spoof_score", "multi_face"]
 
 
 def test_live_session_has_no_reasons():
@@ -58,3 +58,36 @@ def test_topk_pooling_catches_a_short_attack():
     scores = [0.1] * 18 + [0.95, 0.95]
     assert aggregate_session(frames(scores), threshold=0.5, config=AggregateConfig())["decision"] == "live"
     assert aggregate_session(frames(scores), threshold=0.5, config=AggregateConfig(method="topk", topk=2))["decision"] == "spoof"
+
+
+def test_signals_fill_the_row_and_follow_the_rules():
+    signals = {"swap_detected": True, "swap_at_s": 1.5, "static": False, "blink_count": 2, "occluded_regions": []}
+    row = aggregate_session(frames([0.1, 0.1]), threshold=0.5, config=AggregateConfig(), signals=signals)
+    assert row["decision"] == "spoof" and row["reasons"] == ["swap"]
+    assert row["swap_at_s"] == 1.5 and row["blink_count"] == 2 and row["static"] is False
+    relaxed = DecisionConfig(swap="review")
+    assert aggregate_session(frames([0.1, 0.1]), threshold=0.5, config=AggregateConfig(), rules=relaxed, signals=signals)["decision"] == "review"
+    ignored = DecisionConfig(swap="ignore")
+    row = aggregate_session(frames([0.1, 0.1]), threshold=0.5, config=AggregateConfig(), rules=ignored, signals=signals)
+    assert row["decision"] == "live" and row["reasons"] == [] and row["swap_detected"] is True
+
+
+def test_review_signals_do_not_soften_a_spoof_score():
+    signals = {"no_blink": True, "occluded_regions": ["mouth", "nose"]}
+    row = aggregate_session(frames([0.9, 0.9]), threshold=0.5, config=AggregateConfig(), signals=signals)
+    assert row["decision"] == "spoof" and row["reasons"] == ["spoof_score", "no_blink", "occluded:mouth", "occluded:nose"]
+    row = aggregate_session(frames([0.1, 0.1]), threshold=0.5, config=AggregateConfig(), signals=signals)
+    assert row["decision"] == "review" and row["reasons"] == ["no_blink", "occluded:mouth", "occluded:nose"]
+
+
+def test_multi_face_ratio_rule():
+    many = frames([0.1] * 10, faces=[2] * 3 + [1] * 7)
+    row = aggregate_session(many, threshold=0.5, config=AggregateConfig())
+    assert row["multi_face_ratio"] == pytest.approx(0.3) and row["decision"] == "review" and row["reasons"] == ["multi_face"]
+    row = aggregate_session(many, threshold=0.5, config=AggregateConfig(), rules=DecisionConfig(multi_face_ratio=0.5))
+    assert row["decision"] == "live" and row["reasons"] == []
+
+
+def test_static_stream_is_spoof_by_default():
+    row = aggregate_session(frames([0.1, 0.1]), threshold=0.5, config=AggregateConfig(), signals={"static": True})
+    assert row["decision"] == "spoof" and row["reasons"] == ["static"]
