@@ -14,8 +14,11 @@ import sys
 from pathlib import Path
 
 from pipeline.config import ConfigError, ScanConfig, load_scan_config
+from pipeline.ledger import Ledger, LedgerBusy
 from pipeline.model import DEFAULT_MODEL_DIR, ModelCard, ModelError, read_card
+from pipeline.plan import ScanPlan, plan_scan
 from pipeline.sources import InputError, Session, list_sessions
+from pipeline.storage import Store
 
 log = logging.getLogger("liveness")
 
@@ -41,6 +44,8 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="crops per scoring batch (scoring.batch_size)")
     p.add_argument("--backend", choices=["auto", "onnx", "torch"], help="scoring backend (scoring.backend)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any config key, e.g. --set aggregate.method=median")
+    p.add_argument("--rescan", action="store_true", help="scan every input again, even those the ledger says are done (new rows)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be scanned and what is skipped, and why; write nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
 
 
@@ -91,34 +96,61 @@ def resolve_model(config: ScanConfig) -> tuple[Path, ModelCard]:
     return path, card
 
 
-def prepare_scan(inputs: list[str], config: ScanConfig, out: Path) -> tuple[list[Session], Path, ModelCard]:
+def prepare_scan(inputs: list[str], config: ScanConfig, out: Path | str) -> tuple[list[Session], Path, ModelCard, Store]:
     """Everything checked before work starts: the model, the output directory, the inputs."""
     checkpoint, card = resolve_model(config)
-    if out.exists() and not out.is_dir():
+    try:
+        store = Store(out)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"--out {out}: {exc}") from exc
+    if store.local and Path(store.root).exists() and not Path(store.root).is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
     sessions = list_sessions(inputs, config.input.extensions)
     if not sessions:
         raise UsageError(f"no video found in {' '.join(inputs)} (extensions: {', '.join(config.input.extensions)})")
-    if config.limit is not None:
-        sessions = sessions[: config.limit]
-    return sessions, checkpoint, card
+    return sessions, checkpoint, card, store
 
 
-def execute_scan(sessions: list[Session], config: ScanConfig, checkpoint: Path, card: ModelCard, out: Path, *, quiet: bool):
-    """Run the scan and write its summary JSON beside the data."""
+def print_plan(plan: ScanPlan) -> None:
+    """The ``--dry-run`` listing: one line per session, then the counts."""
+    for session in plan.todo:
+        print(f"scan\t{session.session_id}\t{session.uri}\t{plan.why[session.session_id]}")
+    for session in plan.skipped:
+        print(f"skip\t{session.session_id}\t{session.uri}\t{plan.why[session.session_id]}")
+    print(f"{len(plan.todo)} to scan, {len(plan.skipped)} skipped (scan fingerprint {plan.fingerprint})")
+
+
+def execute_scan(inputs: list[str], config: ScanConfig, out: Path | str, *, quiet: bool, rescan: bool = False, dry_run: bool = False):
+    """Plan the run against the ledger, scan what is new, write the summary; None for a dry run."""
     from pipeline.scan import run_scan
     from pipeline.summary import print_summary, write_summary
 
-    summary = run_scan(sessions, config, checkpoint=checkpoint, card=card, out_dir=out, progress=not quiet)
-    write_summary(summary)
+    sessions, checkpoint, card, store = prepare_scan(inputs, config, out)
+    ledger = Ledger(store)
+    if dry_run:
+        print_plan(plan_scan(sessions, config, card, checkpoint, ledger, rescan=rescan))
+        return None
+    try:
+        ledger.lock()
+    except LedgerBusy as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        ledger.recover()
+        plan = plan_scan(sessions, config, card, checkpoint, ledger, rescan=rescan)
+        if plan.skipped:
+            log.info("%d of %d sessions already scanned with this model and settings: skipped (--rescan to force)", len(plan.skipped), len(sessions))
+        summary = run_scan(plan.todo, config, checkpoint=checkpoint, card=card, store=store, ledger=ledger, keys=plan.keys, progress=not quiet)
+        summary.skipped = len(plan.skipped)
+        write_summary(summary, store)
+    finally:
+        ledger.unlock()
     print_summary(summary)
-    return summary
+    return summary, plan, store
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
     config = scan_config_from_args(args)
-    sessions, checkpoint, card = prepare_scan(args.inputs, config, args.out)
-    execute_scan(sessions, config, checkpoint, card, args.out, quiet=args.quiet)
+    execute_scan(args.inputs, config, args.out, quiet=args.quiet, rescan=args.rescan, dry_run=args.dry_run)
     return EXIT_OK
 
 

@@ -25,6 +25,7 @@ class _Strict(BaseModel):
 
 class InputConfig(_Strict):
     extensions: list[str] = Field(default_factory=lambda: ["mp4", "mov", "mkv", "webm", "avi", "m4v", "3gp"], min_length=1)
+    identity: Literal["stat", "content"] = Field("stat", description="what tells a changed input: size + mtime, or a content hash")
 
     @field_validator("extensions")
     @classmethod
@@ -33,6 +34,8 @@ class InputConfig(_Strict):
 
 
 class DecodeConfig(_Strict):
+    """How frames come out of a video (``timeout_s`` aside, changing these rescans everything)."""
+
     sample_fps: float = Field(5.0, gt=0, le=120)
     max_frames: int = Field(64, ge=1)
     max_pixels: int = Field(4096 * 4096, ge=1, description="larger frames fail the session (absurd resolution)")

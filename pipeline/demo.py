@@ -11,11 +11,11 @@ import argparse
 import logging
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.cli import EXIT_OK, execute_scan, prepare_scan, scan_config_from_args
+from pipeline.cli import EXIT_OK, execute_scan, scan_config_from_args
+from pipeline.model import DEFAULT_MODEL_DIR, read_card
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,11 @@ def run_demo(args: argparse.Namespace) -> int:
     config = scan_config_from_args(args)
     out: Path = args.out
     manifest = make_inputs(out / "inputs")
-    sessions, checkpoint, card = prepare_scan([str(manifest)], config, out / "reports")
-    summary = execute_scan(sessions, config, checkpoint, card, out / "reports", quiet=args.quiet)
-    rows = pq.read_table([f for f in summary.files if "/sessions/" in f]).to_pylist()
+    _, plan, store = execute_scan([str(manifest)], config, out / "reports", quiet=args.quiet)
+    card = read_card(config.model or DEFAULT_MODEL_DIR)
+    wanted = set(plan.keys.values())
+    tables = [store.read_parquet(f) for f in store.list("sessions", ".parquet") if not Path(f).name.startswith(".")]
+    rows = [r for t in tables for r in t.to_pylist() if r.get("input_key") in wanted]
     table = Table(title="demo sessions", show_header=True)
     for column in ("session", "made as", "status", "decision", "spoof_score", "reasons / error"):
         table.add_column(column)

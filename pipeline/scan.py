@@ -23,10 +23,12 @@ import numpy as np
 from pipeline.aggregate import aggregate_session
 from pipeline.analyse import SessionAnalysis, analyse_session
 from pipeline.config import ScanConfig
+from pipeline.ledger import Ledger
 from pipeline.model import ModelCard
 from pipeline.output import RunWriter
 from pipeline.scoring import ScoringActor
 from pipeline.sources import Session
+from pipeline.storage import Store
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class ScanSummary:
     out_dir: str
     scan_date: str
     sessions: int = 0
+    skipped: int = 0
     crops: int = 0
     wall_s: float = 0.0
     backend: str = ""
@@ -71,7 +74,8 @@ def ensure_ray(config: ScanConfig) -> None:
     if config.ray.address:
         ray.init(address=config.ray.address, log_to_driver=False, logging_level=logging.WARNING)
     else:
-        ray.init(num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        # address="local": never attach to a cluster that `ray start` left on this machine.
+        ray.init(address="local", num_cpus=config.ray.num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
 
 
 @dataclass
@@ -111,16 +115,32 @@ def _failed_analysis(session: Session, reason: str) -> SessionAnalysis:
     return SessionAnalysis(session=session, error=reason, crops=np.zeros((0, 1, 1, 3), np.uint8))
 
 
-def run_scan(sessions: list[Session], config: ScanConfig, *, checkpoint: Path, card: ModelCard, out_dir: Path, progress: bool = True) -> ScanSummary:
-    """Scan ``sessions`` with the checkpoint and write their rows under ``out_dir``."""
+def run_scan(
+    sessions: list[Session],
+    config: ScanConfig,
+    *,
+    checkpoint: Path,
+    card: ModelCard,
+    store: Store,
+    ledger: Ledger | None = None,
+    keys: dict[str, str] | None = None,
+    progress: bool = True,
+) -> ScanSummary:
+    """Scan ``sessions`` with the checkpoint and commit their rows (and ledger entries) to ``store``.
+
+    ``keys`` maps session ids to their ledger keys (the ``input_key`` column).
+    """
     import ray
 
-    ensure_ray(config)
     started = time.perf_counter()
     now = datetime.now(timezone.utc)
     run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-    summary = ScanSummary(run_id=run_id, out_dir=str(out_dir), scan_date=now.date().isoformat(), model_version=card.version)
-    writer = RunWriter(out_dir, run_id=run_id, scan_date=summary.scan_date, sessions_per_file=config.output.sessions_per_file)
+    summary = ScanSummary(run_id=run_id, out_dir=store.display(), scan_date=now.date().isoformat(), model_version=card.version)
+    if not sessions:
+        return summary
+    ensure_ray(config)
+    keys = keys or {}
+    writer = RunWriter(store, ledger, run_id=run_id, scan_date=summary.scan_date, sessions_per_file=config.output.sessions_per_file)
 
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0
     threads = config.scoring.threads or max(1, int(config.scoring.num_cpus))
@@ -160,6 +180,7 @@ def run_scan(sessions: list[Session], config: ScanConfig, *, checkpoint: Path, c
             "run_id": run_id,
             "scanned_at": now,
             "extra": analysis.session.extra or None,
+            "input_key": keys.get(sid),
         }
         frame_rows = [f | {"session_id": sid, "model_version": card.version, "run_id": run_id} for f in frames]
         writer.add(row, frame_rows)

@@ -47,6 +47,7 @@ SESSION_FIELDS: list[pa.Field] = [
     pa.field("threshold", pa.float64()),
     pa.field("run_id", pa.string(), nullable=False),
     pa.field("scanned_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("input_key", pa.string()),
     pa.field("extra", pa.map_(pa.string(), pa.string())),
 ]
 

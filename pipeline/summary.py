@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from pipeline.scan import ScanSummary
+from pipeline.storage import Store
 
 RUNS_DIR = "_runs"
 
@@ -20,14 +19,9 @@ def summary_dict(summary: ScanSummary) -> dict:
     return asdict(summary) | {"sessions_per_s": round(summary.sessions_per_s, 3), "crops_per_s": round(summary.crops_per_s, 2)}
 
 
-def write_summary(summary: ScanSummary) -> Path:
-    """Write ``OUT/_runs/<run_id>.json`` (aside, then renamed)."""
-    path = Path(summary.out_dir) / RUNS_DIR / f"{summary.run_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(summary_dict(summary), indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+def write_summary(summary: ScanSummary, store: Store) -> str:
+    """Write ``OUT/_runs/<run_id>.json`` beside the data, all or nothing; returns its path."""
+    return store.write_bytes(f"{RUNS_DIR}/{summary.run_id}.json", (json.dumps(summary_dict(summary), indent=2, default=str) + "\n").encode())
 
 
 def print_summary(summary: ScanSummary, console: Console | None = None) -> None:
@@ -41,6 +35,8 @@ def print_summary(summary: ScanSummary, console: Console | None = None) -> None:
     for decision, n in sorted(summary.by_decision.items()):
         table.add_row(f"decision={decision}", str(n))
     console.print(table)
+    if summary.skipped:
+        console.print(f"{summary.skipped} sessions skipped: already scanned with this model and settings (--rescan to force)")
     console.print(
         f"{summary.sessions} sessions, {summary.crops} crops scored in {summary.wall_s:.1f} s "
         f"({summary.sessions_per_s:.2f} sessions/s, {summary.crops_per_s:.1f} crops/s) with {summary.backend}, model {summary.model_version}"
