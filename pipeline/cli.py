@@ -34,7 +34,7 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def _add_scan_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, type=Path, help="output directory (sessions/ and frames/ Parquet datasets)")
+    p.add_argument("--out", required=True, help="output directory or s3:// prefix (sessions/ and frames/ Parquet datasets)")
     p.add_argument("--model", help="checkpoint directory (default: the shipped models/default)")
     p.add_argument("--config", type=Path, help="scan config YAML (default: configs/scan.yaml)")
     p.add_argument("--ray-address", help="join this Ray cluster instead of starting Ray locally")

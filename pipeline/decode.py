@@ -16,6 +16,9 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pyarrow.fs as pafs
+
+from pipeline.storage import filesystem_for, is_remote
 
 av.logging.set_level(av.logging.PANIC)  # ffmpeg's own chatter; failures still raise
 
@@ -95,27 +98,29 @@ class VideoReader:
         self.max_frames = max_frames
         self.frames_decoded = 0
         self.last_pts_s: float | None = None
-        path = Path(self.uri)
-        if path.is_file() and path.stat().st_size == 0:
-            raise DecodeError("empty file (0 bytes)")
+        self._source = None
         try:
-            self._container = av.open(self.uri, mode="r")
-        except FileNotFoundError as exc:
-            raise DecodeError("file not found") from exc
-        except PermissionError as exc:
-            raise DecodeError("permission denied") from exc
-        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-            raise DecodeError(f"not a readable video container: {_reason(exc)}") from exc
+            self._source = _open_remote(self.uri) if is_remote(self.uri) else None
+            if self._source is None and Path(self.uri).is_file() and Path(self.uri).stat().st_size == 0:
+                raise DecodeError("empty file (0 bytes)")
+            self._container = av.open(self._source or self.uri, mode="r")
+        except BaseException as exc:
+            if self._source is not None:
+                self._source.close()
+            error = _open_error(exc)
+            if error is exc:
+                raise
+            raise error from exc
         if not self._container.streams.video:
             kinds = sorted({s.type for s in self._container.streams}) or ["none"]
-            self._container.close()
+            self.close()
             raise DecodeError(f"no video stream (streams: {', '.join(kinds)})")
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         self._stream = stream
         width, height = stream.codec_context.width, stream.codec_context.height
         if width * height > max_pixels:
-            self._container.close()
+            self.close()
             raise DecodeError(f"resolution {width}x{height} exceeds the limit of {max_pixels} pixels")
         duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else (
             self._container.duration / 1e6 if self._container.duration else None
@@ -138,6 +143,8 @@ class VideoReader:
     def close(self) -> None:
         """Release the file and the decoder."""
         self._container.close()
+        if self._source is not None:
+            self._source.close()
 
     def sampled(self) -> Iterator[SampledFrame]:
         """Sampled frames in presentation order, at most ``max_frames``, RGB uint8 and upright."""
@@ -163,6 +170,30 @@ class VideoReader:
             raise DecodeError(f"decoding failed after {self.frames_decoded} frames: {_reason(exc)}") from exc
         if self.frames_decoded == 0:
             raise DecodeError("the video stream holds no decodable frame")
+
+
+def _open_error(exc: BaseException) -> BaseException:
+    """The user-facing error for a video that cannot be opened (other exceptions pass through)."""
+    if isinstance(exc, DecodeError):
+        return exc
+    if isinstance(exc, FileNotFoundError):
+        return DecodeError("file not found")
+    if isinstance(exc, PermissionError):
+        return DecodeError("permission denied")
+    if isinstance(exc, (av.error.FFmpegError, OSError, UnicodeDecodeError)):
+        return DecodeError(f"not a readable video container: {_reason(exc)}")
+    return exc
+
+
+def _open_remote(uri: str):
+    """A seekable stream of an object-storage video (read in ranges, never downloaded whole)."""
+    fs, path = filesystem_for(uri)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(uri)
+    if info.size == 0:
+        raise DecodeError("empty file (0 bytes)")
+    return fs.open_input_file(path)
 
 
 def _reason(exc: BaseException) -> str:

@@ -9,7 +9,6 @@ written when all its crops are scored.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 import uuid
@@ -28,7 +27,7 @@ from pipeline.model import ModelCard
 from pipeline.output import RunWriter
 from pipeline.scoring import ScoringActor
 from pipeline.sources import Session
-from pipeline.storage import Store
+from pipeline.storage import Store, storage_env
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +67,6 @@ def ensure_ray(config: ScanConfig) -> None:
 
     if ray.is_initialized():
         return
-    # Under `uv run`, Ray would ship the project to every worker and start each with uv;
-    # locally and on clusters with the same install, the workers' own interpreter is right.
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     if config.ray.address:
         ray.init(address=config.ray.address, log_to_driver=False, logging_level=logging.WARNING)
     else:
@@ -149,7 +145,8 @@ def run_scan(
     summary.backend = ray.get(actors[0].backend.remote())
     log.info("run %s: %d sessions, model %s, scoring with %s x%d", run_id, len(sessions), card.version, summary.backend, len(actors))
 
-    analyse = ray.remote(num_cpus=1, max_retries=config.ray.session_retries)(analyse_session)
+    env = storage_env()  # workers read s3:// inputs with the driver's storage settings
+    analyse = ray.remote(num_cpus=1, max_retries=config.ray.session_retries, runtime_env={"env_vars": env} if env else None)(analyse_session)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     max_in_flight = config.ray.max_in_flight or 4 * cpus  # sessions analysing or awaiting scores: bounds memory
     todo = deque(sessions)

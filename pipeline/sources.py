@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
+import posixpath
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -11,7 +13,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from pipeline.storage import filesystem_for, is_remote
 
 MANIFEST_SUFFIXES = (".csv", ".parquet")
 MANIFEST_REQUIRED = ("session_id", "uri")
@@ -54,16 +59,20 @@ def _glob_root(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
-def read_manifest(path: Path) -> list[Session]:
-    """Sessions of a CSV or Parquet manifest with ``session_id`` and ``uri`` columns.
+def read_manifest(path: Path | str) -> list[Session]:
+    """Sessions of a CSV or Parquet manifest (local or ``s3://``) with ``session_id`` and ``uri`` columns.
 
     Relative URIs are taken relative to the manifest's folder; every other column is
     carried into the output's ``extra`` map as text.
     """
+    text = str(path)
+    fs, fs_path = filesystem_for(text)
     try:
-        table = pq.read_table(path) if path.suffix.lower() == ".parquet" else pacsv.read_csv(
-            path, convert_options=pacsv.ConvertOptions(strings_can_be_null=False, column_types={"session_id": pa.string(), "uri": pa.string()})
-        )
+        if text.lower().endswith(".parquet"):
+            table = pq.read_table(fs_path, filesystem=fs)
+        else:
+            with fs.open_input_stream(fs_path) as f:
+                table = pacsv.read_csv(f, convert_options=pacsv.ConvertOptions(strings_can_be_null=False, column_types={"session_id": pa.string(), "uri": pa.string()}))
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"manifest {path} cannot be read: {exc}") from exc
     missing = [c for c in MANIFEST_REQUIRED if c not in table.column_names]
@@ -75,7 +84,7 @@ def read_manifest(path: Path) -> list[Session]:
         if sid in (None, "") or uri in (None, ""):
             raise InputError(f"manifest {path} row {i + 1}: session_id and uri must not be empty")
         if "://" not in uri:
-            uri = os.path.abspath(path.parent / uri)
+            uri = posixpath.join(text.rsplit("/", 1)[0], uri) if is_remote(text) else os.path.abspath(Path(text).parent / uri)
         extra = {k: ("" if v is None else str(v)) for k, v in row.items()}
         sessions.append(Session(session_id=str(sid), uri=uri, extra=extra))
     return sessions
@@ -86,11 +95,42 @@ def _from_files(files: Iterable[Path], root: Path) -> list[Session]:
     return [Session(session_id=_strip_extension(p.relative_to(root).as_posix()), uri=os.path.abspath(p)) for p in files]
 
 
+def _expand_remote(text: str, exts: set[str]) -> list[Session]:
+    """Sessions of an object-storage INPUT: one object, a manifest, a prefix (recursive) or a glob."""
+    try:
+        fs, path = filesystem_for(text)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            if text.lower().endswith(MANIFEST_SUFFIXES):
+                return read_manifest(text)
+            return [Session(session_id=_strip_extension(posixpath.basename(path)), uri=text)]
+        pattern = None
+        if info.type == pafs.FileType.NotFound:
+            if not _GLOB_CHARS & set(path):
+                raise InputError(f"{text}: no such object or prefix")
+            pattern, path = path, _glob_root(path).as_posix()
+        listing = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    except OSError as exc:
+        raise InputError(f"{text}: cannot list it: {exc}") from exc
+    scheme = text.split("://", 1)[0]
+    found = sorted(
+        i.path for i in listing
+        if i.type == pafs.FileType.File and i.base_name.rsplit(".", 1)[-1].lower() in exts and not i.base_name.startswith(".")
+        and (pattern is None or fnmatch.fnmatchcase(i.path, pattern))
+    )
+    if pattern is not None and not found:
+        raise InputError(f"{text}: the pattern matches no object")
+    return [Session(session_id=_strip_extension(p[len(path) + 1 :]), uri=f"{scheme}://{p}") for p in found]
+
+
 def expand_input(text: str, extensions: Iterable[str]) -> list[Session]:
-    """Sessions named by one INPUT argument: a video, a directory, a glob or a manifest."""
+    """Sessions named by one INPUT argument: a video, a directory, a glob or a manifest (local or s3://)."""
     exts = {e.lower().lstrip(".") for e in extensions}
-    if "://" in text:
-        raise InputError(f"{text}: remote inputs are not supported by this version; give a local path")
+    if is_remote(text):
+        try:
+            return _expand_remote(text, exts)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
     path = Path(text)
     if path.is_dir():
         return _from_files(_videos_under(path, exts), path)

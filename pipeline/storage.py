@@ -8,7 +8,8 @@ is written directly under its final key.
 
 S3 endpoint and credentials come from the usual environment variables:
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION`` and ``AWS_ENDPOINT_URL``
-(or ``AWS_ENDPOINT_URL_S3``) for S3-compatible servers such as MinIO or SeaweedFS.
+(or ``AWS_ENDPOINT_URL_S3``) for S3-compatible servers such as MinIO or SeaweedFS. The
+scan passes these variables on to its Ray workers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+
+STORAGE_ENV_PREFIXES = ("AWS_",)
+
+
+def storage_env() -> dict[str, str]:
+    """The object-storage settings of this process's environment, for workers started elsewhere."""
+    return {k: v for k, v in os.environ.items() if k.startswith(STORAGE_ENV_PREFIXES)}
 
 
 def is_remote(uri: str) -> bool:
