@@ -6,6 +6,7 @@ is small (per-frame rows and crops at the model's input size), never the frames 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -16,6 +17,8 @@ from pipeline.config import DecodeConfig, DetectConfig
 from pipeline.decode import DecodeError, VideoReader
 from pipeline.faces import FaceDetector, crop_main_face
 from pipeline.sources import Session
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,6 +77,9 @@ def analyse_session(session: Session, decode: DecodeConfig, detect: DetectConfig
         result.error = str(exc)
     except MemoryError:
         result.error = "out of memory while decoding"
+    except Exception as exc:  # one odd file must not take the run down: it becomes a failed row
+        log.warning("analysing %s failed: %r", session.uri, exc)
+        result.error = f"analysis failed: {type(exc).__name__}: {exc}"
     if result.error is not None:
         result.frames, result.crop_frame, crops = [], [], []
     result.crops = np.stack(crops) if crops else np.zeros((0, input_size, input_size, 3), np.uint8)

@@ -116,6 +116,9 @@ class VideoReader:
             self.close()
             raise DecodeError(f"no video stream (streams: {', '.join(kinds)})")
         stream = self._container.streams.video[0]
+        if stream.codec_context is None:
+            self.close()
+            raise DecodeError("unsupported video codec: no decoder for the video stream")
         stream.thread_type = "AUTO"
         self._stream = stream
         width, height = stream.codec_context.width, stream.codec_context.height

@@ -149,6 +149,9 @@ def run_scan(
     analyse = ray.remote(num_cpus=1, max_retries=config.ray.session_retries, runtime_env={"env_vars": env} if env else None)(analyse_session)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     max_in_flight = config.ray.max_in_flight or 4 * cpus  # sessions analysing or awaiting scores: bounds memory
+    # Only as many analyses as there are free CPUs are submitted, so each starts at once and
+    # its timeout counts its own running time, not time spent queued behind a slow one.
+    analysis_slots = max(1, cpus - int(config.scoring.num_cpus * len(actors)))
     todo = deque(sessions)
     analysing: dict = {}  # ref -> (session, started)
     scoring: dict = {}  # ref -> (actor index, [(session_id, start, stop)])
@@ -212,7 +215,7 @@ def run_scan(
 
     try:
         while todo or analysing or scoring or queued:
-            while todo and len(analysing) + len(pending) < max_in_flight:
+            while todo and len(analysing) < analysis_slots and len(analysing) + len(pending) < max_in_flight:
                 session = todo.popleft()
                 ref = analyse.remote(session, config.decode, config.detect, input_size=card.input_size, crop_scale=card.crop_scale)
                 analysing[ref] = (session, time.monotonic())

@@ -58,3 +58,46 @@ def write_truncated(path: Path, source: Path) -> Path:
     data = source.read_bytes()
     path.write_bytes(data[: len(data) // 3])
     return path
+
+
+def write_audio_only(path: Path, *, seconds: float = 1.0) -> Path:
+    """An .mp4 holding one AAC audio stream (a 440 Hz tone) and no video."""
+    import av
+
+    rate = 44100
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("aac", rate=rate)
+        t = np.arange(int(rate * seconds)) / rate
+        tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
+        for start in range(0, tone.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start : start + 1024]), format="fltp", layout="mono")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def write_bit_flipped(path: Path, source: Path, *, seed: int = 0, flips: int = 200) -> Path:
+    """A real video with random bytes in its middle (the frame data, not the index) overwritten."""
+    data = bytearray(source.read_bytes())
+    rng = np.random.default_rng(seed)
+    for i in rng.integers(len(data) // 4, len(data) // 2, flips):
+        data[i] = int(rng.integers(0, 256))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def write_unknown_codec(path: Path) -> Path:
+    """An AVI whose video stream claims a codec (fourcc ``ZZZZ``) that no decoder knows."""
+    source = write_video(path.with_suffix(".src.avi"), face_frames(5), fps=10.0, codec="mpeg4")
+    data = source.read_bytes().replace(b"FMP4", b"ZZZZ")
+    source.unlink()
+    path.write_bytes(data)
+    return path
+
+
+def write_huge_resolution(path: Path, side: int = 4100) -> Path:
+    """One grey frame of ``side`` x ``side`` pixels: more than a scan accepts by default."""
+    return write_video(path, iter([np.full((side, side, 3), 100, np.uint8)]), fps=1.0)
