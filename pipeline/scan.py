@@ -46,6 +46,7 @@ class ScanSummary:
     crops: int = 0
     wall_s: float = 0.0
     backend: str = ""
+    nodes: int = 0
     model_version: str = ""
     by_status: dict[str, int] = field(default_factory=dict)
     by_decision: dict[str, int] = field(default_factory=dict)
@@ -138,12 +139,13 @@ def run_scan(
     keys = keys or {}
     writer = RunWriter(store, ledger, run_id=run_id, scan_date=summary.scan_date, sessions_per_file=config.output.sessions_per_file)
 
+    summary.nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0
     threads = config.scoring.threads or max(1, int(config.scoring.num_cpus))
     actor_cls = ray.remote(num_cpus=config.scoring.num_cpus, num_gpus=config.scoring.num_gpus if has_gpu else 0, max_restarts=2, max_task_retries=2)(ScoringActor)
     actors = [actor_cls.remote(str(checkpoint), config.scoring.backend, threads, config.scoring.onnx_cache) for _ in range(config.scoring.actors)]
     summary.backend = ray.get(actors[0].backend.remote())
-    log.info("run %s: %d sessions, model %s, scoring with %s x%d", run_id, len(sessions), card.version, summary.backend, len(actors))
+    log.info("run %s: %d sessions on %d Ray node(s), model %s, scoring with %s x%d", run_id, len(sessions), summary.nodes, card.version, summary.backend, len(actors))
 
     env = storage_env()  # workers read s3:// inputs with the driver's storage settings
     analyse = ray.remote(num_cpus=1, max_retries=config.ray.session_retries, runtime_env={"env_vars": env} if env else None)(analyse_session)
