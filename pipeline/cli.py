@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", help="checkpoint directory (default: the shipped models/default)")
     demo.add_argument("--quiet", action="store_true")
 
+    query = sub.add_parser("query", help="SQL over a scan's output: DuckDB views sessions, frames and evidence")
+    query.add_argument("sql", nargs="?", help='e.g. "select decision, count(*) from sessions group by 1"')
+    query.add_argument("--out", required=True, help="the scan's output directory or s3:// prefix")
+    query.add_argument("--format", choices=["table", "csv", "json", "parquet"], help="default: table on a terminal, csv otherwise")
+    query.add_argument("--output", type=Path, help="write the result to this file instead of standard output (needed for parquet)")
+    query.add_argument("--dictionary", action="store_true", help="print the data dictionary (every column, its unit and what null means) and exit")
+
     from training.cli import add_training_commands
 
     add_training_commands(sub)
@@ -154,13 +161,39 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_query(args: argparse.Namespace) -> int:
+    from pipeline.query import QueryError, run_query
+    from pipeline.results import write_result
+
+    if args.dictionary:
+        from pipeline.dictionary import render_markdown
+
+        print(render_markdown(), end="")
+        return EXIT_OK
+    if not args.sql:
+        raise UsageError("give a SQL query (or --dictionary); the views are sessions, frames and evidence")
+    fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "csv")
+    if fmt == "parquet" and args.output is None:
+        raise UsageError("--format parquet needs --output FILE")
+    try:
+        if not Store(args.out).exists("sessions"):
+            raise UsageError(f"--out {args.out} holds no scan output (no sessions/ folder)")
+        table = run_query(args.out, args.sql)
+    except QueryError as exc:
+        raise UsageError(f"query failed: {exc}") from exc
+    except ValueError as exc:
+        raise UsageError(f"--out {args.out}: {exc}") from exc
+    write_result(table, fmt, args.output)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
     return run_demo(args)
 
 
-COMMANDS = {"scan": cmd_scan, "demo": cmd_demo}
+COMMANDS = {"scan": cmd_scan, "demo": cmd_demo, "query": cmd_query}
 
 
 def main(argv: list[str] | None = None) -> int:
