@@ -83,6 +83,16 @@ class DecisionConfig(_Strict):
     multi_face_ratio: float = Field(0.2, gt=0, le=1, description="share of sampled frames with 2+ faces that fires multi_face")
 
 
+class EvidenceConfig(_Strict):
+    """Face thumbnails kept for the report (biometric data: keep few, or none)."""
+
+    enabled: bool = True
+    flagged_only: bool = True
+    top_spoof: int = Field(3, ge=0, le=20, description="thumbnails of the highest-scoring frames per session")
+    size: int = Field(112, ge=32, le=512)
+    jpeg_quality: int = Field(80, ge=20, le=100)
+
+
 class OutputConfig(_Strict):
     sessions_per_file: int = Field(500, ge=1)
 
@@ -105,6 +115,7 @@ class ScanConfig(_Strict):
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 

@@ -74,6 +74,17 @@ COLUMNS: dict[str, dict[str, Column]] = {
         "run_id": Column("as in sessions"),
         "scan_date": Column("hive partition: the date of the run", "date (UTC)"),
     },
+    "evidence": {
+        "session_id": Column("the session the thumbnail belongs to"),
+        "frame_index": Column("the frame it was taken from (joins `frames` on session_id, run_id, frame_index)", "samples"),
+        "pts_s": Column("time of that frame", "seconds"),
+        "kind": Column("why it was kept: `top_spoof` (among the session's highest spoof scores), `before_swap` / `after_swap` (the face frames either side of a detected swap)"),
+        "spoof_score": Column("the frame's spoof score", "0..1", "never null for face frames"),
+        "jpeg": Column("the face crop (scale 1.6 around the face) as JPEG bytes; biometric data: switch off with `--set evidence.enabled=false`", "bytes"),
+        "model_version": Column("as in sessions"),
+        "run_id": Column("as in sessions"),
+        "scan_date": Column("hive partition: the date of the run", "date (UTC)"),
+    },
 }
 
 EXAMPLE_QUERIES: list[tuple[str, str]] = [

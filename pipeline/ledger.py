@@ -6,13 +6,13 @@ settings that change results. A run skips every key in the ledger, so running th
 command again does no work twice, new files are picked up, and a new model or new
 settings give new rows beside the old ones.
 
-Commit order, per output chunk ``<run_id>-<n>``: frames file, then sessions file (the
-commit point), then the ledger file ``_ledger/committed/<run_id>-<n>.parquet``. A run
+Commit order, per output chunk ``<run_id>-<n>``: frames and evidence files, then the
+sessions file (the commit point), then the ledger file ``_ledger/committed/<run_id>-<n>.parquet``. A run
 killed at any moment leaves one of these states, and :meth:`Ledger.recover` (run at the
 start of the next run) completes or sets aside each: a sessions file without its ledger
-file gets one (its rows are complete: the file was renamed into place whole); a frames
-file without its sessions file is moved to ``_ledger/uncommitted/`` where readers of
-``frames/`` do not see it (its sessions will be scanned again); temporary files are removed.
+file gets one (its rows are complete: the file was renamed into place whole); a frames or
+evidence file without its sessions file is moved to ``_ledger/uncommitted/`` where readers
+do not see it (its sessions will be scanned again); temporary files are removed.
 """
 
 from __future__ import annotations
@@ -85,11 +85,11 @@ class Recovery:
     """What :meth:`Ledger.recover` found left over by an interrupted run."""
 
     ledger_rebuilt: list[str] = field(default_factory=list)
-    frames_set_aside: list[str] = field(default_factory=list)
+    set_aside: list[str] = field(default_factory=list)
     temporaries_removed: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.ledger_rebuilt or self.frames_set_aside or self.temporaries_removed)
+        return bool(self.ledger_rebuilt or self.set_aside or self.temporaries_removed)
 
 
 class Ledger:
@@ -124,26 +124,27 @@ class Ledger:
     def recover(self) -> Recovery:
         """Complete or set aside what an interrupted run left (see the module docstring)."""
         found = Recovery()
-        for dataset in ("sessions", "frames", LEDGER_DIR):
+        for dataset in ("sessions", "frames", "evidence", LEDGER_DIR):
             for temp in self.store.list(dataset, ".tmp"):
                 if posixpath.basename(temp).startswith("."):
                     self.store.delete(temp)
                     found.temporaries_removed += 1
-        sessions, frames, committed = self._chunks("sessions"), self._chunks("frames"), self._chunks(COMMITTED_DIR)
+        sessions, committed = self._chunks("sessions"), self._chunks(COMMITTED_DIR)
+        orphans = {**{f"frames:{c}": p for c, p in self._chunks("frames").items()}, **{f"evidence:{c}": p for c, p in self._chunks("evidence").items()}}
         for chunk, relative in sessions.items():
             if chunk not in committed:
                 table = self.store.read_parquet(relative)
                 if "input_key" in table.column_names:
                     self._write(chunk, table.select(["input_key", "session_id", "source", "status"]).to_pylist())
                     found.ledger_rebuilt.append(chunk)
-        for chunk, relative in frames.items():
-            if chunk not in sessions:
+        for tagged, relative in orphans.items():
+            if tagged.split(":", 1)[1] not in sessions:
                 self.store.move(relative, f"{UNCOMMITTED_DIR}/{relative}")
-                found.frames_set_aside.append(relative)
+                found.set_aside.append(relative)
         if found:
             log.warning(
-                "recovered an interrupted run: ledger rebuilt for %d committed file(s), %d uncommitted frames file(s) moved to %s, %d temporary file(s) removed",
-                len(found.ledger_rebuilt), len(found.frames_set_aside), UNCOMMITTED_DIR, found.temporaries_removed,
+                "recovered an interrupted run: ledger rebuilt for %d committed file(s), %d uncommitted frames or evidence file(s) moved to %s, %d temporary file(s) removed",
+                len(found.ledger_rebuilt), len(found.set_aside), UNCOMMITTED_DIR, found.temporaries_removed,
             )
         return found
 

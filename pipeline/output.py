@@ -10,7 +10,7 @@ frames and a crash anywhere leaves a state the ledger can recover from.
 from __future__ import annotations
 
 from pipeline.ledger import Ledger
-from pipeline.schema import FRAME_SCHEMA, SESSION_SCHEMA, to_table
+from pipeline.schema import EVIDENCE_SCHEMA, FRAME_SCHEMA, SESSION_SCHEMA, to_table
 from pipeline.storage import Store
 
 
@@ -30,25 +30,29 @@ class RunWriter:
         self.sessions_per_file = sessions_per_file
         self._sessions: list[dict] = []
         self._frames: list[dict] = []
+        self._evidence: list[dict] = []
         self._part = 0
         self.files: list[str] = []
 
-    def add(self, session_row: dict, frame_rows: list[dict]) -> None:
-        """Queue one session and its frames; commits a chunk when the buffer is full."""
+    def add(self, session_row: dict, frame_rows: list[dict], evidence_rows: list[dict] | None = None) -> None:
+        """Queue one session, its frames and its evidence; commits a chunk when the buffer is full."""
         self._sessions.append(session_row)
         self._frames.extend(frame_rows)
+        self._evidence.extend(evidence_rows or [])
         if len(self._sessions) >= self.sessions_per_file:
             self.flush()
 
     def flush(self) -> None:
-        """Commit what is buffered: frames, then sessions, then the ledger entry."""
+        """Commit what is buffered: frames and evidence, then sessions, then the ledger entry."""
         if not self._sessions:
             return
         chunk = f"{self.run_id}-{self._part:05d}"
         if self._frames:
             self.files.append(self.store.write_parquet(f"{partition('frames', self.scan_date)}/{chunk}.parquet", to_table(self._frames, FRAME_SCHEMA)))
+        if self._evidence:
+            self.files.append(self.store.write_parquet(f"{partition('evidence', self.scan_date)}/{chunk}.parquet", to_table(self._evidence, EVIDENCE_SCHEMA)))
         self.files.append(self.store.write_parquet(f"{partition('sessions', self.scan_date)}/{chunk}.parquet", to_table(self._sessions, SESSION_SCHEMA)))
         if self.ledger is not None:
             self.ledger.commit(chunk, self._sessions)
         self._part += 1
-        self._sessions, self._frames = [], []
+        self._sessions, self._frames, self._evidence = [], [], []

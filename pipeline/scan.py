@@ -22,6 +22,7 @@ import numpy as np
 from pipeline.aggregate import aggregate_session
 from pipeline.analyse import SessionAnalysis, analyse_session
 from pipeline.config import ScanConfig
+from pipeline.evidence import evidence_rows
 from pipeline.ledger import Ledger
 from pipeline.model import ModelCard
 from pipeline.output import RunWriter
@@ -184,8 +185,10 @@ def run_scan(
             "extra": analysis.session.extra or None,
             "input_key": keys.get(sid),
         }
-        frame_rows = [f | {"session_id": sid, "model_version": card.version, "run_id": run_id} for f in frames]
-        writer.add(row, frame_rows)
+        run_columns = {"model_version": card.version, "run_id": run_id}
+        frame_rows = [f | {"session_id": sid} | run_columns for f in frames]
+        evidence = evidence_rows(row, frames, analysis.crop_frame, analysis.crops, scores, config.evidence) if scores is not None else []
+        writer.add(row, frame_rows, [e | run_columns for e in evidence])
         summary.sessions += 1
         summary.crops += row["frames_scored"]
         summary.by_status[row["status"]] = summary.by_status.get(row["status"], 0) + 1

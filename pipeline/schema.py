@@ -70,12 +70,29 @@ FRAME_FIELDS: list[pa.Field] = [
     pa.field("run_id", pa.string(), nullable=False),
 ]
 
+EVIDENCE_TOP_SPOOF = "top_spoof"
+EVIDENCE_BEFORE_SWAP = "before_swap"
+EVIDENCE_AFTER_SWAP = "after_swap"
+EVIDENCE_KINDS = (EVIDENCE_TOP_SPOOF, EVIDENCE_BEFORE_SWAP, EVIDENCE_AFTER_SWAP)
+
+EVIDENCE_FIELDS: list[pa.Field] = [
+    pa.field("session_id", pa.string(), nullable=False),
+    pa.field("frame_index", pa.int32(), nullable=False),
+    pa.field("pts_s", pa.float64(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("spoof_score", pa.float32()),
+    pa.field("jpeg", pa.binary(), nullable=False),
+    pa.field("model_version", pa.string()),
+    pa.field("run_id", pa.string(), nullable=False),
+]
+
 SESSION_SCHEMA = pa.schema(SESSION_FIELDS)
 FRAME_SCHEMA = pa.schema(FRAME_FIELDS)
+EVIDENCE_SCHEMA = pa.schema(EVIDENCE_FIELDS)
 SESSION_COLUMNS = tuple(SESSION_SCHEMA.names)
 FRAME_COLUMNS = tuple(FRAME_SCHEMA.names)
 
-DATASETS = {"sessions": SESSION_SCHEMA, "frames": FRAME_SCHEMA}
+DATASETS = {"sessions": SESSION_SCHEMA, "frames": FRAME_SCHEMA, "evidence": EVIDENCE_SCHEMA}
 
 
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:

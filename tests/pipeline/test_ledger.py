@@ -80,7 +80,7 @@ def test_recovery_completes_or_sets_aside_every_crash_state(tmp_path: Path):
     assert ledger.done() == {"key0", "key1"}  # what a dry run sees before recovery
     found = ledger.recover()
     assert found.ledger_rebuilt == ["run-00001"]
-    assert found.frames_set_aside == ["frames/scan_date=2026-11-23/run-00002.parquet"]
+    assert found.set_aside == ["frames/scan_date=2026-11-23/run-00002.parquet"]
     assert found.temporaries_removed == 1
     assert ledger.done() == {"key0", "key1"}
     assert (tmp_path / UNCOMMITTED_DIR / "frames/scan_date=2026-11-23/run-00002.parquet").is_file()
