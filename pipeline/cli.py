@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+from datetime import date
 from pathlib import Path
 
 from pipeline.config import ConfigError, ScanConfig, load_scan_config
@@ -49,6 +50,13 @@ def _add_scan_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
 
 
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-23") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="liveness", description="Find spoofed faces in KYC selfie videos.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -68,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--format", choices=["table", "csv", "json", "parquet"], help="default: table on a terminal, csv otherwise")
     query.add_argument("--output", type=Path, help="write the result to this file instead of standard output (needed for parquet)")
     query.add_argument("--dictionary", action="store_true", help="print the data dictionary (every column, its unit and what null means) and exit")
+
+    report = sub.add_parser("report", help="one self-contained HTML report of a day's sessions: ranked, with timelines and evidence")
+    report.add_argument("--out", required=True, help="the scan's output directory or s3:// prefix")
+    report.add_argument("--date", type=_date, help="scan date YYYY-MM-DD (default: the latest)")
+    report.add_argument("--top", type=int, default=20, help="flagged sessions shown in detail (default 20)")
+    report.add_argument("--output", help="where to write the HTML (default: OUT/report-<date>.html)")
 
     from training.cli import add_training_commands
 
@@ -187,13 +201,28 @@ def cmd_query(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.report import ReportError, write_report
+
+    if args.top < 0:
+        raise UsageError("--top must be >= 0")
+    try:
+        if not Store(args.out).exists("sessions"):
+            raise UsageError(f"--out {args.out} holds no scan output (no sessions/ folder)")
+        path = write_report(args.out, day=args.date, top=args.top, output=args.output)
+    except ReportError as exc:
+        raise UsageError(str(exc)) from exc
+    print(path)
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
     return run_demo(args)
 
 
-COMMANDS = {"scan": cmd_scan, "demo": cmd_demo, "query": cmd_query}
+COMMANDS = {"scan": cmd_scan, "demo": cmd_demo, "query": cmd_query, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from pipeline.cli import EXIT_OK, execute_scan, scan_config_from_args
 from pipeline.model import DEFAULT_MODEL_DIR, read_card
+from pipeline.report import write_report
 
 log = logging.getLogger(__name__)
 
@@ -58,5 +59,7 @@ def run_demo(args: argparse.Namespace) -> int:
     console = Console()
     console.print(table)
     console.print(f"model {card.version} (threshold {card.threshold:.3f}): {card.trained_on or 'see models/default/model.json'}")
-    console.print(f"sample videos: {out / 'inputs'}\nreports: {out / 'reports'}  (try: duckdb -c \"select * from '{out}/reports/sessions/*/*.parquet'\")")
+    report = write_report(str(out / "reports"))
+    console.print(f"sample videos: {out / 'inputs'}\nreports: {out / 'reports'}\nHTML report: {report}  (open it in a browser)")
+    console.print(f"try: uv run liveness query \"select session_id, decision, reasons from sessions\" --out {out / 'reports'}")
     return EXIT_OK

@@ -14,6 +14,8 @@ def test_demo_scans_every_sample_and_prints_a_summary(tmp_path: Path, ray_sessio
     assert main(["demo", "--out", "demo", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "demo sessions" in printed and "reports" in printed
+    report = next((tmp_path / "demo" / "reports").glob("report-*.html"))
+    assert "Flagged sessions" in report.read_text() and f"{report.name}" in printed.replace("\n", "")
     rows = dict(duckdb.sql(f"select session_id, status from read_parquet('{tmp_path}/demo/reports/sessions/*/*.parquet')").fetchall())
     manifest = dict(duckdb.sql(f"select session_id, kind from read_csv('{tmp_path}/demo/inputs/manifest.csv')").fetchall())
     assert set(rows) == set(manifest)
