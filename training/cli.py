@@ -1,4 +1,4 @@
-"""The training side's sub-commands of ``liveness``: synth, preprocess, train, evaluate, predict, export-onnx."""
+"""The training side's sub-commands of ``liveness``: synth, preprocess, train, train-occlusion, evaluate, predict, export-onnx."""
 
 from __future__ import annotations
 
@@ -56,6 +56,13 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", type=Path, required=True, help="preprocessed folder (with crops.csv)")
     p.add_argument("--out", type=Path, help="where data_check.md/.png/.json go (default: the data folder)")
     p.add_argument("--seed", type=int, default=0, help="split seed for crops without a split column")
+
+    p = sub.add_parser("train-occlusion", help="train the region-occlusion model on synthetic occluders and write it with its card")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write (e.g. models/occlusion)")
+    p.add_argument("--images", type=int, default=6000, help="frames to render over all splits (each gives 4 region crops)")
+    p.add_argument("--sessions", type=int, default=60, help="held-out session videos for the session-level metrics")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0, help="seed of the subject split, the rendering and the training")
 
     p = sub.add_parser("predict", help="spoof score of one image")
     p.add_argument("--image", type=Path, required=True)
@@ -129,6 +136,18 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     if report["leakage"]:
         print(f"liveness check-data: {len(report['leakage'])} subject(s) are in more than one split", file=sys.stderr)
         return 1
+    return 0
+
+
+@_command("train-occlusion")
+def cmd_train_occlusion(args: argparse.Namespace) -> int:
+    from training.occlusion import train_occlusion
+
+    for flag, value, least in (("--images", args.images, 20), ("--sessions", args.sessions, 1), ("--epochs", args.epochs, 1)):
+        if value < least:
+            raise InputError(f"{flag} must be at least {least}, got {value}")
+    metrics = train_occlusion(args.out, images=args.images, sessions=args.sessions, epochs=args.epochs, seed=args.seed)
+    print(json.dumps({k: metrics[k] for k in ("frame", "session", "speed", "data")}, indent=2))
     return 0
 
 
