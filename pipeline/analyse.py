@@ -1,7 +1,9 @@
-"""What one session's video holds before scoring: sampled frames, faces, and the face crops.
+"""What one session's video holds before scoring: sampled frames, faces, face crops, signals.
 
-This is the CPU stage that runs in parallel Ray tasks: decode, detect, crop. Its output
-is small (per-frame rows and crops at the model's input size), never the frames themselves.
+This is the CPU stage that runs in parallel Ray tasks: decode, detect, crop, and the
+face-mesh signals (blinks, similarity, occlusion, swap, static). Its output is small
+(per-frame rows, the session signals and crops at the model's input size), never the
+frames themselves.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from pipeline.config import DecodeConfig, DetectConfig
+from pipeline.config import DecodeConfig, DetectConfig, SignalsConfig
 from pipeline.decode import DecodeError, VideoReader
 from pipeline.faces import FaceDetector, crop_main_face
+from pipeline.landmarks import FaceMesh
+from pipeline.occlusion import DEFAULT_OCCLUSION_DIR, OcclusionScorer
+from pipeline.signals import SessionSignals
 from pipeline.sources import Session
 
 log = logging.getLogger(__name__)
@@ -33,6 +38,7 @@ class SessionAnalysis:
     rotation: int | None = None
     frames_decoded: int = 0
     frames: list[dict] = field(default_factory=list)
+    signals: dict = field(default_factory=dict)
     crops: np.ndarray | None = None
     crop_frame: list[int] = field(default_factory=list)
     seconds: float = 0.0
@@ -48,11 +54,32 @@ def _detector(model_selection: int, min_confidence: float) -> FaceDetector:
     return FaceDetector(model_selection=model_selection, min_confidence=min_confidence)
 
 
-def analyse_session(session: Session, decode: DecodeConfig, detect: DetectConfig, *, input_size: int, crop_scale: float) -> SessionAnalysis:
-    """Decode, detect and crop one session; a bad video becomes an analysis with ``error`` set."""
+@lru_cache(maxsize=1)
+def _face_mesh() -> FaceMesh:
+    return FaceMesh(tracking=True)
+
+
+@lru_cache(maxsize=2)
+def _occlusion(model: str | None) -> OcclusionScorer:
+    return OcclusionScorer(model or DEFAULT_OCCLUSION_DIR)
+
+
+def session_signals(config: SignalsConfig) -> SessionSignals | None:
+    """A fresh signal collector for one session (process-wide models), or None when switched off."""
+    if not config.enabled:
+        return None
+    return SessionSignals(config, _face_mesh(), _occlusion(config.occlusion.model) if config.occlusion.enabled else None)
+
+
+def analyse_session(
+    session: Session, decode: DecodeConfig, detect: DetectConfig, signals: SignalsConfig, *, input_size: int, crop_scale: float
+) -> SessionAnalysis:
+    """Decode, detect, crop and compute the signals of one session; a bad video becomes an
+    analysis with ``error`` set."""
     started = time.perf_counter()
     result = SessionAnalysis(session=session)
     detector = _detector(detect.model_selection, detect.min_confidence)
+    collector = session_signals(signals)
     crops: list[np.ndarray] = []
     try:
         with VideoReader(session.uri, sample_fps=decode.sample_fps, max_frames=decode.max_frames, max_pixels=decode.max_pixels) as video:
@@ -61,12 +88,17 @@ def analyse_session(session: Session, decode: DecodeConfig, detect: DetectConfig
                 dets = detector.detect(frame.image)
                 row = {"frame_index": frame.index, "pts_s": frame.pts_s, "n_faces": len(dets)}
                 main, crop = crop_main_face(frame.image, dets, size=input_size, scale=crop_scale, rule=detect.main_face)
+                box = None
                 if main is not None:
-                    x, y, w, h = (float(v) for v in dets.boxes[main])
-                    row.update(face_score=float(dets.scores[main]), bbox_x=x, bbox_y=y, bbox_w=w, bbox_h=h)
+                    box = tuple(float(v) for v in dets.boxes[main])
+                    row.update(face_score=float(dets.scores[main]), bbox_x=box[0], bbox_y=box[1], bbox_w=box[2], bbox_h=box[3])
                     crops.append(crop)
                     result.crop_frame.append(len(result.frames))
+                if collector is not None:
+                    row.update(collector.add(frame.pts_s, frame.image, box, crop))
                 result.frames.append(row)
+            if collector is not None:
+                result.signals = collector.finish()
             result.frames_decoded = video.frames_decoded
             result.rotation = video.rotation
             if video.rotation % 180:
@@ -81,7 +113,7 @@ def analyse_session(session: Session, decode: DecodeConfig, detect: DetectConfig
         log.warning("analysing %s failed: %r", session.uri, exc)
         result.error = f"analysis failed: {type(exc).__name__}: {exc}"
     if result.error is not None:
-        result.frames, result.crop_frame, crops = [], [], []
+        result.frames, result.crop_frame, result.signals, crops = [], [], {}, []
     result.crops = np.stack(crops) if crops else np.zeros((0, input_size, input_size, 3), np.uint8)
     result.seconds = time.perf_counter() - started
     return result

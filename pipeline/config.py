@@ -11,6 +11,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipeline.blinks import BlinkConfig
+from pipeline.occlusion import DEFAULT_MIN_FRACTION
+from pipeline.swap import StaticConfig, SwapConfig
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_SCAN_CONFIG = CONFIG_DIR / "scan.yaml"
 
@@ -36,8 +40,8 @@ class InputConfig(_Strict):
 class DecodeConfig(_Strict):
     """How frames come out of a video (``timeout_s`` aside, changing these rescans everything)."""
 
-    sample_fps: float = Field(5.0, gt=0, le=120)
-    max_frames: int = Field(64, ge=1)
+    sample_fps: float = Field(12.0, gt=0, le=120, description="blinks last 100-400 ms: about 10-15 fps catches them")
+    max_frames: int = Field(240, ge=1)
     max_pixels: int = Field(4096 * 4096, ge=1, description="larger frames fail the session (absurd resolution)")
     timeout_s: float = Field(300.0, gt=0, description="per-session wall time before it is marked failed")
 
@@ -56,6 +60,22 @@ class ScoringConfig(_Strict):
     num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per actor")
     threads: int = Field(0, ge=0, description="intra-op threads per actor, 0 = the actor's CPUs")
     onnx_cache: str = "~/.cache/liveness/onnx"
+
+
+class OcclusionSignalConfig(_Strict):
+    enabled: bool = True
+    model: str | None = Field(None, description="occlusion checkpoint directory; null = the shipped models/occlusion")
+    min_fraction: float = Field(DEFAULT_MIN_FRACTION, gt=0, le=1, description="share of frames with landmarks over a region's threshold that makes it occluded")
+
+
+class SignalsConfig(_Strict):
+    """The session signals beyond the spoof score: landmarks, blinks, swap, static stream, occlusion."""
+
+    enabled: bool = True
+    blinks: BlinkConfig = Field(default_factory=BlinkConfig)
+    swap: SwapConfig = Field(default_factory=SwapConfig)
+    static: StaticConfig = Field(default_factory=StaticConfig)
+    occlusion: OcclusionSignalConfig = Field(default_factory=OcclusionSignalConfig)
 
 
 class AggregateConfig(_Strict):
@@ -113,6 +133,7 @@ class ScanConfig(_Strict):
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     detect: DetectConfig = Field(default_factory=DetectConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    signals: SignalsConfig = Field(default_factory=SignalsConfig)
     aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)

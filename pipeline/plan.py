@@ -11,6 +11,7 @@ from pathlib import Path
 from pipeline.config import ScanConfig
 from pipeline.ledger import Ledger, input_identity, input_key, scan_fingerprint
 from pipeline.model import ModelCard, weights_digest
+from pipeline.occlusion import DEFAULT_OCCLUSION_DIR, read_occlusion_card
 from pipeline.sources import Session
 
 SCAN_NEW = "new or changed input"
@@ -20,9 +21,12 @@ SKIP_DONE = "already scanned with this model and settings"
 
 def result_settings(config: ScanConfig, card: ModelCard) -> dict:
     """The settings that change a session's rows: a change to any of them rescans every input."""
+    occlusion = config.signals.enabled and config.signals.occlusion.enabled
     return {
+        "occlusion_model": read_occlusion_card(config.signals.occlusion.model or DEFAULT_OCCLUSION_DIR).version if occlusion else None,
         "decode": config.decode.model_dump(exclude={"timeout_s"}),
         "detect": config.detect.model_dump(),
+        "signals": config.signals.model_dump(),
         "aggregate": config.aggregate.model_dump(),
         "decision": config.decision.model_dump(),
         "threshold": card.threshold,

@@ -170,7 +170,7 @@ def run_scan(
             for i, frame_pos in enumerate(analysis.crop_frame):
                 frames[frame_pos]["spoof_score"] = float(scores[i])
         sid = analysis.session.session_id
-        row = aggregate_session(frames, threshold=card.threshold, config=config.aggregate, error=analysis.error) | {
+        row = aggregate_session(frames, threshold=card.threshold, config=config.aggregate, rules=config.decision, signals=analysis.signals, error=analysis.error) | {
             "session_id": sid,
             "source": analysis.session.uri,
             "duration_s": analysis.duration_s,
@@ -222,7 +222,7 @@ def run_scan(
         while todo or analysing or scoring or queued:
             while todo and len(analysing) < analysis_slots and len(analysing) + len(pending) < max_in_flight:
                 session = todo.popleft()
-                ref = analyse.remote(session, config.decode, config.detect, input_size=card.input_size, crop_scale=card.crop_scale)
+                ref = analyse.remote(session, config.decode, config.detect, config.signals, input_size=card.input_size, crop_scale=card.crop_scale)
                 analysing[ref] = (session, time.monotonic())
             scorer_idle = not scoring or min(actor_load) == 0
             submit_batches(force=(not todo and not analysing) or scorer_idle)

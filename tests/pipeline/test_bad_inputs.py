@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.analyse import analyse_session
 from pipeline.cli import main
-from pipeline.config import DecodeConfig, DetectConfig
+from pipeline.config import DecodeConfig, DetectConfig, SignalsConfig
 from pipeline.sources import list_sessions
 from tests.videos import (
     write_audio_only,
@@ -80,7 +80,7 @@ def test_a_file_that_vanishes_after_listing_is_a_failed_analysis(tmp_path: Path)
     video = write_face_video(tmp_path / "soon_gone.mp4", n=4)
     [session] = list_sessions([str(video)], ["mp4"])
     video.unlink()
-    result = analyse_session(session, DecodeConfig(), DetectConfig(), input_size=64, crop_scale=1.6)
+    result = analyse_session(session, DecodeConfig(), DetectConfig(), SignalsConfig(), input_size=64, crop_scale=1.6)
     assert result.error == "file not found" and result.frames == []
 
 

@@ -22,3 +22,26 @@ def test_demo_scans_every_sample_and_prints_a_summary(tmp_path: Path, ray_sessio
     for sid, kind in manifest.items():
         expected = {"broken": "failed", "no_face": "no_face"}.get(kind, "ok")
         assert rows[sid] == expected, (sid, kind, rows[sid])
+    check_signals_against_truth(tmp_path)
+
+
+def check_signals_against_truth(tmp_path: Path) -> None:
+    """Each demo session was rendered with known truth: the scan must find it."""
+    rel = duckdb.sql(f"select * from read_parquet('{tmp_path}/demo/reports/sessions/*/*.parquet')")
+    rows = {r[0]: dict(zip(rel.columns, r)) for r in rel.fetchall()}
+    manifest = duckdb.sql(f"select * from read_csv('{tmp_path}/demo/inputs/manifest.csv', all_varchar=true)")
+    truth = {r[0]: dict(zip(manifest.columns, r)) for r in manifest.fetchall()}
+    for sid, t in truth.items():
+        row = rows[sid]
+        if t["kind"] == "swap":
+            assert row["swap_detected"] and abs(row["swap_at_s"] - float(t["swap_at_s"])) <= 0.5 and "swap" in row["reasons"]
+        elif row["status"] == "ok":
+            assert row["swap_detected"] is False, sid
+        if t["kind"] == "occluded":
+            assert "occluded:mouth" in row["reasons"] and "left_eye" not in row["occluded_regions"]
+        if t["kind"] == "multi_face":
+            assert row["multi_face_ratio"] >= 0.5 and "multi_face" in row["reasons"]
+        if t["kind"] in ("live", "swap", "multi_face", "occluded") and t.get("blink_times_s"):
+            assert row["blink_count"] == len(t["blink_times_s"].split(";")), sid
+        if t["kind"] == "live":
+            assert row["decision"] == "live" and row["reasons"] == []
