@@ -2,9 +2,9 @@
 measured on synthetic sessions with known truth.
 
 Renders sessions with :func:`training.synth.render_session_frames` at the scanner's
-signal rate and runs exactly the scanner's per-frame path on them (face detection, the
-128 px classifier crop, the 192 px face-mesh crop, tracked face mesh reset per session)
-and then :mod:`pipeline.blinks` and :mod:`pipeline.swap`. Besides the synthetic kinds it
+signal rate and runs exactly the scanner's per-frame path on them: face detection, the
+128 px classifier crop and :class:`pipeline.signals.SessionSignals` (tracked face mesh,
+occlusion, blinks, swap, static), without a video codec in between. Besides the synthetic kinds it
 makes two static streams: ``still_print`` (the first frame of a print session repeated
 with fresh sensor noise: a photo held perfectly still) and ``frozen_live`` (a live
 session whose frames stop changing at a random moment: a frozen injected feed).
@@ -13,7 +13,7 @@ session whose frames stop changing at a random moment: a frozen injected feed).
 
 Prints the swap detection rate and timing error on swap sessions, the false swap rate on
 swap-free sessions, blink counting accuracy against the rendered blinks, static flags
-per kind and the cost of the signal functions.
+per kind and the cost of the per-frame path.
 """
 
 from __future__ import annotations
@@ -21,77 +21,35 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from pipeline.blinks import BlinkConfig, count_blinks, eye_aspect_ratios
-from pipeline.crop import crop_face
+from pipeline.config import SignalsConfig
+from pipeline.crop import DEFAULT_CROP_SCALE
 from pipeline.faces import FaceDetector, crop_main_face
 from pipeline.landmarks import FaceMesh
-from pipeline.swap import StaticConfig, SwapConfig, detect_static, detect_swap, face_shape, similarity
+from pipeline.occlusion import OcclusionScorer
+from pipeline.signals import SessionSignals
 from training.face_sources import FaceSource, load_face_sources
 from training.synth import SessionSpec, random_spec, render_session_frames
 from training.synth_render import NOISE_SIGMAS, add_sensor_noise
 
 SIGNAL_FPS = 12.0
 CLASSIFIER_CROP = 128
-MESH_CROP = 192
 EVAL_KINDS = ("live", "swap", "print", "replay", "occluded", "still_print", "frozen_live")
 BLINK_KINDS = ("live", "swap", "occluded")  # kinds whose rendered blinks are all on screen
 
 
-@dataclass
-class SessionSignals:
-    """The per-frame signal series of one session, as the scanner would hold them."""
-
-    times: list[float] = field(default_factory=list)
-    ear_left: list[float] = field(default_factory=list)
-    ear_right: list[float] = field(default_factory=list)
-    similarity_prev: list[float] = field(default_factory=list)
-    shapes: list[np.ndarray | None] = field(default_factory=list)
-
-
-class SignalPath:
-    """The scanner's per-frame path from an upright RGB frame to the signal inputs, with
-    the time each signal function takes (seconds per call)."""
-
-    def __init__(self) -> None:
-        self.detector = FaceDetector()
-        self.mesh = FaceMesh(tracking=True)
-        self.cost: dict[str, list[float]] = defaultdict(list)
-
-    def _timed(self, name: str, fn, *args):
-        start = time.perf_counter()
-        out = fn(*args)
-        self.cost[name].append(time.perf_counter() - start)
-        return out
-
-    def run(self, frames: Iterator[np.ndarray], times: Sequence[float]) -> SessionSignals:
-        """The signal inputs of one session's frames (a new video: the tracked mesh starts afresh)."""
-        self.mesh.reset()
-        out = SessionSignals()
-        prev_crop = None
-        for t, frame in zip(times, frames):
-            detections = self.detector.detect(frame)
-            index, crop = crop_main_face(frame, detections, size=CLASSIFIER_CROP, scale=1.6)
-            landmarks = None
-            sim = float("nan")
-            if crop is not None:
-                box = tuple(float(v) for v in detections.boxes[index])
-                landmarks = self.mesh.landmarks(crop_face(frame, box, scale=1.6, size=MESH_CROP))
-                if prev_crop is not None:
-                    sim = self._timed("similarity", similarity, prev_crop, crop)
-                prev_crop = crop
-            ear_l, ear_r = eye_aspect_ratios(None) if landmarks is None else self._timed("eye_aspect_ratios", eye_aspect_ratios, landmarks)
-            out.times.append(float(t))
-            out.ear_left.append(ear_l)
-            out.ear_right.append(ear_r)
-            out.similarity_prev.append(sim)
-            out.shapes.append(None if landmarks is None else self._timed("face_shape", face_shape, landmarks))
-        return out
+def session_verdict(frames: Iterator[np.ndarray], times: Sequence[float], detector: FaceDetector, collector: SessionSignals) -> dict:
+    """The scanner's per-frame path (detection, classifier crop, :class:`SessionSignals`) over
+    one session's frames, and the session verdicts it ends with."""
+    for t, frame in zip(times, frames):
+        detections = detector.detect(frame)
+        index, crop = crop_main_face(frame, detections, size=CLASSIFIER_CROP, scale=DEFAULT_CROP_SCALE)
+        box = None if index is None else tuple(float(v) for v in detections.boxes[index])
+        collector.add(float(t), frame, box, crop)
+    return collector.finish()
 
 
 def _session_frames(kind: str, spec: SessionSpec, sources: Sequence[FaceSource], rng: np.random.Generator) -> Iterator[np.ndarray]:
@@ -119,47 +77,39 @@ def _spec(kind: str, i: int, subjects: list[str], rng: np.random.Generator) -> S
     return random_spec(f"eval{i:04d}_{kind}", base, subjects, rng, duration_s=duration, fps=SIGNAL_FPS)
 
 
-def evaluate(n_sessions: int, seed: int, *, blink: BlinkConfig, swap: SwapConfig, static: StaticConfig) -> dict:
+def evaluate(n_sessions: int, seed: int, config: SignalsConfig) -> dict:
     """Render ``n_sessions`` sessions (kinds in turn), run the signals, return per-session rows and metrics."""
     sources = load_face_sources()
     ids = [s.subject_id for s in sources]
     rng = np.random.default_rng(seed)
-    path = SignalPath()
-    rows, session_cost = [], defaultdict(list)
+    detector, mesh, occlusion = FaceDetector(), FaceMesh(tracking=True), OcclusionScorer() if config.occlusion.enabled else None
+    rows, seconds = [], []
     for i in range(n_sessions):
         kind = EVAL_KINDS[i % len(EVAL_KINDS)]
         subjects = [ids[j] for j in rng.choice(len(ids), 2, replace=False)]
         spec = _spec(kind, i, subjects, rng)
         times = [k / spec.fps for k in range(spec.n_frames)]
-        sig = path.run(_session_frames(kind, spec, sources, rng), times)
         start = time.perf_counter()
-        blinks = count_blinks(sig.times, sig.ear_left, sig.ear_right, blink)
-        session_cost["count_blinks"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        found = detect_swap(sig.times, sig.similarity_prev, sig.shapes, swap)
-        session_cost["detect_swap"].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        is_static = detect_static(sig.times, sig.similarity_prev, static)
-        session_cost["detect_static"].append(time.perf_counter() - start)
+        collector = SessionSignals(config, mesh, occlusion)
+        verdict = session_verdict(_session_frames(kind, spec, sources, rng), times, detector, collector)
+        seconds.append((time.perf_counter() - start) / len(times))
         rows.append(
             {
                 "session_id": spec.session_id,
                 "kind": kind,
                 "swap_to": spec.swap_to if kind == "swap" else None,
                 "duration_s": spec.duration_s,
-                "face_frames": sum(s is not None for s in sig.shapes),
-                "frames": len(sig.times),
+                "face_frames": sum(s is not None for s in collector.shapes),
+                "frames": len(times),
                 "true_swap_at_s": spec.swap_at_s,
-                "swap_detected": found.detected,
-                "swap_at_s": found.at_s,
+                "swap_detected": bool(verdict["swap_detected"]),
+                "swap_at_s": verdict["swap_at_s"],
                 "true_blinks": len(spec.blinks),
-                "blinks": len(blinks),
-                "static": is_static,
+                "blinks": verdict["blink_count"] or 0,
+                "static": bool(verdict["static"]),
             }
         )
-    cost = {f"{k}_us_per_frame": 1e6 * float(np.mean(v)) for k, v in path.cost.items()}
-    cost |= {f"{k}_ms_per_session": 1e3 * float(np.mean(v)) for k, v in session_cost.items()}
-    return {"rows": rows, "metrics": metrics(rows), "cost": cost}
+    return {"rows": rows, "metrics": metrics(rows), "cost": {"signal_path_ms_per_frame": 1e3 * float(np.mean(seconds))}}
 
 
 def metrics(rows: list[dict]) -> dict:
@@ -203,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.sessions < 1:
         parser.error(f"--sessions must be >= 1, got {args.sessions}")
     start = time.perf_counter()
-    result = evaluate(args.sessions, args.seed, blink=BlinkConfig(), swap=SwapConfig(), static=StaticConfig())
+    result = evaluate(args.sessions, args.seed, SignalsConfig())
     if args.rows:
         with open(args.rows, "w") as f:
             json.dump(result["rows"], f, indent=1)

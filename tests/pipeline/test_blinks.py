@@ -128,7 +128,7 @@ def test_bad_inputs_are_rejected():
 
 @pytest.fixture(scope="module")
 def signal_path():
-    from training.eval_signals import SignalPath
+    from tests.signal_path import SignalPath
 
     return SignalPath()
 

@@ -170,7 +170,7 @@ def test_frames_without_a_face_break_an_unchanged_run():
 
 @pytest.fixture(scope="module")
 def signal_path():
-    from training.eval_signals import SignalPath
+    from tests.signal_path import SignalPath
 
     return SignalPath()
 
