@@ -57,6 +57,26 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-23") from None
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 1280x720") from None
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be 16..8192")
+    return w, h
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of session counts like 10,100") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: counts must be >= 1")
+    return counts
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="liveness", description="Find spoofed faces in KYC selfie videos.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -82,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--date", type=_date, help="scan date YYYY-MM-DD (default: the latest)")
     report.add_argument("--top", type=int, default=20, help="flagged sessions shown in detail (default 20)")
     report.add_argument("--output", help="where to write the HTML (default: OUT/report-<date>.html)")
+
+    bench = sub.add_parser("bench", help="measure each stage, the scan end to end and a naive loop on generated sessions")
+    bench.add_argument("--sessions", type=int, default=24, help="generated sessions (default 24)")
+    bench.add_argument("--seconds", type=float, default=4.0, help="length of each session (default 4 s)")
+    bench.add_argument("--fps", type=float, default=30.0, help="frame rate of the generated videos (default 30)")
+    bench.add_argument("--size", type=_size, default=(1280, 720), help="frame size WxH of the generated videos (default 1280x720)")
+    bench.add_argument("--no-naive", action="store_true", help="skip the naive baseline loop")
+    bench.add_argument("--memory", type=_counts, help="also measure peak memory of scans over these session counts, e.g. 10,100")
+    bench.add_argument("--work-dir", type=Path, default=Path("~/.cache/liveness/bench").expanduser(), help="where generated sessions are kept for reuse")
+    bench.add_argument("--json", action="store_true", help="end with one line of JSON holding every figure")
+    bench.add_argument("--model", help="checkpoint directory (default: the shipped models/default)")
+    bench.add_argument("--config", type=Path, help="scan config YAML (default: configs/scan.yaml)")
+    bench.add_argument("--batch-size", type=int, help="crops per scoring batch (scoring.batch_size)")
+    bench.add_argument("--backend", choices=["auto", "onnx", "torch"], help="scoring backend (scoring.backend)")
+    bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any scan config key")
 
     from training.cli import add_training_commands
 
@@ -216,13 +251,49 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pipeline.bench import memory_profile, run_bench, to_json
+
+    if args.sessions < 1 or args.seconds <= 0 or args.fps <= 0:
+        raise UsageError("--sessions, --seconds and --fps must be positive")
+    config = scan_config_from_args(args)
+    checkpoint, card = resolve_model(config)
+    result = run_bench(config, checkpoint, card, sessions=args.sessions, seconds=args.seconds, fps=args.fps, size=args.size,
+                       work_dir=args.work_dir, naive=not args.no_naive)
+    summary = result.summary()
+    if args.memory:
+        summary["memory_by_sessions"] = memory_profile(config, checkpoint, card, args.memory, seconds=2.0, fps=args.fps, size=args.size, work_dir=args.work_dir)
+    print_bench(summary)
+    if args.json:
+        print(to_json(summary))
+    return EXIT_OK
+
+
+def print_bench(summary: dict) -> None:
+    """The bench figures for a person: rates, bound, efficiency, speed-up, memory, bottleneck."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"liveness bench ({summary['machine']['cores']} cores, {summary['backend']})", show_header=True)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in ("decode_fps", "detect_fps", "signals_fps", "scorer_crops_per_s", "bound_crops_per_s", "pipeline_crops_per_s", "pipeline_efficiency",
+                "scan_sessions_per_s", "naive_sessions_per_s", "speedup_vs_naive", "peak_rss_mb"):
+        table.add_row(key, str(summary.get(key)))
+    table.add_row("cpu ms per crop", ", ".join(f"{k} {v}" for k, v in summary["cpu_ms_per_crop"].items()))
+    table.add_row("bottleneck", f"{summary['bottleneck']} ({100 * summary['bottleneck_share']:.0f}% of CPU per crop)")
+    for n, mem in (summary.get("memory_by_sessions") or {}).items():
+        table.add_row(f"peak memory, {n} sessions", f"{mem['peak_rss_mb']} MB")
+    Console(soft_wrap=True).print(table)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from pipeline.demo import run_demo
 
     return run_demo(args)
 
 
-COMMANDS = {"scan": cmd_scan, "demo": cmd_demo, "query": cmd_query, "report": cmd_report}
+COMMANDS = {"scan": cmd_scan, "demo": cmd_demo, "query": cmd_query, "report": cmd_report, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

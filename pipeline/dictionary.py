@@ -21,7 +21,7 @@ class Column(NamedTuple):
     null: str = "never null"
 
 
-_SIGNAL_NULL = "no face in the frame, or the signal is switched off"
+_SIGNAL_NULL = "no face or no face-mesh landmarks in the frame, or signals switched off"
 
 COLUMNS: dict[str, dict[str, Column]] = {
     "sessions": {
@@ -67,8 +67,8 @@ COLUMNS: dict[str, dict[str, Column]] = {
         "bbox_h": Column("height of the main face box", "pixels", "no face"),
         "spoof_score": Column("the spoof model's probability for this frame's face crop", "0 = real .. 1 = spoof", "no face"),
         "similarity_prev": Column("similarity of this frame's aligned face crop to the previous face frame's (lighting-normalised structure)", "0..1", "no face, or the first face of the session"),
-        "ear_left": Column("eye aspect ratio of the person's left eye (lid opening / eye width); about 0.25-0.35 open, under ~0.15 shut", "ratio", _SIGNAL_NULL),
-        "ear_right": Column("eye aspect ratio of the person's right eye", "ratio", _SIGNAL_NULL),
+        "ear_left": Column("eye aspect ratio of the person's left eye (lid opening / eye width); about 0.25-0.35 open, under ~0.15 shut", "ratio", _SIGNAL_NULL + ", or the eye is covered"),
+        "ear_right": Column("eye aspect ratio of the person's right eye", "ratio", _SIGNAL_NULL + ", or the eye is covered"),
         **{f"occlusion_{r}": Column(f"probability that the {r.replace('_', ' ')} is blocked (region model on a landmark-placed crop)", "0..1", _SIGNAL_NULL) for r in REGIONS},
         "model_version": Column("as in sessions"),
         "run_id": Column("as in sessions"),

@@ -1,0 +1,298 @@
+"""``liveness bench``: how fast each stage is on this machine, how close the scan gets to
+the bound they set, and how it compares with the naive loop of the seed.
+
+On generated sessions (the scan's own sampling settings), in one run:
+
+1. each stage alone, sequentially in this process: decode (PyAV, sampled frames), face
+   detection (MediaPipe), the face-mesh signals (landmarks, similarity, occlusion), and the
+   scorer (configured backend and batch size); CPU seconds per scored crop for each;
+2. the bound: what the machine could do with the stages perfectly overlapped and no
+   overhead, from their own costs: CPU cores / the sum of CPU seconds per crop (with a GPU
+   scorer: the smaller of its rate and the CPU stages' rate);
+3. the scan end to end (Ray, actors, batching, Parquet), its crops/s and sessions/s, and
+   its peak memory (driver and Ray workers);
+4. the naive loop over the same sessions and sampled frames: OpenCV decode of every frame,
+   MediaPipe on each sampled frame, eager torch on one crop at a time, no Ray.
+
+``pipeline_efficiency`` = scan crops/s over the bound: what Ray, batching, queues and
+stalls cost. ``speedup_vs_naive`` = scan sessions/s over the naive loop's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from pipeline.config import ScanConfig
+from pipeline.decode import VideoReader, _TimeSampler
+from pipeline.faces import FaceDetector, crop_main_face
+from pipeline.model import ModelCard
+from pipeline.sources import Session
+
+BENCH_KINDS = ("live", "print", "replay", "live", "swap", "occluded")
+
+
+@dataclass
+class StageCost:
+    """One stage measured alone: CPU seconds, wall seconds, and the items it handled."""
+
+    name: str
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    items: int = 0
+
+    def add(self, cpu_s: float, wall_s: float, items: int = 1) -> None:
+        self.cpu_s += cpu_s
+        self.wall_s += wall_s
+        self.items += items
+
+
+class _Clock:
+    """CPU (all threads of this process) and wall time of a block."""
+
+    def __enter__(self) -> "_Clock":
+        self.cpu, self.wall = time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cpu, self.wall = time.process_time() - self.cpu, time.perf_counter() - self.wall
+
+
+def make_sessions(folder: Path, n: int, *, seconds: float, fps: float, size: tuple[int, int], seed: int = 0) -> list[Session]:
+    """``n`` synthetic KYC-like sessions (live, print, replay, swap, occluded in turn) as H.264 files."""
+    from training.face_sources import load_face_sources
+    from training.synth import random_spec, render_session_frames
+    from training.video_writer import write_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = load_face_sources()
+    ids = [s.subject_id for s in sources]
+    rng = np.random.default_rng(seed)
+    sessions = []
+    for i in range(n):
+        path = folder / f"bench{i:04d}.mp4"
+        if not path.is_file():
+            kind = BENCH_KINDS[i % len(BENCH_KINDS)]
+            subjects = [ids[j] for j in rng.choice(len(ids), 2, replace=False)]
+            spec = random_spec(f"bench{i:04d}", kind, subjects, rng, duration_s=seconds, fps=fps, size=size)
+            write_video(path, render_session_frames(spec, sources, upright=True), fps=fps)
+        sessions.append(Session(session_id=path.stem, uri=str(path.resolve())))
+    return sessions
+
+
+def measure_stages(sessions: list[Session], config: ScanConfig, checkpoint: Path, card: ModelCard) -> tuple[dict[str, StageCost], int, str]:
+    """Each stage alone over every session; returns the costs, the crops scored and the scorer's backend."""
+    from pipeline.analyse import session_signals
+    from pipeline.scoring import build_scorer
+
+    stages = {name: StageCost(name) for name in ("decode", "detect", "signals", "score")}
+    detector = FaceDetector(model_selection=config.detect.model_selection, min_confidence=config.detect.min_confidence)
+    crops: list[np.ndarray] = []
+    for session in sessions:
+        with _Clock() as clock, VideoReader(session.uri, sample_fps=config.decode.sample_fps, max_frames=config.decode.max_frames) as video:
+            frames = list(video.sampled())
+        stages["decode"].add(clock.cpu, clock.wall, len(frames))
+        collector = session_signals(config.signals)
+        for frame in frames:
+            with _Clock() as clock:
+                dets = detector.detect(frame.image)
+                main, crop = crop_main_face(frame.image, dets, size=card.input_size, scale=card.crop_scale, rule=config.detect.main_face)
+            stages["detect"].add(clock.cpu, clock.wall)
+            box = None if main is None else tuple(float(v) for v in dets.boxes[main])
+            if collector is not None:
+                with _Clock() as clock:
+                    collector.add(frame.pts_s, frame.image, box, crop)
+                stages["signals"].add(clock.cpu, clock.wall)
+            if crop is not None:
+                crops.append(crop)
+        if collector is not None:
+            with _Clock() as clock:
+                collector.finish()
+            stages["signals"].add(clock.cpu, clock.wall, 0)
+    scorer = build_scorer(checkpoint, backend=config.scoring.backend, threads=config.scoring.threads or max(1, int(config.scoring.num_cpus)), cache_dir=config.scoring.onnx_cache)
+    batch = config.scoring.batch_size
+    stacked = np.stack(crops) if crops else np.zeros((0, card.input_size, card.input_size, 3), np.uint8)
+    scorer(stacked[:batch])  # warm-up: graph optimisation and first allocations are not throughput
+    with _Clock() as clock:
+        for i in range(0, len(stacked), batch):
+            scorer(stacked[i : i + batch])
+    stages["score"].add(clock.cpu, clock.wall, len(stacked))
+    return stages, len(stacked), getattr(scorer, "name", type(scorer).__name__)
+
+
+class PeakMemory:
+    """Samples the summed RSS of this process and all its descendants (Ray's workers) in a thread."""
+
+    def __init__(self, interval_s: float = 0.2) -> None:
+        self.interval_s = interval_s
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        me = psutil.Process()
+        total = 0
+        for p in [me, *me.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_bytes = max(self.peak_bytes, self._sample())
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_bytes = max(self.peak_bytes, self._sample())
+
+
+def measure_scan(sessions: list[Session], config: ScanConfig, checkpoint: Path, card: ModelCard) -> dict:
+    """The scan end to end into a temporary output (Ray already started: its start-up is not the scan's)."""
+    from pipeline.scan import ensure_ray, run_scan
+    from pipeline.storage import Store
+
+    ensure_ray(config)
+    with tempfile.TemporaryDirectory(prefix="liveness-bench-") as out, PeakMemory() as memory:
+        summary = run_scan(sessions, config, checkpoint=checkpoint, card=card, store=Store(out), progress=False)
+    return {"wall_s": summary.wall_s, "sessions": summary.sessions, "crops": summary.crops, "backend": summary.backend,
+            "by_status": summary.by_status, "peak_rss_mb": memory.peak_bytes / 2**20}
+
+
+def measure_naive(sessions: list[Session], config: ScanConfig, checkpoint: Path, card: ModelCard) -> dict:
+    """The seed-style loop: OpenCV decodes every frame, MediaPipe on each sampled frame, eager torch per crop."""
+    import cv2
+    import torch
+
+    from pipeline.model import load_checkpoint, preprocess
+
+    model, _ = load_checkpoint(checkpoint)
+    model.eval()
+    detector = FaceDetector(model_selection=config.detect.model_selection, min_confidence=config.detect.min_confidence)
+    crops = 0
+    started = time.perf_counter()
+    for session in sessions:
+        capture = cv2.VideoCapture(session.uri)
+        sampler, kept = _TimeSampler(config.decode.sample_fps), 0
+        t0 = None
+        while kept < config.decode.max_frames:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            t = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            t0 = t if t0 is None else t0
+            if not sampler.take(t - t0):
+                continue
+            kept += 1
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            _, crop = crop_main_face(rgb, detector.detect(rgb), size=card.input_size, scale=card.crop_scale)
+            if crop is not None:
+                with torch.inference_mode():
+                    torch.softmax(model(torch.from_numpy(preprocess(crop[None], card))), dim=1)
+                crops += 1
+        capture.release()
+    wall = time.perf_counter() - started
+    return {"wall_s": wall, "sessions": len(sessions), "crops": crops, "sessions_per_s": len(sessions) / wall, "crops_per_s": crops / wall}
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@dataclass
+class BenchResult:
+    """Everything ``liveness bench`` measured, and the figures derived from it."""
+
+    settings: dict
+    stages: dict[str, StageCost]
+    crops: int
+    scan: dict
+    naive: dict | None
+    scorer_backend: str
+    gpu_scorer: bool
+    extra: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        cores = _cores()
+        per_crop = {name: s.cpu_s / max(self.crops, 1) for name, s in self.stages.items()}
+        cpu_stages = [n for n in per_crop if not (self.gpu_scorer and n == "score")]
+        cpu_bound = cores / max(sum(per_crop[n] for n in cpu_stages), 1e-12)
+        scorer_rate = self.stages["score"].items / max(self.stages["score"].wall_s, 1e-12)
+        bound = min(scorer_rate, cpu_bound) if self.gpu_scorer else cpu_bound
+        pipeline_rate = self.scan["crops"] / max(self.scan["wall_s"], 1e-12)
+        scan_sessions_per_s = self.scan["sessions"] / max(self.scan["wall_s"], 1e-12)
+        stage_rates = {f"{n}_per_s": round(s.items / max(s.wall_s, 1e-12), 1) for n, s in self.stages.items() if n != "signals"}
+        slowest = max(per_crop, key=per_crop.get)
+        return {
+            "scorer_crops_per_s": round(scorer_rate, 1),
+            "pipeline_crops_per_s": round(pipeline_rate, 2),
+            "bound_crops_per_s": round(bound, 2),
+            "pipeline_efficiency": round(pipeline_rate / bound, 3),
+            "speedup_vs_naive": round(scan_sessions_per_s / self.naive["sessions_per_s"], 2) if self.naive else None,
+            "peak_rss_mb": round(self.scan["peak_rss_mb"], 1),
+            "scan_sessions_per_s": round(scan_sessions_per_s, 3),
+            "naive_sessions_per_s": round(self.naive["sessions_per_s"], 3) if self.naive else None,
+            "decode_fps": stage_rates["decode_per_s"],
+            "detect_fps": stage_rates["detect_per_s"],
+            "signals_fps": round(self.stages["signals"].items / max(self.stages["signals"].wall_s, 1e-12), 1),
+            "cpu_ms_per_crop": {n: round(1e3 * v, 2) for n, v in per_crop.items()},
+            "bottleneck": slowest,
+            "bottleneck_share": round(per_crop[slowest] / sum(per_crop.values()), 3),
+            "crops": self.crops,
+            "sessions": self.scan["sessions"],
+            "scan_wall_s": round(self.scan["wall_s"], 2),
+            "machine": {"cores": cores, "cpu": platform.processor() or platform.machine(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+                        "gpu": self.extra.get("gpu")},
+            "backend": self.scorer_backend,
+            "settings": self.settings,
+            **{k: v for k, v in self.extra.items() if k != "gpu"},
+        }
+
+
+def run_bench(config: ScanConfig, checkpoint: Path, card: ModelCard, *, sessions: int, seconds: float, fps: float, size: tuple[int, int],
+              work_dir: Path, naive: bool = True) -> BenchResult:
+    """Generate the sessions (once; reused from ``work_dir``), then measure everything in one run."""
+    import torch
+
+    batch = make_sessions(work_dir / f"{sessions}x{seconds:g}s-{size[0]}x{size[1]}-{fps:g}fps", sessions, seconds=seconds, fps=fps, size=size)
+    stages, crops, backend = measure_stages(batch, config, checkpoint, card)
+    scan = measure_scan(batch, config, checkpoint, card)
+    naive_result = measure_naive(batch, config, checkpoint, card) if naive else None
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    settings = {"sessions": sessions, "seconds": seconds, "fps": fps, "size": f"{size[0]}x{size[1]}", "sample_fps": config.decode.sample_fps,
+                "max_frames": config.decode.max_frames, "batch_size": config.scoring.batch_size, "input_size": card.input_size,
+                "signals": config.signals.enabled, "model_version": card.version}
+    return BenchResult(settings=settings, stages=stages, crops=crops, scan=scan, naive=naive_result, scorer_backend=backend,
+                       gpu_scorer=gpu is not None and config.scoring.backend in ("auto", "torch"), extra={"gpu": gpu})
+
+
+def memory_profile(config: ScanConfig, checkpoint: Path, card: ModelCard, counts: list[int], *, seconds: float, fps: float, size: tuple[int, int], work_dir: Path) -> dict:
+    """Peak memory of scans over ``counts`` sessions each (the same session files, repeated)."""
+    base = make_sessions(work_dir / f"mem-{seconds:g}s-{size[0]}x{size[1]}", min(max(counts), 10), seconds=seconds, fps=fps, size=size)
+    out = {}
+    for n in counts:
+        sessions = [Session(session_id=f"m{i:05d}", uri=base[i % len(base)].uri) for i in range(n)]
+        result = measure_scan(sessions, config, checkpoint, card)
+        out[str(n)] = {"peak_rss_mb": round(result["peak_rss_mb"], 1), "wall_s": round(result["wall_s"], 1), "crops": result["crops"]}
+    return out
+
+
+def to_json(summary: dict) -> str:
+    """The one-line JSON object the last line of ``--json`` output is."""
+    return json.dumps(summary, separators=(",", ":"), default=str)
