@@ -60,37 +60,39 @@ def _face_mesh() -> FaceMesh:
 
 
 @lru_cache(maxsize=2)
-def _occlusion(model: str | None) -> OcclusionScorer:
-    return OcclusionScorer(model or DEFAULT_OCCLUSION_DIR)
+def _occlusion(model: str | None, cache_dir: str | None) -> OcclusionScorer:
+    return OcclusionScorer(model or DEFAULT_OCCLUSION_DIR, cache_dir=cache_dir)
 
 
-def session_signals(config: SignalsConfig) -> SessionSignals | None:
-    """A fresh signal collector for one session (process-wide models), or None when switched off."""
+def session_signals(config: SignalsConfig, cache_dir: str | None = None) -> SessionSignals | None:
+    """A fresh signal collector for one session (process-wide models), or None when switched off.
+    ``cache_dir`` keeps the occlusion model's ONNX export between processes."""
     if not config.enabled:
         return None
-    return SessionSignals(config, _face_mesh(), _occlusion(config.occlusion.model) if config.occlusion.enabled else None)
+    return SessionSignals(config, _face_mesh(), _occlusion(config.occlusion.model, cache_dir) if config.occlusion.enabled else None)
 
 
 def analyse_session(
-    session: Session, decode: DecodeConfig, detect: DetectConfig, signals: SignalsConfig, *, input_size: int, crop_scale: float
+    session: Session, decode: DecodeConfig, detect: DetectConfig, signals: SignalsConfig, *, input_size: int, crop_scale: float, cache_dir: str | None = None
 ) -> SessionAnalysis:
     """Decode, detect, crop and compute the signals of one session; a bad video becomes an
     analysis with ``error`` set."""
     started = time.perf_counter()
     result = SessionAnalysis(session=session)
     detector = _detector(detect.model_selection, detect.min_confidence)
-    collector = session_signals(signals)
+    collector = session_signals(signals, cache_dir)
     crops: list[np.ndarray] = []
     try:
         with VideoReader(session.uri, sample_fps=decode.sample_fps, max_frames=decode.max_frames, max_pixels=decode.max_pixels) as video:
             result.width, result.height = video.header.width, video.header.height
+            followed = None  # the last main face box, followed while a face overlaps it
             for frame in video.sampled():
                 dets = detector.detect(frame.image)
                 row = {"frame_index": frame.index, "pts_s": frame.pts_s, "n_faces": len(dets)}
-                main, crop = crop_main_face(frame.image, dets, size=input_size, scale=crop_scale, rule=detect.main_face)
+                main, crop = crop_main_face(frame.image, dets, size=input_size, scale=crop_scale, rule=detect.main_face, follow=followed if detect.follow_face else None)
                 box = None
                 if main is not None:
-                    box = tuple(float(v) for v in dets.boxes[main])
+                    box = followed = tuple(float(v) for v in dets.boxes[main])
                     row.update(face_score=float(dets.scores[main]), bbox_x=box[0], bbox_y=box[1], bbox_w=box[2], bbox_h=box[3])
                     crops.append(crop)
                     result.crop_frame.append(len(result.frames))

@@ -9,8 +9,9 @@ On generated sessions (the scan's own sampling settings), in one run:
 2. the bound: what the machine could do with the stages perfectly overlapped and no
    overhead, from their own costs: CPU cores / the sum of CPU seconds per crop (with a GPU
    scorer: the smaller of its rate and the CPU stages' rate);
-3. the scan end to end (Ray, actors, batching, Parquet), its crops/s and sessions/s, and
-   its peak memory (driver and Ray workers);
+3. the scan end to end (``liveness scan`` in a child process: Ray, actors, batching,
+   Parquet), its crops/s and sessions/s from Ray being up to the last commit, and its peak
+   memory (driver and Ray processes; RSS summed, and PSS: shared pages counted once);
 4. the naive loop over the same sessions and sampled frames: OpenCV decode of every frame,
    MediaPipe on each sampled frame, eager torch on one crop at a time, no Ray.
 
@@ -101,7 +102,7 @@ def measure_stages(sessions: list[Session], config: ScanConfig, checkpoint: Path
         with _Clock() as clock, VideoReader(session.uri, sample_fps=config.decode.sample_fps, max_frames=config.decode.max_frames) as video:
             frames = list(video.sampled())
         stages["decode"].add(clock.cpu, clock.wall, len(frames))
-        collector = session_signals(config.signals)
+        collector = session_signals(config.signals, config.scoring.onnx_cache)
         for frame in frames:
             with _Clock() as clock:
                 dets = detector.detect(frame.image)
@@ -130,27 +131,36 @@ def measure_stages(sessions: list[Session], config: ScanConfig, checkpoint: Path
 
 
 class PeakMemory:
-    """Samples the summed RSS of this process and all its descendants (Ray's workers) in a thread."""
+    """Samples, in a thread, the memory of a process and all its descendants (Ray's workers):
+    the summed RSS (shared pages counted in every process) and the summed PSS (shared pages
+    split between the processes that map them: what the tree really holds)."""
 
-    def __init__(self, interval_s: float = 0.2) -> None:
+    def __init__(self, pid: int, interval_s: float = 0.2) -> None:
+        self.pid = pid
         self.interval_s = interval_s
-        self.peak_bytes = 0
+        self.peak_rss = self.peak_pss = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> int:
-        me = psutil.Process()
-        total = 0
-        for p in [me, *me.children(recursive=True)]:
+    def _sample(self) -> None:
+        try:
+            root = psutil.Process(self.pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        rss = pss = 0
+        for p in tree:
             try:
-                total += p.memory_info().rss
+                info = p.memory_full_info()
             except psutil.Error:
                 continue
-        return total
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+        self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak_bytes = max(self.peak_bytes, self._sample())
+            self._sample()
             self._stop.wait(self.interval_s)
 
     def __enter__(self) -> "PeakMemory":
@@ -160,19 +170,32 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak_bytes = max(self.peak_bytes, self._sample())
 
 
-def measure_scan(sessions: list[Session], config: ScanConfig, checkpoint: Path, card: ModelCard) -> dict:
-    """The scan end to end into a temporary output (Ray already started: its start-up is not the scan's)."""
-    from pipeline.scan import ensure_ray, run_scan
-    from pipeline.storage import Store
+def measure_scan(sessions: list[Session], config: ScanConfig, checkpoint: Path) -> dict:
+    """``liveness scan`` as a user runs it, in a child process with this config, into a
+    temporary output: throughput from its run summary (Ray's start-up apart), peak memory
+    of the whole process tree."""
+    import subprocess
+    import sys
 
-    ensure_ray(config)
-    with tempfile.TemporaryDirectory(prefix="liveness-bench-") as out, PeakMemory() as memory:
-        summary = run_scan(sessions, config, checkpoint=checkpoint, card=card, store=Store(out), progress=False)
-    return {"wall_s": summary.wall_s, "sessions": summary.sessions, "crops": summary.crops, "backend": summary.backend,
-            "by_status": summary.by_status, "peak_rss_mb": memory.peak_bytes / 2**20}
+    import yaml
+
+    with tempfile.TemporaryDirectory(prefix="liveness-bench-") as tmp:
+        manifest = Path(tmp) / "sessions.csv"
+        manifest.write_text("session_id,uri\n" + "".join(f"{s.session_id},{s.uri}\n" for s in sessions))
+        config_file = Path(tmp) / "scan.yaml"
+        config_file.write_text(yaml.safe_dump(config.model_dump(mode="json") | {"model": str(checkpoint)}))
+        out = Path(tmp) / "out"
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "scan", str(manifest), "--out", str(out), "--config", str(config_file), "--quiet"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with PeakMemory(proc.pid) as memory:
+            _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"the benchmark scan failed: {err.decode()[-2000:]}")
+        [run] = [json.loads(p.read_text()) for p in (out / "_runs").glob("*.json")]
+    return {"wall_s": run["wall_s"], "startup_s": run["startup_s"], "sessions": run["sessions"], "crops": run["crops"], "backend": run["backend"],
+            "by_status": run["by_status"], "peak_rss_mb": memory.peak_rss / 2**20, "peak_pss_mb": memory.peak_pss / 2**20}
 
 
 def measure_naive(sessions: list[Session], config: ScanConfig, checkpoint: Path, card: ModelCard) -> dict:
@@ -246,6 +269,8 @@ class BenchResult:
             "pipeline_efficiency": round(pipeline_rate / bound, 3),
             "speedup_vs_naive": round(scan_sessions_per_s / self.naive["sessions_per_s"], 2) if self.naive else None,
             "peak_rss_mb": round(self.scan["peak_rss_mb"], 1),
+            "peak_pss_mb": round(self.scan["peak_pss_mb"], 1),
+            "ray_startup_s": round(self.scan["startup_s"], 2),
             "scan_sessions_per_s": round(scan_sessions_per_s, 3),
             "naive_sessions_per_s": round(self.naive["sessions_per_s"], 3) if self.naive else None,
             "decode_fps": stage_rates["decode_per_s"],
@@ -272,7 +297,7 @@ def run_bench(config: ScanConfig, checkpoint: Path, card: ModelCard, *, sessions
 
     batch = make_sessions(work_dir / f"{sessions}x{seconds:g}s-{size[0]}x{size[1]}-{fps:g}fps", sessions, seconds=seconds, fps=fps, size=size)
     stages, crops, backend = measure_stages(batch, config, checkpoint, card)
-    scan = measure_scan(batch, config, checkpoint, card)
+    scan = measure_scan(batch, config, checkpoint)
     naive_result = measure_naive(batch, config, checkpoint, card) if naive else None
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     settings = {"sessions": sessions, "seconds": seconds, "fps": fps, "size": f"{size[0]}x{size[1]}", "sample_fps": config.decode.sample_fps,
@@ -282,14 +307,14 @@ def run_bench(config: ScanConfig, checkpoint: Path, card: ModelCard, *, sessions
                        gpu_scorer=gpu is not None and config.scoring.backend in ("auto", "torch"), extra={"gpu": gpu})
 
 
-def memory_profile(config: ScanConfig, checkpoint: Path, card: ModelCard, counts: list[int], *, seconds: float, fps: float, size: tuple[int, int], work_dir: Path) -> dict:
+def memory_profile(config: ScanConfig, checkpoint: Path, counts: list[int], *, seconds: float, fps: float, size: tuple[int, int], work_dir: Path) -> dict:
     """Peak memory of scans over ``counts`` sessions each (the same session files, repeated)."""
     base = make_sessions(work_dir / f"mem-{seconds:g}s-{size[0]}x{size[1]}", min(max(counts), 10), seconds=seconds, fps=fps, size=size)
     out = {}
     for n in counts:
         sessions = [Session(session_id=f"m{i:05d}", uri=base[i % len(base)].uri) for i in range(n)]
-        result = measure_scan(sessions, config, checkpoint, card)
-        out[str(n)] = {"peak_rss_mb": round(result["peak_rss_mb"], 1), "wall_s": round(result["wall_s"], 1), "crops": result["crops"]}
+        result = measure_scan(sessions, config, checkpoint)
+        out[str(n)] = {"peak_rss_mb": round(result["peak_rss_mb"], 1), "peak_pss_mb": round(result["peak_pss_mb"], 1), "wall_s": round(result["wall_s"], 1), "crops": result["crops"]}
     return out
 
 

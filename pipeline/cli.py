@@ -262,7 +262,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                        work_dir=args.work_dir, naive=not args.no_naive)
     summary = result.summary()
     if args.memory:
-        summary["memory_by_sessions"] = memory_profile(config, checkpoint, card, args.memory, seconds=2.0, fps=args.fps, size=args.size, work_dir=args.work_dir)
+        summary["memory_by_sessions"] = memory_profile(config, checkpoint, args.memory, seconds=2.0, fps=args.fps, size=args.size, work_dir=args.work_dir)
     print_bench(summary)
     if args.json:
         print(to_json(summary))

@@ -50,6 +50,7 @@ class DetectConfig(_Strict):
     model_selection: Literal[0, 1] = 1
     min_confidence: float = Field(0.5, gt=0, lt=1)
     main_face: Literal["largest", "confident"] = "largest"
+    follow_face: bool = Field(True, description="keep the main face that overlaps the previous frame's, so it does not jump between people")
 
 
 class ScoringConfig(_Strict):
@@ -57,7 +58,7 @@ class ScoringConfig(_Strict):
     batch_size: int = Field(32, ge=1)
     actors: int = Field(1, ge=1)
     num_gpus: float = Field(1.0, gt=0, le=8, description="GPUs per actor when the cluster has GPUs")
-    num_cpus: float = Field(1.0, gt=0, description="CPUs reserved per actor")
+    num_cpus: float = Field(0.0, ge=0, description="CPUs reserved per actor; 0 = it shares the cores with the analyses")
     threads: int = Field(0, ge=0, description="intra-op threads per actor, 0 = the actor's CPUs")
     onnx_cache: str = "~/.cache/liveness/onnx"
 

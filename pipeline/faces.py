@@ -15,6 +15,24 @@ import numpy as np
 from pipeline.crop import DEFAULT_CROP_SCALE, crop_face
 
 
+FOLLOW_IOU = 0.3
+
+
+def box_iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Intersection over union of each ``(x, y, w, h)`` box in ``boxes`` (N, 4) with ``box``.
+
+    >>> box_iou(np.array([[0, 0, 10, 10], [5, 0, 10, 10]], np.float32), np.array([0, 0, 10, 10], np.float32)).round(3)
+    array([1.   , 0.333], dtype=float32)
+    """
+    x0 = np.maximum(boxes[:, 0], box[0])
+    y0 = np.maximum(boxes[:, 1], box[1])
+    x1 = np.minimum(boxes[:, 0] + boxes[:, 2], box[0] + box[2])
+    y1 = np.minimum(boxes[:, 1] + boxes[:, 3], box[1] + box[3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    union = boxes[:, 2] * boxes[:, 3] + box[2] * box[3] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Detections:
     """Faces found in one frame, as parallel arrays: ``boxes`` (N, 4) xywh pixels, ``scores`` (N,)."""
@@ -33,10 +51,19 @@ class Detections:
     def empty(cls) -> "Detections":
         return cls(boxes=np.zeros((0, 4), np.float32), scores=np.zeros((0,), np.float32))
 
-    def main_face(self, rule: Literal["largest", "confident"] = "largest") -> int | None:
-        """Index of the session's face: the largest box, or the most confident; None if no face."""
+    def main_face(self, rule: Literal["largest", "confident"] = "largest", follow: tuple[float, float, float, float] | None = None) -> int | None:
+        """Index of the session's face: the largest box, or the most confident; None if no face.
+
+        With ``follow`` (the previous frame's main box), the face overlapping it most is kept
+        while one overlaps it (IoU >= 0.3): with several faces of about one size, the main face
+        must not jump from one person to another between frames (that would look like a swap).
+        """
         if len(self) == 0:
             return None
+        if follow is not None and len(self) > 1:
+            overlap = box_iou(self.boxes, np.asarray(follow, dtype=np.float32))
+            if overlap.max() >= FOLLOW_IOU:
+                return int(np.argmax(overlap))
         if rule == "largest":
             return int(np.argmax(self.boxes[:, 2] * self.boxes[:, 3]))
         if rule == "confident":
@@ -88,10 +115,12 @@ def crop_main_face(
     size: int,
     scale: float = DEFAULT_CROP_SCALE,
     rule: Literal["largest", "confident"] = "largest",
+    follow: tuple[float, float, float, float] | None = None,
 ) -> tuple[int | None, np.ndarray | None]:
     """``(index, crop)`` of the main face: the one step from detections to model input that
-    scanning, preprocessing and prediction all take; ``(None, None)`` without a face."""
-    main = detections.main_face(rule)
+    scanning, preprocessing and prediction all take; ``(None, None)`` without a face.
+    ``follow``: the previous frame's main box in a video (see :meth:`Detections.main_face`)."""
+    main = detections.main_face(rule, follow)
     if main is None:
         return None, None
     box = tuple(float(v) for v in detections.boxes[main])

@@ -17,6 +17,8 @@ A checkpoint is a directory holding ``model.safetensors`` (fp16 weights) and
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -183,6 +185,28 @@ def export_onnx_bytes(network, card: OcclusionCard) -> bytes:
     return buffer.getvalue()
 
 
+def occlusion_onnx(model_dir: str | Path, cache_dir: str | Path | None = None) -> bytes:
+    """The checkpoint as ONNX bytes. With ``cache_dir`` the export is kept there (keyed by
+    version and weights), so later processes load it without importing torch."""
+    from pipeline.model import weights_digest
+
+    card = read_occlusion_card(model_dir)
+    cached = None
+    if cache_dir is not None:
+        cached = Path(os.path.expanduser(str(cache_dir))) / f"occlusion-{card.version}-{weights_digest(model_dir)}.onnx"
+        if cached.is_file():
+            return cached.read_bytes()
+    network, card = load_occlusion_checkpoint(model_dir, require_trained=False)
+    data = export_onnx_bytes(network, card)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".export-", suffix=".onnx")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, cached)
+    return data
+
+
 class OcclusionScorer:
     """Per-region occlusion probabilities of faces; loads the checkpoint once, then scores frames.
 
@@ -196,15 +220,17 @@ class OcclusionScorer:
     {'left_eye': 0.01, 'right_eye': 0.02, 'nose': 0.03, 'mouth': 0.97}
     """
 
-    def __init__(self, model_dir: Path = DEFAULT_OCCLUSION_DIR) -> None:
+    def __init__(self, model_dir: Path = DEFAULT_OCCLUSION_DIR, *, cache_dir: str | Path | None = None) -> None:
         import onnxruntime as ort
 
-        network, self.card = load_occlusion_checkpoint(model_dir)
+        self.card = read_occlusion_card(model_dir)
+        if not self.card.trained:
+            raise ModelError(f"the occlusion checkpoint in {model_dir} is marked untrained: run `liveness train-occlusion`")
         self.thresholds = dict(self.card.thresholds)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(export_onnx_bytes(network, self.card), options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(occlusion_onnx(model_dir, cache_dir), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, mesh_crop: np.ndarray, landmarks: np.ndarray) -> dict[str, float]:
         """Probability that each region is occluded, for one face (its mesh crop and landmarks)."""

@@ -45,7 +45,8 @@ class ScanSummary:
     sessions: int = 0
     skipped: int = 0
     crops: int = 0
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # from Ray being up to the last commit (actors and workers loading included)
+    startup_s: float = 0.0  # starting (or joining) Ray
     backend: str = ""
     nodes: int = 0
     model_version: str = ""
@@ -130,13 +131,15 @@ def run_scan(
     """
     import ray
 
-    started = time.perf_counter()
     now = datetime.now(timezone.utc)
     run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
     summary = ScanSummary(run_id=run_id, out_dir=store.display(), scan_date=now.date().isoformat(), model_version=card.version)
     if not sessions:
         return summary
+    started = time.perf_counter()
     ensure_ray(config)
+    summary.startup_s = time.perf_counter() - started
+    started = time.perf_counter()
     keys = keys or {}
     writer = RunWriter(store, ledger, run_id=run_id, scan_date=summary.scan_date, sessions_per_file=config.output.sessions_per_file)
 
@@ -144,9 +147,9 @@ def run_scan(
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0
     threads = config.scoring.threads or max(1, int(config.scoring.num_cpus))
     actor_cls = ray.remote(num_cpus=config.scoring.num_cpus, num_gpus=config.scoring.num_gpus if has_gpu else 0, max_restarts=2, max_task_retries=2)(ScoringActor)
-    actors = [actor_cls.remote(str(checkpoint), config.scoring.backend, threads, config.scoring.onnx_cache) for _ in range(config.scoring.actors)]
-    summary.backend = ray.get(actors[0].backend.remote())
-    log.info("run %s: %d sessions on %d Ray node(s), model %s, scoring with %s x%d", run_id, len(sessions), summary.nodes, card.version, summary.backend, len(actors))
+    actors = [actor_cls.remote(str(checkpoint), config.scoring.backend, threads, config.scoring.onnx_cache, has_gpu) for _ in range(config.scoring.actors)]
+    backend_ref = actors[0].backend.remote()  # asked now, read later: analyses start while the actors load
+    log.info("run %s: %d sessions on %d Ray node(s), model %s, %d scoring actor(s)", run_id, len(sessions), summary.nodes, card.version, len(actors))
 
     env = storage_env()  # workers read s3:// inputs with the driver's storage settings
     analyse = ray.remote(num_cpus=1, max_retries=config.ray.session_retries, runtime_env={"env_vars": env} if env else None)(analyse_session)
@@ -222,7 +225,8 @@ def run_scan(
         while todo or analysing or scoring or queued:
             while todo and len(analysing) < analysis_slots and len(analysing) + len(pending) < max_in_flight:
                 session = todo.popleft()
-                ref = analyse.remote(session, config.decode, config.detect, config.signals, input_size=card.input_size, crop_scale=card.crop_scale)
+                ref = analyse.remote(session, config.decode, config.detect, config.signals, input_size=card.input_size, crop_scale=card.crop_scale,
+                                     cache_dir=config.scoring.onnx_cache)
                 analysing[ref] = (session, time.monotonic())
             scorer_idle = not scoring or min(actor_load) == 0
             submit_batches(force=(not todo and not analysing) or scorer_idle)
@@ -259,6 +263,7 @@ def run_scan(
                 ray.cancel(ref, force=True)
                 finish(_failed_analysis(session, f"timed out after {config.decode.timeout_s:g} s"), None)
         writer.flush()
+        summary.backend = ray.get(backend_ref)
     finally:
         bar.close()
         for actor in actors:

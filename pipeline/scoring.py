@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from pipeline.model import SPOOF_CLASS, ModelCard, load_checkpoint, preprocess, weights_digest
+from pipeline.model import SPOOF_CLASS, ModelCard, load_checkpoint, preprocess, read_card, weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class OnnxScorer:
     def __init__(self, checkpoint: str | Path, *, cache_dir: str | Path, threads: int = 0, onnx_path: str | Path | None = None) -> None:
         import onnxruntime as ort
 
-        _, self.card = load_checkpoint(checkpoint)
+        self.card = read_card(checkpoint)
         path = Path(onnx_path) if onnx_path else onnx_cache_path(checkpoint, self.card, cache_dir)
         if not path.is_file():
             log.info("exporting %s to ONNX at %s", checkpoint, path)
@@ -133,11 +133,19 @@ class OnnxScorer:
         return probs[:, SPOOF_CLASS].astype(np.float32)
 
 
-def build_scorer(checkpoint: str | Path, *, backend: Backend = "auto", threads: int = 0, cache_dir: str | Path = "~/.cache/liveness/onnx") -> Scorer:
-    """The scorer for this process: GPU torch when CUDA is visible, else ONNX Runtime, else CPU torch."""
-    import torch
+def build_scorer(
+    checkpoint: str | Path, *, backend: Backend = "auto", threads: int = 0, cache_dir: str | Path = "~/.cache/liveness/onnx", gpu: bool | None = None
+) -> Scorer:
+    """The scorer for this process: GPU torch when CUDA is visible, else ONNX Runtime, else CPU torch.
 
-    if backend in ("auto", "torch") and torch.cuda.is_available():
+    ``gpu=False`` says there is no GPU without asking torch, so a CPU scorer with a cached
+    ONNX export never imports torch (a second or two and a few hundred MB per process).
+    """
+    if gpu is None:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    if backend in ("auto", "torch") and gpu:
         return TorchScorer(checkpoint, device="cuda")
     if backend in ("auto", "onnx"):
         try:
@@ -152,8 +160,8 @@ def build_scorer(checkpoint: str | Path, *, backend: Backend = "auto", threads: 
 class ScoringActor:
     """A Ray actor that loads the model once and scores batches of crops sent by the scan."""
 
-    def __init__(self, checkpoint: str, backend: Backend, threads: int, cache_dir: str) -> None:
-        self._scorer = build_scorer(checkpoint, backend=backend, threads=threads, cache_dir=cache_dir)
+    def __init__(self, checkpoint: str, backend: Backend, threads: int, cache_dir: str, gpu: bool) -> None:
+        self._scorer = build_scorer(checkpoint, backend=backend, threads=threads, cache_dir=cache_dir, gpu=gpu)
 
     def backend(self) -> str:
         return self._scorer.name

@@ -38,7 +38,7 @@ def print_summary(summary: ScanSummary, console: Console | None = None) -> None:
     if summary.skipped:
         console.print(f"{summary.skipped} sessions skipped: already scanned with this model and settings (--rescan to force)")
     console.print(
-        f"{summary.sessions} sessions, {summary.crops} crops scored in {summary.wall_s:.1f} s "
+        f"{summary.sessions} sessions, {summary.crops} crops scored in {summary.wall_s:.1f} s (+{summary.startup_s:.1f} s starting Ray) "
         f"({summary.sessions_per_s:.2f} sessions/s, {summary.crops_per_s:.1f} crops/s) with {summary.backend}, model {summary.model_version}"
     )
     for failure in summary.failures[:20]:

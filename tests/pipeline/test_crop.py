@@ -49,3 +49,14 @@ def test_crop_face_resizes_to_the_model_input():
     for size in (64, 128, 260):
         out = crop_face(image, (300, 200, 80, 100), scale=1.6, size=size)
         assert out.shape == (size, size, 3) and out.dtype == np.uint8
+
+
+def test_the_main_face_follows_the_previous_box_among_faces_of_one_size():
+    from pipeline.faces import Detections
+
+    dets = Detections(boxes=np.array([[0, 0, 100, 100], [300, 0, 102, 102]], np.float32), scores=np.array([0.9, 0.8], np.float32))
+    assert dets.main_face("largest") == 1
+    assert dets.main_face("largest", follow=(5, 2, 100, 100)) == 0
+    assert dets.main_face("largest", follow=(600, 600, 50, 50)) == 1  # overlaps none: the rule decides
+    single = Detections(boxes=np.array([[300, 0, 102, 102]], np.float32), scores=np.array([0.8], np.float32))
+    assert single.main_face("largest", follow=(0, 0, 100, 100)) == 0
