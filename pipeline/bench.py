@@ -309,10 +309,19 @@ def run_bench(config: ScanConfig, checkpoint: Path, card: ModelCard, *, sessions
 
 def memory_profile(config: ScanConfig, checkpoint: Path, counts: list[int], *, seconds: float, fps: float, size: tuple[int, int], work_dir: Path) -> dict:
     """Peak memory of scans over ``counts`` sessions each (the same session files, repeated)."""
-    base = make_sessions(work_dir / f"mem-{seconds:g}s-{size[0]}x{size[1]}", min(max(counts), 10), seconds=seconds, fps=fps, size=size)
+    folder = work_dir / f"mem-{seconds:g}s-{size[0]}x{size[1]}"
+    base = make_sessions(folder, min(max(counts), 10), seconds=seconds, fps=fps, size=size)
+    links = folder / "links"
+    links.mkdir(exist_ok=True)
+    uris = []
+    for i in range(max(counts)):  # a file per session (a scan lists each file once): hard links to the few made
+        link = links / f"m{i:05d}.mp4"
+        if not link.exists():
+            os.link(base[i % len(base)].uri, link)
+        uris.append(str(link))
     out = {}
     for n in counts:
-        sessions = [Session(session_id=f"m{i:05d}", uri=base[i % len(base)].uri) for i in range(n)]
+        sessions = [Session(session_id=f"m{i:05d}", uri=uris[i]) for i in range(n)]
         result = measure_scan(sessions, config, checkpoint)
         out[str(n)] = {"peak_rss_mb": round(result["peak_rss_mb"], 1), "peak_pss_mb": round(result["peak_pss_mb"], 1), "wall_s": round(result["wall_s"], 1), "crops": result["crops"]}
     return out

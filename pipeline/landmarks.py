@@ -103,19 +103,15 @@ class FaceMesh:
     """
 
     def __init__(self, *, tracking: bool = False, min_confidence: float = 0.5) -> None:
-        self._tracking = tracking
-        self._min_confidence = min_confidence
-        self._mesh = self._open()
-
-    def _open(self):
         import mediapipe as mp
 
-        return mp.solutions.face_mesh.FaceMesh(
+        self._tracking = tracking
+        self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=not self._tracking,
             max_num_faces=1,
             refine_landmarks=True,
-            min_detection_confidence=self._min_confidence,
-            min_tracking_confidence=self._min_confidence,
+            min_detection_confidence=min_confidence,
+            min_tracking_confidence=min_confidence,
         )
 
     def landmarks(self, image: np.ndarray) -> np.ndarray | None:
@@ -128,10 +124,13 @@ class FaceMesh:
         return np.array([(p.x * w, p.y * h, p.z * w) for p in points], dtype=np.float32)
 
     def reset(self) -> None:
-        """Forget the tracked face (a new video starts)."""
+        """Forget the tracked face (a new video starts).
+
+        A blank image loses the track, so the next image is searched afresh; closing and
+        reopening the MediaPipe graph instead leaks memory with every video.
+        """
         if self._tracking:
-            self._mesh.close()
-            self._mesh = self._open()
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))
 
     def close(self) -> None:
         self._mesh.close()

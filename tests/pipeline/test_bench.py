@@ -25,5 +25,6 @@ def test_bench_measures_every_stage_and_ends_with_json(tmp_path: Path, ray_sessi
     assert set(result["cpu_ms_per_crop"]) == {"decode", "detect", "signals", "score"}
     assert result["settings"]["sample_fps"] == 12.0 and result["machine"]["cores"] >= 1
     assert set(result["memory_by_sessions"]) == {"1", "3"}
-    assert len(list(tmp_path.glob("*/bench*.mp4"))) == 2 + 3  # the bench sessions, and the memory runs' (reused across counts)
+    assert result["memory_by_sessions"]["3"]["crops"] > result["memory_by_sessions"]["1"]["crops"]  # three files really scanned
+    assert len(list(tmp_path.glob("*/bench*.mp4"))) == 2 + 3  # the bench sessions, and the files the memory runs link to
     assert main(["bench", "--sessions", "0"]) == 2
