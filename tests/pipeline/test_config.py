@@ -2,12 +2,21 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, load_scan_config, parse_override
+from pipeline.config import ConfigError, ScanConfig, load_scan_config, parse_override
 
 
-def test_defaults_load_from_the_shipped_yaml():
+def test_the_shipped_yaml_states_every_default_of_the_code():
     cfg = load_scan_config()
-    assert cfg.decode.sample_fps == 5.0 and cfg.detect.model_selection == 1 and cfg.aggregate.method == "mean"
+    assert cfg == ScanConfig()
+    assert cfg.decode.sample_fps == 12.0 and cfg.detect.model_selection == 1 and cfg.aggregate.method == "mean"
+
+
+def test_signal_thresholds_are_validated_with_their_names():
+    with pytest.raises(ConfigError, match="closed_ratio"):
+        load_scan_config(overrides=["signals.blinks.closed_ratio=0.95"])
+    with pytest.raises(ConfigError, match="typo"):
+        load_scan_config(overrides=["signals.swap.typo=1"])
+    assert load_scan_config(overrides=["decision.swap=review"]).decision.swap == "review"
 
 
 def test_overrides_are_parsed_as_yaml():
