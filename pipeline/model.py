@@ -119,8 +119,8 @@ def load_checkpoint(path: str | Path, *, require_trained: bool = True):
     return model.eval(), card
 
 
-def save_checkpoint(model, card: ModelCard, directory: str | Path) -> Path:
-    """Write fp16 weights and the card into ``directory`` (files written aside, then renamed)."""
+def save_checkpoint(model, card: BaseModel, directory: str | Path) -> Path:
+    """Write fp16 weights and the card (any pydantic card) into ``directory`` (files written aside, then renamed)."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -134,7 +134,7 @@ def save_checkpoint(model, card: ModelCard, directory: str | Path) -> Path:
     return directory
 
 
-def write_card(card: ModelCard, directory: str | Path) -> Path:
+def write_card(card: BaseModel, directory: str | Path) -> Path:
     """Write the card JSON atomically beside the weights."""
     directory = Path(directory)
     tmp = directory / f".{CARD_FILE}.tmp"

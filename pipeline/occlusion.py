@@ -27,7 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.landmarks import region_crops
-from pipeline.model import CARD_FILE, WEIGHTS_FILE, ModelError
+from pipeline.model import CARD_FILE, WEIGHTS_FILE, ModelError, save_checkpoint
 from pipeline.schema import REGIONS
 
 DEFAULT_OCCLUSION_DIR = Path(__file__).resolve().parent.parent / "models" / "occlusion"
@@ -141,19 +141,8 @@ def load_occlusion_checkpoint(model_dir: str | Path, *, require_trained: bool = 
 
 
 def save_occlusion_checkpoint(network, card: OcclusionCard, model_dir: str | Path) -> Path:
-    """Write fp16 weights and the card into ``model_dir`` (each written aside, then renamed)."""
-    from safetensors.torch import save_file
-
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in network.state_dict().items()}
-    tmp = model_dir / f".{WEIGHTS_FILE}.tmp"
-    save_file(state, str(tmp))
-    tmp.replace(model_dir / WEIGHTS_FILE)
-    tmp = model_dir / f".{CARD_FILE}.tmp"
-    tmp.write_text(json.dumps(card.model_dump(mode="json"), indent=2) + "\n")
-    tmp.replace(model_dir / CARD_FILE)
-    return model_dir
+    """Write fp16 weights and the card into ``model_dir``, in the spoof model's checkpoint format."""
+    return save_checkpoint(network, card, model_dir)
 
 
 def export_onnx_bytes(network, card: OcclusionCard) -> bytes:

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from pipeline.query import run_query
 from pipeline.schema import REGIONS
 
-BLINK_KINDS = ("live", "swap", "occluded", "multi_face")
+BLINK_KINDS = ("live", "swap", "occluded")  # one face on screen: the rendered blinks are the followed face's
 
 
 def load_rows(manifest: str, scan: str, split: str | None) -> list[dict]:

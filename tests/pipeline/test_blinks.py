@@ -126,20 +126,6 @@ def test_bad_inputs_are_rejected():
 # --------------------------------------------------------------------------- real path
 
 
-@pytest.fixture(scope="module")
-def signal_path():
-    from tests.signal_path import SignalPath
-
-    return SignalPath()
-
-
-@pytest.fixture(scope="module")
-def face_sources():
-    from training.face_sources import load_face_sources
-
-    return load_face_sources()
-
-
 @pytest.mark.parametrize("subject", ["grace_hopper", "lfw010"])
 def test_rendered_blinks_are_counted_through_face_mesh(signal_path, face_sources, subject):
     from training.synth import SessionSpec, render_session_frames

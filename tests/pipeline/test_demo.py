@@ -41,7 +41,8 @@ def check_signals_against_truth(tmp_path: Path) -> None:
             assert "occluded:mouth" in row["reasons"] and "left_eye" not in row["occluded_regions"]
         if t["kind"] == "multi_face":
             assert row["multi_face_ratio"] >= 0.5 and "multi_face" in row["reasons"]
-        if t["kind"] in ("live", "swap", "multi_face", "occluded") and t.get("blink_times_s"):
+        # (with several faces the rendered blinks belong to one of them, not necessarily the one followed)
+        if t["kind"] in ("live", "swap", "occluded") and t.get("blink_times_s"):
             assert row["blink_count"] == len(t["blink_times_s"].split(";")), sid
         if t["kind"] == "live":
             assert row["decision"] == "live" and row["reasons"] == []

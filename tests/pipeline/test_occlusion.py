@@ -16,7 +16,6 @@ from pipeline.occlusion import (
     read_occlusion_card,
 )
 from pipeline.schema import REGIONS
-from training.face_sources import load_face_sources
 from training.occlusion import ScannerFacePath, subjects_by_split
 from training.synth import SessionSpec, render_session_frames
 
@@ -67,16 +66,11 @@ def scorer():
     return OcclusionScorer()
 
 
-@pytest.fixture(scope="module")
-def sources():
-    return load_face_sources()
-
-
-def _session_regions(scorer: OcclusionScorer, sources, spec: SessionSpec) -> tuple[list[str], np.ndarray]:
+def _session_regions(scorer: OcclusionScorer, face_sources, spec: SessionSpec) -> tuple[list[str], np.ndarray]:
     """What the scanner would report for the rendered session: (occluded regions, frame scores)."""
     path = ScannerFacePath()
     try:
-        faces = path.faces(render_session_frames(spec, sources, upright=True))
+        faces = path.faces(render_session_frames(spec, face_sources, upright=True))
     finally:
         path.close()
     assert len(faces) >= spec.n_frames - 1, "face mesh should find the rendered face"
@@ -84,9 +78,9 @@ def _session_regions(scorer: OcclusionScorer, sources, spec: SessionSpec) -> tup
     return occluded_regions(scores, scorer.thresholds), scores
 
 
-def _held_out_subjects(sources, seed: int) -> list[str]:
+def _held_out_subjects(face_sources, seed: int) -> list[str]:
     """Test-split subjects of the shipped card's seed: faces the model was not trained on."""
-    return sorted(subjects_by_split(sources, seed)["test"])[:3]
+    return sorted(subjects_by_split(face_sources, seed)["test"])[:3]
 
 
 def test_shipped_card_is_complete_and_honest():
@@ -106,28 +100,28 @@ def test_shipped_card_is_complete_and_honest():
 
 
 @pytest.mark.parametrize("seed", [3, 4, 5])
-def test_covered_mouth_is_named_and_the_eyes_are_not(scorer, sources, seed):
-    subject = _held_out_subjects(sources, read_occlusion_card(DEFAULT_OCCLUSION_DIR).seed)[seed % 3]
+def test_covered_mouth_is_named_and_the_eyes_are_not(scorer, face_sources, seed):
+    subject = _held_out_subjects(face_sources, read_occlusion_card(DEFAULT_OCCLUSION_DIR).seed)[seed % 3]
     spec = SessionSpec(f"mouth{seed}", "occluded", (subject,), duration_s=2.0, fps=3.0, occluded_regions=("mouth",), seed=seed)
-    regions, scores = _session_regions(scorer, sources, spec)
+    regions, scores = _session_regions(scorer, face_sources, spec)
     assert "mouth" in regions, scores
     assert "left_eye" not in regions and "right_eye" not in regions, scores
 
 
 @pytest.mark.parametrize("seed", [3, 4, 5])
-def test_clean_face_has_no_occluded_region(scorer, sources, seed):
-    subject = _held_out_subjects(sources, read_occlusion_card(DEFAULT_OCCLUSION_DIR).seed)[seed % 3]
+def test_clean_face_has_no_occluded_region(scorer, face_sources, seed):
+    subject = _held_out_subjects(face_sources, read_occlusion_card(DEFAULT_OCCLUSION_DIR).seed)[seed % 3]
     spec = SessionSpec(f"clean{seed}", "live", (subject,), duration_s=2.0, fps=3.0, seed=seed)
-    regions, scores = _session_regions(scorer, sources, spec)
+    regions, scores = _session_regions(scorer, face_sources, spec)
     assert regions == [], scores
 
 
-def test_scorer_call_and_batch_agree(scorer, sources):
-    subject = _held_out_subjects(sources, 0)[0]
+def test_scorer_call_and_batch_agree(scorer, face_sources):
+    subject = _held_out_subjects(face_sources, 0)[0]
     spec = SessionSpec("one", "live", (subject,), duration_s=1.0, fps=2.0, seed=1)
     path = ScannerFacePath()
     try:
-        faces = path.faces(render_session_frames(spec, sources, upright=True))
+        faces = path.faces(render_session_frames(spec, face_sources, upright=True))
     finally:
         path.close()
     batch = scorer.score_many(faces)

@@ -168,20 +168,6 @@ def test_frames_without_a_face_break_an_unchanged_run():
 # --------------------------------------------------------------------------- real path
 
 
-@pytest.fixture(scope="module")
-def signal_path():
-    from tests.signal_path import SignalPath
-
-    return SignalPath()
-
-
-@pytest.fixture(scope="module")
-def face_sources():
-    from training.face_sources import load_face_sources
-
-    return load_face_sources()
-
-
 def run_session(signal_path, face_sources, spec, *, light_step_at_s: float | None = None, freeze_at_s: float | None = None):
     """The scanner's signal inputs for a rendered session; optionally a light switched
     down (gain 0.6, gamma 1.4) or the feed frozen from a given time on."""
