@@ -16,7 +16,9 @@ On generated sessions (the scan's own sampling settings), in one run:
    MediaPipe on each sampled frame, eager torch on one crop at a time, no Ray.
 
 ``pipeline_efficiency`` = scan crops/s over the bound: what Ray, batching, queues and
-stalls cost. ``speedup_vs_naive`` = scan sessions/s over the naive loop's.
+stalls cost, start-up included; ``steady_efficiency`` is the same between the first and the
+last finished session, once workers and actors are warm. ``speedup_vs_naive`` = scan
+sessions/s over the naive loop's.
 """
 
 from __future__ import annotations
@@ -195,6 +197,7 @@ def measure_scan(sessions: list[Session], config: ScanConfig, checkpoint: Path) 
             raise RuntimeError(f"the benchmark scan failed: {err.decode()[-2000:]}")
         [run] = [json.loads(p.read_text()) for p in (out / "_runs").glob("*.json")]
     return {"wall_s": run["wall_s"], "startup_s": run["startup_s"], "sessions": run["sessions"], "crops": run["crops"], "backend": run["backend"],
+            "first_session_s": run["first_session_s"], "steady_crops_per_s": run["steady_crops_per_s"],
             "by_status": run["by_status"], "peak_rss_mb": memory.peak_rss / 2**20, "peak_pss_mb": memory.peak_pss / 2**20}
 
 
@@ -267,6 +270,9 @@ class BenchResult:
             "pipeline_crops_per_s": round(pipeline_rate, 2),
             "bound_crops_per_s": round(bound, 2),
             "pipeline_efficiency": round(pipeline_rate / bound, 3),
+            "steady_crops_per_s": round(self.scan["steady_crops_per_s"], 2),
+            "steady_efficiency": round(self.scan["steady_crops_per_s"] / bound, 3),
+            "first_session_s": round(self.scan["first_session_s"], 2),
             "speedup_vs_naive": round(scan_sessions_per_s / self.naive["sessions_per_s"], 2) if self.naive else None,
             "peak_rss_mb": round(self.scan["peak_rss_mb"], 1),
             "peak_pss_mb": round(self.scan["peak_pss_mb"], 1),

@@ -278,6 +278,7 @@ def print_bench(summary: dict) -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key in ("decode_fps", "detect_fps", "signals_fps", "scorer_crops_per_s", "bound_crops_per_s", "pipeline_crops_per_s", "pipeline_efficiency",
+                "first_session_s", "steady_crops_per_s", "steady_efficiency",
                 "scan_sessions_per_s", "naive_sessions_per_s", "speedup_vs_naive", "peak_rss_mb"):
         table.add_row(key, str(summary.get(key)))
     table.add_row("cpu ms per crop", ", ".join(f"{k} {v}" for k, v in summary["cpu_ms_per_crop"].items()))

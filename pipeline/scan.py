@@ -47,6 +47,9 @@ class ScanSummary:
     crops: int = 0
     wall_s: float = 0.0  # from Ray being up to the last commit (actors and workers loading included)
     startup_s: float = 0.0  # starting (or joining) Ray
+    first_session_s: float = 0.0  # when the first session was finished (workers and actors warm by then)
+    first_session_crops: int = 0
+    last_session_s: float = 0.0
     backend: str = ""
     nodes: int = 0
     model_version: str = ""
@@ -62,6 +65,12 @@ class ScanSummary:
     @property
     def crops_per_s(self) -> float:
         return self.crops / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def steady_crops_per_s(self) -> float:
+        """Crops/s between the first and the last finished session: the rate once warm."""
+        span = self.last_session_s - self.first_session_s
+        return (self.crops - self.first_session_crops) / span if span > 0 else 0.0
 
 
 def ensure_ray(config: ScanConfig) -> None:
@@ -194,6 +203,9 @@ def run_scan(
         writer.add(row, frame_rows, [e | run_columns for e in evidence])
         summary.sessions += 1
         summary.crops += row["frames_scored"]
+        summary.last_session_s = time.perf_counter() - started
+        if summary.sessions == 1:
+            summary.first_session_s, summary.first_session_crops = summary.last_session_s, summary.crops
         summary.by_status[row["status"]] = summary.by_status.get(row["status"], 0) + 1
         if row["decision"] is not None:
             summary.by_decision[row["decision"]] = summary.by_decision.get(row["decision"], 0) + 1

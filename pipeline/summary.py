@@ -16,7 +16,8 @@ RUNS_DIR = "_runs"
 
 def summary_dict(summary: ScanSummary) -> dict:
     """The summary as JSON-ready data, throughput included."""
-    return asdict(summary) | {"sessions_per_s": round(summary.sessions_per_s, 3), "crops_per_s": round(summary.crops_per_s, 2)}
+    return asdict(summary) | {"sessions_per_s": round(summary.sessions_per_s, 3), "crops_per_s": round(summary.crops_per_s, 2),
+                              "steady_crops_per_s": round(summary.steady_crops_per_s, 2)}
 
 
 def write_summary(summary: ScanSummary, store: Store) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from pipeline.cli import main
 
 REQUIRED = ("scorer_crops_per_s", "pipeline_crops_per_s", "bound_crops_per_s", "pipeline_efficiency", "speedup_vs_naive", "peak_rss_mb",
-            "machine", "backend", "settings", "bottleneck", "cpu_ms_per_crop", "decode_fps", "detect_fps")
+            "machine", "backend", "settings", "bottleneck", "cpu_ms_per_crop", "decode_fps", "detect_fps", "steady_efficiency", "first_session_s")
 
 
 def test_bench_measures_every_stage_and_ends_with_json(tmp_path: Path, ray_session, shipped_model, capsys):
