@@ -25,6 +25,7 @@ from pipeline.config import ScanConfig
 from pipeline.evidence import evidence_rows
 from pipeline.ledger import Ledger
 from pipeline.model import ModelCard
+from pipeline.occlusion import DEFAULT_OCCLUSION_DIR, occlusion_onnx
 from pipeline.output import RunWriter
 from pipeline.scoring import ScoringActor
 from pipeline.sources import Session
@@ -123,6 +124,22 @@ def _failed_analysis(session: Session, reason: str) -> SessionAnalysis:
     return SessionAnalysis(session=session, error=reason, crops=np.zeros((0, 1, 1, 3), np.uint8))
 
 
+def export_models_once(config: ScanConfig, checkpoint: Path) -> None:
+    """Make the ONNX exports the workers load (the spoof model's and the occlusion model's),
+    here and once per model version: workers then never import torch, and several of them
+    starting at once do not all export the same model."""
+    if config.scoring.backend != "torch":
+        from pipeline.model import read_card
+        from pipeline.scoring import export_onnx, onnx_cache_path
+
+        cached = onnx_cache_path(checkpoint, read_card(checkpoint), config.scoring.onnx_cache)
+        if not cached.is_file():
+            log.info("exporting %s to ONNX once, at %s", checkpoint, cached)
+            export_onnx(checkpoint, cached)
+    if config.signals.enabled and config.signals.occlusion.enabled:
+        occlusion_onnx(config.signals.occlusion.model or DEFAULT_OCCLUSION_DIR, config.scoring.onnx_cache)
+
+
 def run_scan(
     sessions: list[Session],
     config: ScanConfig,
@@ -149,6 +166,7 @@ def run_scan(
     ensure_ray(config)
     summary.startup_s = time.perf_counter() - started
     started = time.perf_counter()
+    export_models_once(config, checkpoint)
     keys = keys or {}
     writer = RunWriter(store, ledger, run_id=run_id, scan_date=summary.scan_date, sessions_per_file=config.output.sessions_per_file)
 
