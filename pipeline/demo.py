@@ -55,7 +55,8 @@ def run_demo(args: argparse.Namespace) -> int:
         extra = dict(row["extra"] or [])
         made_as = extra.get("kind", "") + (f" ({extra['attack_type']})" if extra.get("attack_type") not in (None, "", "none") else "")
         score = "" if row["spoof_score"] is None else f"{row['spoof_score']:.3f}"
-        table.add_row(row["session_id"], made_as, row["status"], row["decision"] or "", score, row["error"] or ", ".join(row["reasons"] or []))
+        error = row["error"] and row["error"].split(":")[0]  # the reason's headline; the full text is in the report and the data
+        table.add_row(row["session_id"], made_as, row["status"], row["decision"] or "", score, error or ", ".join(row["reasons"] or []))
     console = Console()
     console.print(table)
     console.print(f"model {card.version} (threshold {card.threshold:.3f}): {card.trained_on or 'see models/default/model.json'}")

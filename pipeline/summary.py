@@ -28,6 +28,10 @@ def write_summary(summary: ScanSummary, store: Store) -> str:
 def print_summary(summary: ScanSummary, console: Console | None = None) -> None:
     """Counts by status and decision, throughput, failures and output location."""
     console = console or Console(stderr=False, soft_wrap=True)
+    if summary.sessions == 0:
+        console.print(f"nothing new to scan: {summary.skipped} sessions already scanned with this model and settings (--rescan to force); "
+                      f"reports in {summary.out_dir}")
+        return
     table = Table(title=f"run {summary.run_id}", show_header=True)
     table.add_column("sessions")
     table.add_column("count", justify="right")
