@@ -16,6 +16,7 @@ from rich.table import Table
 
 from pipeline.cli import EXIT_OK, execute_scan, scan_config_from_args
 from pipeline.model import DEFAULT_MODEL_DIR, read_card
+from pipeline.query import run_query
 from pipeline.report import write_report
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,10 @@ def run_demo(args: argparse.Namespace) -> int:
     config = scan_config_from_args(args)
     out: Path = args.out
     manifest = make_inputs(out / "inputs")
-    _, plan, store = execute_scan([str(manifest)], config, out / "reports", quiet=args.quiet)
+    _, plan, _ = execute_scan([str(manifest)], config, out / "reports", quiet=args.quiet)
     card = read_card(config.model or DEFAULT_MODEL_DIR)
     wanted = set(plan.keys.values())
-    tables = [store.read_parquet(f) for f in store.list("sessions", ".parquet") if not Path(f).name.startswith(".")]
-    rows = [r for t in tables for r in t.to_pylist() if r.get("input_key") in wanted]
+    rows = [r for r in run_query(str(out / "reports"), "select * from sessions").to_pylist() if r["input_key"] in wanted]
     table = Table(title="demo sessions", show_header=True)
     for column in ("session", "made as", "status", "decision", "spoof_score", "reasons / error"):
         table.add_column(column)

@@ -119,7 +119,7 @@ class Ledger:
             self._lock_fd = None
 
     def _chunks(self, relative: str) -> dict[str, str]:
-        return {chunk_name(p): p for p in self.store.list(relative, ".parquet") if not posixpath.basename(p).startswith(".")}
+        return {chunk_name(p): p for p in self.store.committed(relative)}
 
     def recover(self) -> Recovery:
         """Complete or set aside what an interrupted run left (see the module docstring)."""

@@ -8,8 +8,6 @@ empty view with the full schema.
 
 from __future__ import annotations
 
-import posixpath
-
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -24,7 +22,7 @@ class QueryError(Exception):
 
 def dataset_of(store: Store, name: str, schema: pa.Schema) -> ds.Dataset:
     """All committed files of one dataset, read with ``schema`` plus the ``scan_date`` partition."""
-    files = [store.path(f) for f in store.list(name, ".parquet") if not posixpath.basename(f).startswith(".")]
+    files = [store.path(f) for f in store.committed(name)]
     partitioning = ds.partitioning(pa.schema([("scan_date", pa.date32())]), flavor="hive")
     full = schema.append(pa.field("scan_date", pa.date32()))
     if not files:

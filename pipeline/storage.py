@@ -87,6 +87,10 @@ class Store:
         base = len(self.root) + 1
         return sorted(i.path[base:] for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File and i.path.endswith(suffix))
 
+    def committed(self, relative: str) -> list[str]:
+        """The Parquet files under ``relative`` that readers see: temporaries are hidden (``.name``)."""
+        return [p for p in self.list(relative, ".parquet") if not posixpath.basename(p).startswith(".")]
+
     def write_bytes(self, relative: str, data: bytes, *, overwrite: bool = False) -> str:
         """Write a whole file so that readers see all of it or nothing; returns its full path."""
         return self._write(relative, lambda target: self._put(target, data), overwrite=overwrite)
