@@ -3,9 +3,12 @@ the bound they set, and how it compares with the naive loop of the seed.
 
 On generated sessions (the scan's own sampling settings), in one run:
 
-1. each stage alone, sequentially in this process: decode (PyAV, sampled frames), face
-   detection (MediaPipe), the face-mesh signals (landmarks, similarity, occlusion), and the
-   scorer (configured backend and batch size); CPU seconds per scored crop for each;
+1. each stage alone: decode (PyAV, sampled frames), face detection (MediaPipe), the
+   face-mesh signals (landmarks, similarity, occlusion), and the scorer (configured backend
+   and batch size); CPU seconds per scored crop for each. One process per core measures its
+   share of the sessions, all at once: a core does less work per second when every core is
+   busy (measured here: 10% less than with the other core idle), and the bound assumes
+   every core busy;
 2. the bound: what the machine could do with the stages perfectly overlapped and no
    overhead, from their own costs: CPU cores / the sum of CPU seconds per crop (with a GPU
    scorer: the smaller of its rate and the CPU stages' rate);
@@ -92,12 +95,23 @@ def make_sessions(folder: Path, n: int, *, seconds: float, fps: float, size: tup
     return sessions
 
 
-def measure_stages(sessions: list[Session], config: ScanConfig, checkpoint: Path, card: ModelCard) -> tuple[dict[str, StageCost], int, str]:
-    """Each stage alone over every session; returns the costs, the crops scored and the scorer's backend."""
-    from pipeline.analyse import session_signals
-    from pipeline.scoring import build_scorer
+@dataclass
+class StageRun:
+    """What :func:`measure_stages` measured: the stages' costs, the crops made, the scorer's
+    backend, and the crops themselves when they were left for another process to score."""
 
-    stages = {name: StageCost(name) for name in ("decode", "detect", "signals", "score")}
+    stages: dict[str, StageCost]
+    crops: int
+    backend: str = ""
+    unscored: np.ndarray | None = None
+
+
+def measure_stages(sessions: list[Session], config: ScanConfig, checkpoint: Path, card: ModelCard, score: bool = True) -> StageRun:
+    """Each stage alone over every session. ``score=False`` leaves the scorer out and
+    returns the crops to be scored elsewhere."""
+    from pipeline.analyse import session_signals
+
+    stages = {name: StageCost(name) for name in ("decode", "detect", "signals")}
     detector = FaceDetector(model_selection=config.detect.model_selection, min_confidence=config.detect.min_confidence)
     crops: list[np.ndarray] = []
     for session in sessions:
@@ -121,15 +135,51 @@ def measure_stages(sessions: list[Session], config: ScanConfig, checkpoint: Path
             with _Clock() as clock:
                 collector.finish()
             stages["signals"].add(clock.cpu, clock.wall, 0)
+    stacked = np.stack(crops) if crops else np.zeros((0, card.input_size, card.input_size, 3), np.uint8)
+    if not score:
+        return StageRun(stages, len(stacked), unscored=stacked)
+    stages["score"], backend = measure_scorer(stacked, config, checkpoint)
+    return StageRun(stages, len(stacked), backend)
+
+
+def measure_scorer(crops: np.ndarray, config: ScanConfig, checkpoint: Path) -> tuple[StageCost, str]:
+    """The configured scorer over ``crops`` in batches of the configured size, after one warm-up batch."""
+    from pipeline.scoring import build_scorer
+
     scorer = build_scorer(checkpoint, backend=config.scoring.backend, threads=config.scoring.threads or max(1, int(config.scoring.num_cpus)), cache_dir=config.scoring.onnx_cache)
     batch = config.scoring.batch_size
-    stacked = np.stack(crops) if crops else np.zeros((0, card.input_size, card.input_size, 3), np.uint8)
-    scorer(stacked[:batch])  # warm-up: graph optimisation and first allocations are not throughput
+    scorer(crops[:batch])  # warm-up: graph optimisation and first allocations are not throughput
+    cost = StageCost("score")
     with _Clock() as clock:
-        for i in range(0, len(stacked), batch):
-            scorer(stacked[i : i + batch])
-    stages["score"].add(clock.cpu, clock.wall, len(stacked))
-    return stages, len(stacked), getattr(scorer, "name", type(scorer).__name__)
+        for i in range(0, len(crops), batch):
+            scorer(crops[i : i + batch])
+    cost.add(clock.cpu, clock.wall, len(crops))
+    return cost, getattr(scorer, "name", type(scorer).__name__)
+
+
+def measure_stages_on_all_cores(sessions: list[Session], config: ScanConfig, checkpoint: Path, card: ModelCard, processes: int,
+                                *, gpu_scorer: bool = False) -> tuple[dict[str, StageCost], int, str]:
+    """:func:`measure_stages` in ``processes`` processes at once, each on every
+    ``processes``-th session; their costs summed (a CPU stage's rate is then per core).
+    A GPU scorer is measured once, here, on all the crops: the scan has one per GPU."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    shares = [share for share in (sessions[i::processes] for i in range(processes)) if share]
+    n = len(shares)
+    if n < 2:
+        runs = [measure_stages(sessions, config, checkpoint, card, not gpu_scorer)]
+    else:
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+            runs = list(pool.map(measure_stages, shares, [config] * n, [checkpoint] * n, [card] * n, [not gpu_scorer] * n))
+    total = {name: StageCost(name) for name in runs[0].stages}
+    for run in runs:
+        for name, cost in run.stages.items():
+            total[name].add(cost.cpu_s, cost.wall_s, cost.items)
+    backend = runs[0].backend
+    if gpu_scorer:
+        total["score"], backend = measure_scorer(np.concatenate([run.unscored for run in runs]), config, checkpoint)
+    return total, sum(run.crops for run in runs), backend
 
 
 class PeakMemory:
@@ -302,15 +352,16 @@ def run_bench(config: ScanConfig, checkpoint: Path, card: ModelCard, *, sessions
     import torch
 
     batch = make_sessions(work_dir / f"{sessions}x{seconds:g}s-{size[0]}x{size[1]}-{fps:g}fps", sessions, seconds=seconds, fps=fps, size=size)
-    stages, crops, backend = measure_stages(batch, config, checkpoint, card)
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    gpu_scorer = gpu is not None and config.scoring.backend in ("auto", "torch")
+    stages, crops, backend = measure_stages_on_all_cores(batch, config, checkpoint, card, _cores(), gpu_scorer=gpu_scorer)
     scan = measure_scan(batch, config, checkpoint)
     naive_result = measure_naive(batch, config, checkpoint, card) if naive else None
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     settings = {"sessions": sessions, "seconds": seconds, "fps": fps, "size": f"{size[0]}x{size[1]}", "sample_fps": config.decode.sample_fps,
                 "max_frames": config.decode.max_frames, "batch_size": config.scoring.batch_size, "input_size": card.input_size,
                 "signals": config.signals.enabled, "model_version": card.version}
     return BenchResult(settings=settings, stages=stages, crops=crops, scan=scan, naive=naive_result, scorer_backend=backend,
-                       gpu_scorer=gpu is not None and config.scoring.backend in ("auto", "torch"), extra={"gpu": gpu})
+                       gpu_scorer=gpu_scorer, extra={"gpu": gpu})
 
 
 def memory_profile(config: ScanConfig, checkpoint: Path, counts: list[int], *, seconds: float, fps: float, size: tuple[int, int], work_dir: Path) -> dict:

@@ -59,15 +59,25 @@ def create_model(card: ModelCard):
     return timm.create_model(card.architecture, pretrained=False, num_classes=card.num_classes, drop_rate=card.drop_rate)
 
 
-def preprocess(crops: np.ndarray, card: ModelCard) -> np.ndarray:
-    """Face crops, RGB uint8 (N, S, S, 3) at the card's input size, to normalised float32 NCHW."""
+def check_crops(crops: np.ndarray, card: ModelCard) -> None:
+    """Raise ValueError unless ``crops`` are RGB (N, S, S, 3) at the card's input size."""
     if crops.ndim != 4 or crops.shape[-1] != 3:
         raise ValueError(f"crops must be (N, S, S, 3) RGB, got shape {crops.shape}")
     if crops.shape[1:3] != (card.input_size, card.input_size):
         raise ValueError(f"crops must be {card.input_size}x{card.input_size} for this model, got {crops.shape[1]}x{crops.shape[2]}")
-    scale = (1.0 / (255.0 * np.asarray(card.std, dtype=np.float32))).reshape(1, 1, 1, 3)
-    shift = (np.asarray(card.mean, dtype=np.float32) / np.asarray(card.std, dtype=np.float32)).reshape(1, 1, 1, 3)
-    x = crops.astype(np.float32) * scale - shift
+
+
+def normalisation(card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
+    """``(scale, shift)`` per channel, float32: a uint8 pixel ``p`` becomes ``p * scale - shift``."""
+    std = np.asarray(card.std, dtype=np.float32)
+    return (1.0 / (255.0 * std)).astype(np.float32), (np.asarray(card.mean, dtype=np.float32) / std).astype(np.float32)
+
+
+def preprocess(crops: np.ndarray, card: ModelCard) -> np.ndarray:
+    """Face crops, RGB uint8 (N, S, S, 3) at the card's input size, to normalised float32 NCHW."""
+    check_crops(crops, card)
+    scale, shift = normalisation(card)
+    x = crops.astype(np.float32) * scale.reshape(1, 1, 1, 3) - shift.reshape(1, 1, 1, 3)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 

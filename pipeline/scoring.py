@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from pipeline.model import SPOOF_CLASS, ModelCard, load_checkpoint, preprocess, read_card, weights_digest
+from pipeline.model import SPOOF_CLASS, ModelCard, check_crops, load_checkpoint, normalisation, preprocess, read_card, weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,11 @@ def with_softmax(model):
 
 
 class TorchScorer:
-    """torch inference; on CUDA with bf16 autocast and channels_last."""
+    """torch inference; on CUDA with bf16 autocast and channels_last.
+
+    Crops go to the device as uint8 (a quarter of float32's bytes), from pinned memory
+    without blocking, and are normalised there; their NHWC memory seen as NCHW is already
+    the channels_last layout the CUDA model runs in."""
 
     def __init__(self, checkpoint: str | Path, *, device: str = "cpu", threads: int = 0) -> None:
         import torch
@@ -61,6 +65,9 @@ class TorchScorer:
         self._model = with_softmax(model).to(self.device)
         if self._cuda:
             self._model = self._model.to(memory_format=torch.channels_last)
+        scale, shift = normalisation(self.card)
+        self._scale = torch.from_numpy(scale).view(1, 3, 1, 1).to(self.device)
+        self._shift = torch.from_numpy(shift).view(1, 3, 1, 1).to(self.device)
         self.name = f"torch-{self.device.type}" + ("-bf16" if self._cuda else "")
 
     def __call__(self, crops: np.ndarray) -> np.ndarray:
@@ -68,9 +75,13 @@ class TorchScorer:
 
         if len(crops) == 0:
             return np.zeros((0,), np.float32)
-        x = torch.from_numpy(preprocess(crops, self.card))
+        check_crops(crops, self.card)
+        x = torch.from_numpy(np.ascontiguousarray(crops))
         if self._cuda:
-            x = x.pin_memory().to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float().mul_(self._scale).sub_(self._shift)
+        if not self._cuda:
+            x = x.contiguous()
         with torch.inference_mode(), torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self._cuda):
             probs = self._model(x)
         return probs[:, SPOOF_CLASS].float().cpu().numpy()
@@ -122,6 +133,9 @@ class OnnxScorer:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Memory patterns are planned per batch shape; without them the actor holds 150 MB less
+        # (measured at batches of 32, 16 and 7) and runs as fast.
+        options.enable_mem_pattern = False
         self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.onnx_path = path
         self.name = "onnxruntime-cpu"
