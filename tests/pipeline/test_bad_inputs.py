@@ -149,13 +149,19 @@ def test_a_scoring_actor_killed_mid_run_is_replaced_and_nothing_is_lost(tmp_path
     out = tmp_path / "out"
     proc = _scan(inputs, out, "--set", "scoring.batch_size=4")
 
+    arenas = []
+
     def scoring_actor_after_first_commit(p: psutil.Process) -> bool:
-        return "ScoringActor" in " ".join(p.cmdline()) and len(list(out.glob("sessions/*/*.parquet"))) >= 1
+        if "ScoringActor" in " ".join(p.cmdline()) and len(list(out.glob("sessions/*/*.parquet"))) >= 1:
+            arenas.append(p.environ().get("MALLOC_ARENA_MAX"))
+            return True
+        return False
 
     killed = _kill_matching(proc, scoring_actor_after_first_commit, times=1)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert killed == 1
+    assert arenas == ["2"]  # the processes of a Ray the scan started get few malloc arenas
     got = rows(out)
     assert sorted(got) == [f"v{i}" for i in range(6)]
     assert all(r["status"] == "ok" and r["frames_scored"] >= 4 for r in got.values())

@@ -15,7 +15,7 @@ import pyarrow.fs as pafs
 import pytest
 
 from pipeline.cli import main
-from pipeline.storage import STORAGE_ENV_PREFIXES, Store
+from pipeline.storage import Store
 from tests.videos import write_empty, write_face_video, write_no_face_video
 
 BUCKET = "kyc"
@@ -117,19 +117,3 @@ def test_missing_bucket_prefix_is_a_clear_input_error(s3_server, tmp_path: Path,
     assert main(["scan", f"s3://{BUCKET}/nothing-here", "--out", str(tmp_path / "o")]) == 2
     assert "no such object or prefix" in capsys.readouterr().err
 
-
-def test_analysis_tasks_get_storage_settings_only_when_their_workers_lack_them(monkeypatch):
-    """Workers started by this process already have its settings (a task of its own runtime
-    environment would wait for new workers); settings set or changed since must be sent."""
-    from pipeline import scan
-
-    for key in [k for k in os.environ if k.startswith(STORAGE_ENV_PREFIXES)]:
-        monkeypatch.delenv(key)
-    monkeypatch.setattr(scan, "_workers_env", None)  # a Ray this process did not start
-    assert scan._task_env() is None
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
-    assert scan._task_env() == {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000"}
-    monkeypatch.setattr(scan, "_workers_env", {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000"})  # started with them
-    assert scan._task_env() is None
-    monkeypatch.setenv("AWS_REGION", "eu-west-1")
-    assert scan._task_env() == {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_REGION": "eu-west-1"}
