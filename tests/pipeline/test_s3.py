@@ -116,4 +116,3 @@ def test_scan_reads_and_writes_object_storage(s3_server, tmp_path: Path, ray_ses
 def test_missing_bucket_prefix_is_a_clear_input_error(s3_server, tmp_path: Path, capsys):
     assert main(["scan", f"s3://{BUCKET}/nothing-here", "--out", str(tmp_path / "o")]) == 2
     assert "no such object or prefix" in capsys.readouterr().err
-
