@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--output", help="where to write the HTML (default: OUT/report-<date>.html)")
 
     bench = sub.add_parser("bench", help="measure each stage, the scan end to end and a naive loop on generated sessions")
-    bench.add_argument("--sessions", type=int, default=24, help="generated sessions (default 24)")
+    bench.add_argument("--sessions", type=int, default=120, help="generated sessions (default 120; the fixed start-up of the workers weighs less the more there are)")
     bench.add_argument("--seconds", type=float, default=4.0, help="length of each session (default 4 s)")
     bench.add_argument("--fps", type=float, default=30.0, help="frame rate of the generated videos (default 30)")
     bench.add_argument("--size", type=_size, default=(1280, 720), help="frame size WxH of the generated videos (default 1280x720)")
