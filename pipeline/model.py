@@ -70,7 +70,7 @@ def check_crops(crops: np.ndarray, card: ModelCard) -> None:
 def normalisation(card: ModelCard) -> tuple[np.ndarray, np.ndarray]:
     """``(scale, shift)`` per channel, float32: a uint8 pixel ``p`` becomes ``p * scale - shift``."""
     std = np.asarray(card.std, dtype=np.float32)
-    return (1.0 / (255.0 * std)).astype(np.float32), (np.asarray(card.mean, dtype=np.float32) / std).astype(np.float32)
+    return 1.0 / (255.0 * std), np.asarray(card.mean, dtype=np.float32) / std
 
 
 def preprocess(crops: np.ndarray, card: ModelCard) -> np.ndarray:

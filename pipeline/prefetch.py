@@ -1,8 +1,9 @@
 """Items of an iterator produced ahead by a thread, so that producing the next one (decoding
 a video frame: PyAV releases the GIL) overlaps with using this one (detection, face mesh).
 
-An analysis worker otherwise leaves its core idle whenever it waits on one of the two; with
-decoding ahead, a scan keeps every core busy (measured on 2 cores: see BENCHMARKS.md).
+Without it an analysis worker leaves its core to others whenever it waits on one of the
+two. On 2 cores, where the other processes already fill most of those gaps, the measured
+gain was within run-to-run noise (BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def ensure_ray(config: ScanConfig) -> None:
     The workers get the driver's storage settings for the whole job: locally they inherit
     its environment, on a cluster they come as the job's runtime environment. A task with
     a runtime environment of its own would need freshly started workers instead of the
-    ones Ray has already started (1.7 s before the first analysis, measured)."""
+    ones Ray has already started (measured: the first analyses then start 1.5 s later)."""
     global _workers_env
     import ray
 
@@ -123,7 +123,7 @@ def _task_env() -> dict[str, str] | None:
     """The storage settings the analysis tasks must be given: none when the job's workers
     already have this process's (a Ray started elsewhere, or settings changed since, need them)."""
     env = storage_env()
-    return None if env == _workers_env or (_workers_env is None and not env) else env
+    return None if env == (_workers_env or {}) else env
 
 
 @dataclass
