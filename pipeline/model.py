@@ -11,17 +11,19 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.atomic import write_aside
 from pipeline.crop import DEFAULT_CROP_SCALE
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model.json"
 SPOOF_CLASS = 1
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+CardT = TypeVar("CardT", bound=BaseModel)
 
 
 class ModelError(Exception):
@@ -96,10 +98,16 @@ def read_card(path: str | Path) -> ModelCard:
         raise ModelError(f"no model card at {card_path}")
     if not weights.is_file():
         raise ModelError(f"no weights at {weights}")
+    return validate_card(card_path, ModelCard, "model card")
+
+
+def validate_card(card_path: Path, card_type: type[CardT], what: str) -> CardT:
+    """The JSON card at ``card_path`` validated as ``card_type`` (any checkpoint's card);
+    a :class:`ModelError` naming ``what`` when it cannot be read."""
     try:
-        return ModelCard.model_validate(json.loads(card_path.read_text()))
+        return card_type.model_validate(json.loads(card_path.read_text()))
     except (ValueError, OSError) as exc:
-        raise ModelError(f"unreadable model card {card_path}: {exc}") from exc
+        raise ModelError(f"unreadable {what} {card_path}: {exc}") from exc
 
 
 def weights_digest(path: str | Path) -> str:
@@ -114,19 +122,23 @@ def weights_digest(path: str | Path) -> str:
 
 def load_checkpoint(path: str | Path, *, require_trained: bool = True):
     """``(model, card)`` from a checkpoint; the model is float32, in eval mode, on the CPU."""
-    from safetensors.torch import load_file
-
     card = read_card(path)
     if require_trained and not card.trained:
         raise ModelError(f"the checkpoint at {path} is marked untrained: train one with `liveness train` first")
     weights, _ = checkpoint_paths(path)
-    model = create_model(card)
+    return load_weights(create_model(card), weights, card.architecture), card
+
+
+def load_weights(network, weights: Path, what: str):
+    """``network`` (torch) with the fp16 safetensors ``weights`` loaded as float32, in eval
+    mode; a :class:`ModelError` naming ``what`` when they do not fit it."""
+    from safetensors.torch import load_file
+
     try:
-        state = {k: v.float() for k, v in load_file(str(weights)).items()}
-        model.load_state_dict(state)
+        network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights)).items()})
     except Exception as exc:  # safetensors and torch raise several unrelated types here
-        raise ModelError(f"weights at {weights} do not fit {card.architecture}: {exc}") from exc
-    return model.eval(), card
+        raise ModelError(f"weights at {weights} do not fit {what}: {exc}") from exc
+    return network.eval()
 
 
 def save_checkpoint(model, card: BaseModel, directory: str | Path) -> Path:
@@ -134,19 +146,14 @@ def save_checkpoint(model, card: BaseModel, directory: str | Path) -> Path:
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").half().contiguous() for k, v in model.state_dict().items() if v.is_floating_point()}
     state.update({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if not v.is_floating_point()})
-    tmp_weights = directory / f".{WEIGHTS_FILE}.tmp"
-    save_file(state, str(tmp_weights))
-    tmp_weights.replace(directory / WEIGHTS_FILE)
+    write_aside(directory / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
     write_card(card, directory)
     return directory
 
 
 def write_card(card: BaseModel, directory: str | Path) -> Path:
     """Write the card JSON atomically beside the weights."""
-    directory = Path(directory)
-    tmp = directory / f".{CARD_FILE}.tmp"
-    tmp.write_text(json.dumps(card.model_dump(mode="json"), indent=2) + "\n")
-    return tmp.replace(directory / CARD_FILE)
+    text = json.dumps(card.model_dump(mode="json"), indent=2) + "\n"
+    return write_aside(Path(directory) / CARD_FILE, lambda tmp: tmp.write_text(text))

@@ -16,9 +16,7 @@ A checkpoint is a directory holding ``model.safetensors`` (fp16 weights) and
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,8 +24,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.atomic import write_aside
 from pipeline.landmarks import region_crops
-from pipeline.model import CARD_FILE, WEIGHTS_FILE, ModelError, save_checkpoint
+from pipeline.model import CARD_FILE, WEIGHTS_FILE, ModelError, load_weights, save_checkpoint, validate_card
 from pipeline.schema import REGIONS
 
 DEFAULT_OCCLUSION_DIR = Path(__file__).resolve().parent.parent / "models" / "occlusion"
@@ -110,34 +109,24 @@ def frame_region_crops(mesh_crop: np.ndarray, landmarks: np.ndarray, card: Occlu
     return np.stack([crops[region] for region in card.regions])
 
 
-def read_occlusion_card(model_dir: str | Path) -> OcclusionCard:
+def read_occlusion_card(model_dir: str | Path, *, require_trained: bool = False) -> OcclusionCard:
     """The validated card of the occlusion checkpoint in ``model_dir``."""
     model_dir = Path(model_dir)
     card_path, weights = model_dir / CARD_FILE, model_dir / WEIGHTS_FILE
     if not card_path.is_file() or not weights.is_file():
         raise ModelError(f"no occlusion checkpoint in {model_dir} (needs {WEIGHTS_FILE} and {CARD_FILE})")
-    try:
-        card = OcclusionCard.model_validate(json.loads(card_path.read_text()))
-    except (ValueError, OSError) as exc:
-        raise ModelError(f"unreadable occlusion card {card_path}: {exc}") from exc
+    card = validate_card(card_path, OcclusionCard, "occlusion card")
     if tuple(card.regions) != REGIONS or set(card.thresholds) != set(REGIONS):
         raise ModelError(f"occlusion card {card_path} must cover the regions {REGIONS} (regions and thresholds)")
+    if require_trained and not card.trained:
+        raise ModelError(f"the occlusion checkpoint in {model_dir} is marked untrained: run `liveness train-occlusion`")
     return card
 
 
 def load_occlusion_checkpoint(model_dir: str | Path, *, require_trained: bool = True):
     """``(network, card)`` from a checkpoint directory; float32, eval mode, CPU."""
-    from safetensors.torch import load_file
-
-    card = read_occlusion_card(model_dir)
-    if require_trained and not card.trained:
-        raise ModelError(f"the occlusion checkpoint in {model_dir} is marked untrained: run `liveness train-occlusion`")
-    network = create_network(card)
-    try:
-        network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in load_file(str(Path(model_dir) / WEIGHTS_FILE)).items()})
-    except Exception as exc:  # safetensors and torch raise several unrelated types here
-        raise ModelError(f"weights in {model_dir} do not fit the card's network: {exc}") from exc
-    return network.eval(), card
+    card = read_occlusion_card(model_dir, require_trained=require_trained)
+    return load_weights(create_network(card), Path(model_dir) / WEIGHTS_FILE, "the occlusion network"), card
 
 
 def save_occlusion_checkpoint(network, card: OcclusionCard, model_dir: str | Path) -> Path:
@@ -188,11 +177,7 @@ def occlusion_onnx(model_dir: str | Path, cache_dir: str | Path | None = None) -
     network, card = load_occlusion_checkpoint(model_dir, require_trained=False)
     data = export_onnx_bytes(network, card)
     if cached is not None:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".export-", suffix=".onnx")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, cached)
+        write_aside(cached, lambda tmp: tmp.write_bytes(data))
     return data
 
 
@@ -212,9 +197,7 @@ class OcclusionScorer:
     def __init__(self, model_dir: Path = DEFAULT_OCCLUSION_DIR, *, cache_dir: str | Path | None = None) -> None:
         import onnxruntime as ort
 
-        self.card = read_occlusion_card(model_dir)
-        if not self.card.trained:
-            raise ModelError(f"the occlusion checkpoint in {model_dir} is marked untrained: run `liveness train-occlusion`")
+        self.card = read_occlusion_card(model_dir, require_trained=True)
         self.thresholds = dict(self.card.thresholds)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1

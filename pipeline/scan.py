@@ -169,12 +169,9 @@ def export_models_once(config: ScanConfig, checkpoint: Path) -> None:
     starting at once do not all export the same model."""
     if config.scoring.backend != "torch":
         from pipeline.model import read_card
-        from pipeline.scoring import export_onnx, onnx_cache_path
+        from pipeline.scoring import ensure_onnx, onnx_cache_path
 
-        cached = onnx_cache_path(checkpoint, read_card(checkpoint), config.scoring.onnx_cache)
-        if not cached.is_file():
-            log.info("exporting %s to ONNX once, at %s", checkpoint, cached)
-            export_onnx(checkpoint, cached)
+        ensure_onnx(checkpoint, onnx_cache_path(checkpoint, read_card(checkpoint), config.scoring.onnx_cache))
     if config.signals.enabled and config.signals.occlusion.enabled:
         occlusion_onnx(config.signals.occlusion.model or DEFAULT_OCCLUSION_DIR, config.scoring.onnx_cache)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
 
+from pipeline.atomic import write_aside
 from pipeline.model import SPOOF_CLASS, ModelCard, check_crops, load_checkpoint, normalisation, preprocess, read_card, weights_digest
 
 log = logging.getLogger(__name__)
@@ -99,23 +99,25 @@ def export_onnx(checkpoint: str | Path, out_path: str | Path) -> Path:
 
     model, card = load_checkpoint(checkpoint)
     net = with_softmax(model)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(1, 3, card.input_size, card.input_size)
-    fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=".export-", suffix=".onnx")
-    os.close(fd)
-    try:
+
+    def write(tmp: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                net, example, tmp, input_names=["input"], output_names=["probs"],
+                net, example, str(tmp), input_names=["input"], output_names=["probs"],
                 dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}}, opset_version=17, dynamo=False,
             )
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out_path
+
+    return write_aside(out_path, write)
+
+
+def ensure_onnx(checkpoint: str | Path, path: Path) -> Path:
+    """``path``, after exporting the checkpoint there if it is not there yet (a cache miss)."""
+    if not path.is_file():
+        log.info("exporting %s to ONNX at %s", checkpoint, path)
+        export_onnx(checkpoint, path)
+    return path
 
 
 class OnnxScorer:
@@ -125,10 +127,7 @@ class OnnxScorer:
         import onnxruntime as ort
 
         self.card = read_card(checkpoint)
-        path = Path(onnx_path) if onnx_path else onnx_cache_path(checkpoint, self.card, cache_dir)
-        if not path.is_file():
-            log.info("exporting %s to ONNX at %s", checkpoint, path)
-            export_onnx(checkpoint, path)
+        path = ensure_onnx(checkpoint, Path(onnx_path) if onnx_path else onnx_cache_path(checkpoint, self.card, cache_dir))
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads

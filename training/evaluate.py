@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.atomic import write_aside
 from pipeline.model import ModelCard, load_checkpoint, preprocess, write_card
 from training.datasets import CropSet, load_crop_sets
 from training.metrics import choose_threshold, evaluation_report
@@ -57,9 +58,8 @@ def write_evaluation(out: Path, metrics: dict, scores: np.ndarray, measured: Cro
     """The evaluation JSON and the ROC/DET plot in ``out``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / EVALUATION_JSON, "plot": out / ROC_DET_PNG}
-    tmp = paths["json"].with_name(f".{EVALUATION_JSON}.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    tmp.replace(paths["json"])
+    text = json.dumps(metrics, indent=2) + "\n"
+    write_aside(paths["json"], lambda tmp: tmp.write_text(text))
     plot_roc_det(scores, measured.labels, paths["plot"], threshold=metrics["threshold"], title=title)
     return paths
 

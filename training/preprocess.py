@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.atomic import write_aside
 from pipeline.decode import DecodeError, VideoReader
 from pipeline.faces import FaceDetector, crop_main_face
 
@@ -61,12 +62,13 @@ def _subjects(raw: Path) -> dict[str, dict[str, str]]:
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(columns))
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(columns))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_aside(path, write)
 
 
 def preprocess(raw: Path, out: Path, *, size: int, scale: float, video_fps: float = 2.0, max_video_frames: int = 16) -> dict:

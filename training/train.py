@@ -14,12 +14,14 @@ import math
 import shutil
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.atomic import write_aside
 from pipeline.config import CONFIG_DIR, ConfigError, parse_override
 from pipeline.model import ModelCard, create_model, load_checkpoint, preprocess, save_checkpoint
 from training.datasets import augment, load_crop_sets
@@ -149,13 +151,9 @@ def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = T
             save_checkpoint(model, card, out / "best")
         else:
             stale += 1
-        # Written aside and renamed: a run killed while saving keeps the previous epoch's state.
-        torch.save(
-            {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch, "stale": stale,
-             "best_val_loss": best["val_loss"], "best_epoch": best["epoch"], "history": history, "config": fingerprint},
-            resume_path.with_suffix(".tmp"),
-        )
-        resume_path.with_suffix(".tmp").replace(resume_path)
+        resume = {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch, "stale": stale,
+                  "best_val_loss": best["val_loss"], "best_epoch": best["epoch"], "history": history, "config": fingerprint}
+        write_aside(resume_path, partial(torch.save, resume))  # a run killed while saving keeps the previous epoch's state
         if stale >= config.patience:
             log.info("early stop: validation loss did not improve for %d epochs", stale)
             break
