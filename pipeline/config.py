@@ -9,27 +9,97 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.blinks import BlinkConfig
-from pipeline.occlusion import DEFAULT_MIN_FRACTION
-from pipeline.swap import StaticConfig, SwapConfig
+from pipeline.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_SCAN_CONFIG = CONFIG_DIR / "scan.yaml"
-
-
-class ConfigError(Exception):
-    """A configuration file or override that cannot be used; the message names the problem."""
+DEFAULT_MIN_FRACTION = 0.3  # occlusion session rule: share of frames with landmarks at or above a region's threshold
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class BlinkConfig(_Strict):
+    """Thresholds of blink counting (:mod:`pipeline.signals.blinks`); ratios are of the eye's open-eye baseline EAR."""
+
+    closed_ratio: float = Field(
+        0.75, gt=0, lt=1, description="eyes shut when their mean EAR falls under this share of the open baseline"
+    )
+    open_ratio: float = Field(
+        0.85,
+        gt=0,
+        le=1,
+        description="and open again from this share on (hysteresis: noise near one threshold is not a blink)",
+    )
+    baseline_s: float = Field(0.75, gt=0, description="the open baseline looks this far before and after each frame")
+    baseline_quantile: float = Field(
+        0.7, ge=0.5, le=1, description="a high quantile, so that shut frames do not pull the baseline down"
+    )
+    min_open_ear: float = Field(
+        0.1, ge=0, description="an eye whose baseline is lower cannot be read (covered, turned away): ignored"
+    )
+    noise_depth: float = Field(
+        1.5,
+        ge=0,
+        description="and this many robust SDs of the session's openness under 1 (noisy eyes need deeper closures)",
+    )
+    min_closed_frames: int = Field(
+        1, ge=1, description="shut samples a blink needs (1: at 12 fps a short blink is one sample)"
+    )
+    max_blink_s: float = Field(
+        0.5, gt=0, description="a closure longer than this (missing frames included) is not a blink"
+    )
+    min_session_s: float = Field(
+        10.0, gt=0, description="eyes watched this long without a blink make the no_blink reason"
+    )
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> BlinkConfig:
+        if not self.closed_ratio < self.open_ratio:
+            raise ValueError(f"need closed_ratio < open_ratio, got {self.closed_ratio} and {self.open_ratio}")
+        return self
+
+
+class SwapConfig(_Strict):
+    """Thresholds of identity-swap detection (:mod:`pipeline.signals.swap`)."""
+
+    cut_similarity: float = Field(
+        0.9, gt=0, lt=1, description="consecutive crops less alike than this are an abrupt change (a candidate cut)"
+    )
+    window_s: float = Field(
+        1.0, gt=0, description="face shapes are compared over this long before and after a candidate"
+    )
+    min_window_frames: int = Field(4, ge=2, description="frames with landmarks needed on each side of a candidate")
+    min_shape_change: float = Field(
+        0.03, gt=0, description="Procrustes distance of the mean shapes before and after (share of face radius)"
+    )
+    min_shape_ratio: float = Field(
+        2.5, gt=0, description="and this many times the frames' own scatter around their window's mean"
+    )
+    min_shape_scatter: float = Field(
+        0.005, gt=0, description="scatter floor, so a landmark-perfect (frozen) window does not inflate the ratio"
+    )
+
+
+class StaticConfig(_Strict):
+    """Thresholds of static-stream detection (:mod:`pipeline.signals.swap`)."""
+
+    min_similarity: float = Field(
+        0.995, gt=0, le=1, description="consecutive crops at least this alike count as unchanged"
+    )
+    min_static_s: float = Field(2.0, gt=0, description="unchanged for this long makes the stream static")
+
+
 class InputConfig(_Strict):
-    extensions: list[str] = Field(default_factory=lambda: ["mp4", "mov", "mkv", "webm", "avi", "m4v", "3gp"], min_length=1)
-    identity: Literal["stat", "content"] = Field("stat", description="what tells a changed input: size + mtime, or a content hash")
+    extensions: list[str] = Field(
+        default_factory=lambda: ["mp4", "mov", "mkv", "webm", "avi", "m4v", "3gp"], min_length=1
+    )
+    identity: Literal["stat", "content"] = Field(
+        "stat", description="what tells a changed input: size + mtime, or a content hash"
+    )
 
     @field_validator("extensions")
     @classmethod
@@ -50,7 +120,9 @@ class DetectConfig(_Strict):
     model_selection: Literal[0, 1] = 1
     min_confidence: float = Field(0.5, gt=0, lt=1)
     main_face: Literal["largest", "confident"] = "largest"
-    follow_face: bool = Field(True, description="keep the main face that overlaps the previous frame's, so it does not jump between people")
+    follow_face: bool = Field(
+        True, description="keep the main face that overlaps the previous frame's, so it does not jump between people"
+    )
 
 
 class ScoringConfig(_Strict):
@@ -66,7 +138,12 @@ class ScoringConfig(_Strict):
 class OcclusionSignalConfig(_Strict):
     enabled: bool = True
     model: str | None = Field(None, description="occlusion checkpoint directory; null = the shipped models/occlusion")
-    min_fraction: float = Field(DEFAULT_MIN_FRACTION, gt=0, le=1, description="share of frames with landmarks over a region's threshold that makes it occluded")
+    min_fraction: float = Field(
+        DEFAULT_MIN_FRACTION,
+        gt=0,
+        le=1,
+        description="share of frames with landmarks over a region's threshold that makes it occluded",
+    )
 
 
 class SignalsConfig(_Strict):
@@ -82,7 +159,9 @@ class SignalsConfig(_Strict):
 class AggregateConfig(_Strict):
     method: Literal["mean", "median", "topk"] = "mean"
     topk: int = Field(5, ge=1)
-    review_band: float = Field(0.1, ge=0, lt=0.5, description="scores within this distance of the threshold go to review")
+    review_band: float = Field(
+        0.1, ge=0, lt=0.5, description="scores within this distance of the threshold go to review"
+    )
 
 
 Action = Literal["spoof", "review", "ignore"]
@@ -101,7 +180,9 @@ class DecisionConfig(_Strict):
     no_blink: Action = "review"
     occluded: Action = "review"
     multi_face: Action = "review"
-    multi_face_ratio: float = Field(0.2, gt=0, le=1, description="share of sampled frames with 2+ faces that fires multi_face")
+    multi_face_ratio: float = Field(
+        0.2, gt=0, le=1, description="share of sampled frames with 2+ faces that fires multi_face"
+    )
 
 
 class EvidenceConfig(_Strict):

@@ -1,4 +1,4 @@
-"""The output contract: column names and types of the ``sessions`` and ``frames`` datasets.
+"""The output contract: the layout of ``--out`` and the column names and types of its datasets.
 
 Every writer and reader takes column names from here. Columns of signals a scan did not
 compute are present and null, so readers never depend on which features were on.
@@ -42,6 +42,7 @@ SESSION_FIELDS: list[pa.Field] = [
     pa.field("swap_at_s", pa.float64()),
     pa.field("static", pa.bool_()),
     pa.field("blink_count", pa.int32()),
+    pa.field("blinks", pa.list_(pa.struct([("start_s", pa.float64()), ("end_s", pa.float64())]))),
     pa.field("occluded_regions", pa.list_(pa.string())),
     pa.field("model_version", pa.string()),
     pa.field("threshold", pa.float64()),
@@ -93,6 +94,12 @@ SESSION_COLUMNS = tuple(SESSION_SCHEMA.names)
 FRAME_COLUMNS = tuple(FRAME_SCHEMA.names)
 
 DATASETS = {"sessions": SESSION_SCHEMA, "frames": FRAME_SCHEMA, "evidence": EVIDENCE_SCHEMA}
+RUNS_DIR = "_runs"  # OUT/_runs/<run_id>.json: each run's summary
+
+
+def partition(dataset: str, scan_date: str) -> str:
+    """The relative folder of one dataset's partition for a scan date."""
+    return f"{dataset}/scan_date={scan_date}"
 
 
 def to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:

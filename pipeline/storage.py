@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.atomic import write_aside
 
 STORAGE_ENV_PREFIXES = ("AWS_",)
 
@@ -85,7 +86,11 @@ class Store:
         """Relative paths of the files under ``relative`` (recursively) ending with ``suffix``, sorted."""
         selector = pafs.FileSelector(self.path(relative), recursive=True, allow_not_found=True)
         base = len(self.root) + 1
-        return sorted(i.path[base:] for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File and i.path.endswith(suffix))
+        return sorted(
+            i.path[base:]
+            for i in self.fs.get_file_info(selector)
+            if i.type == pafs.FileType.File and i.path.endswith(suffix)
+        )
 
     def committed(self, relative: str) -> list[str]:
         """The Parquet files under ``relative`` that readers see: temporaries are hidden (``.name``)."""
@@ -97,7 +102,11 @@ class Store:
 
     def write_parquet(self, relative: str, table: pa.Table) -> str:
         """Write a Parquet file (zstd) all-or-nothing; refuses to overwrite; returns its full path."""
-        return self._write(relative, lambda target: pq.write_table(table, target, filesystem=self.fs, compression="zstd"), overwrite=False)
+        return self._write(
+            relative,
+            lambda target: pq.write_table(table, target, filesystem=self.fs, compression="zstd"),
+            overwrite=False,
+        )
 
     def _put(self, target: str, data: bytes) -> None:
         with self.fs.open_output_stream(target) as f:
@@ -112,15 +121,7 @@ class Store:
         if not self.local:
             write(final)
             return final
-        tmp = posixpath.join(parent, f".{posixpath.basename(final)}.tmp")
-        try:
-            write(tmp)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_aside(final, lambda tmp: write(str(tmp)))
         return final
 
     def read_bytes(self, relative: str) -> bytes:

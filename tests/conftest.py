@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.model import DEFAULT_MODEL_DIR, read_card
+from pipeline.scoring.model import DEFAULT_MODEL_DIR, read_card
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The scanner's per-frame signal path on rendered frames, for tests of the signal functions."""
+"""The scan's per-frame path on rendered frames, for tests of the signal functions."""
 
 from __future__ import annotations
 
@@ -6,22 +6,22 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from pipeline.config import SignalsConfig
-from pipeline.faces import FaceDetector
-from pipeline.landmarks import FaceMesh
-from pipeline.signals import SessionSignals
-from training.eval_signals import session_verdict
+from pipeline.config import DetectConfig, OcclusionSignalConfig, SignalsConfig
+from pipeline.scoring.model import DEFAULT_MODEL_DIR, read_card
+from pipeline.session.frame_path import FramePath
+from pipeline.signals.collector import SessionSignals
+from training.eval_signals import session_frames
 
 
 class SignalPath:
-    """Detection, classifier crop and :class:`SessionSignals` (occlusion off) over a session's frames."""
+    """:class:`FramePath` with the shipped card's crop and default settings, occlusion off."""
 
     def __init__(self) -> None:
-        self.detector = FaceDetector()
-        self.mesh = FaceMesh(tracking=True)
+        signals = SignalsConfig(occlusion=OcclusionSignalConfig(enabled=False))
+        self.path = FramePath(read_card(DEFAULT_MODEL_DIR).crop_spec, DetectConfig(), signals)
 
     def run(self, frames: Iterable[np.ndarray], times: Sequence[float]) -> SessionSignals:
-        """The filled signal collector of one session (its times, EARs, similarities and shapes)."""
-        collector = SessionSignals(SignalsConfig(), self.mesh, None)
-        session_verdict(iter(frames), times, self.detector, collector)
-        return collector
+        """One session's signal series (times, EARs, similarities, face shapes), as the scan collects them."""
+        session_frames(self.path, frames, times)
+        assert self.path.signals is not None
+        return self.path.signals

@@ -40,7 +40,11 @@ def write_sideways_face_video(path: Path, *, n: int = 20, fps: float = 10.0) -> 
 def write_no_face_video(path: Path, *, n: int = 15, fps: float = 10.0) -> Path:
     """Moving gradients and no face."""
     ramp = np.linspace(0, 255, 320, dtype=np.float32)
-    return write_video(path, (np.dstack([np.roll(ramp, 7 * i)[None, :].repeat(240, 0)] * 3).astype(np.uint8) for i in range(n)), fps=fps)
+    return write_video(
+        path,
+        (np.dstack([np.roll(ramp, 7 * i)[None, :].repeat(240, 0)] * 3).astype(np.uint8) for i in range(n)),
+        fps=fps,
+    )
 
 
 def write_text_as_video(path: Path) -> Path:
@@ -70,7 +74,9 @@ def write_audio_only(path: Path, *, seconds: float = 1.0) -> Path:
         t = np.arange(int(rate * seconds)) / rate
         tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
         for start in range(0, tone.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start : start + 1024]), format="fltp", layout="mono")
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(tone[:, start : start + 1024]), format="fltp", layout="mono"
+            )
             frame.sample_rate = rate
             for packet in stream.encode(frame):
                 container.mux(packet)
@@ -101,3 +107,24 @@ def write_unknown_codec(path: Path) -> Path:
 def write_huge_resolution(path: Path, side: int = 4100) -> Path:
     """One grey frame of ``side`` x ``side`` pixels: more than a scan accepts by default."""
     return write_video(path, iter([np.full((side, side, 3), 100, np.uint8)]), fps=1.0)
+
+
+def write_rendered_session(
+    path: Path, face_sources, *, kind: str = "swap", seconds: float = 2.5, fps: float = 12.0
+) -> Path:
+    """A rendered KYC-like session (two subjects, a swap at the middle for ``kind='swap'``, blinks) as H.264."""
+    from training.synth import SessionSpec, render_session_frames
+
+    subjects = ("grace_hopper", "astronaut")
+    spec = SessionSpec(
+        path.stem,
+        kind,
+        subjects,
+        duration_s=seconds,
+        fps=fps,
+        swap_at_s=seconds / 2,
+        swap_to="live",
+        blinks=((0.5, 0.2),),
+        seed=5,
+    )
+    return write_video(path, render_session_frames(spec, face_sources, upright=True), fps=fps)

@@ -1,4 +1,5 @@
-"""The training side's sub-commands of ``liveness``: synth, preprocess, train, train-occlusion, evaluate, predict, export-onnx."""
+"""The training side's sub-commands of ``liveness``: synth, preprocess, train, train-occlusion, evaluate,
+predict, export-onnx."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.model import DEFAULT_MODEL_DIR
-from pipeline.sources import InputError
+from pipeline.errors import InputError
+from pipeline.scoring.model import DEFAULT_MODEL_DIR
 
 TRAINING_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -34,8 +35,12 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("preprocess", help="crop faces out of labelled images/videos (live/ and spoof/ folders)")
     p.add_argument("--raw", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--size", type=int, default=128, help="crop side in pixels (the model's input size)")
-    p.add_argument("--scale", type=float, default=1.6, help="crop scale around the face box")
+    p.add_argument(
+        "--size", type=int, default=128, help="crop side in pixels: the model's input size (recorded in crop_spec.json)"
+    )
+    p.add_argument(
+        "--scale", type=float, default=1.6, help="crop scale around the face box (recorded in crop_spec.json)"
+    )
 
     p = sub.add_parser("train", help="train the EfficientNet-B2 liveness classifier on preprocessed crops")
     p.add_argument("--data", type=Path, required=True, help="preprocessed folder (with crops.csv)")
@@ -44,7 +49,9 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init-weights", help="local ImageNet weights (.safetensors) to start from")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
-    p = sub.add_parser("evaluate", help="ISO/IEC 30107-3 evaluation of a checkpoint; threshold chosen on the validation split")
+    p = sub.add_parser(
+        "evaluate", help="ISO/IEC 30107-3 evaluation of a checkpoint; threshold chosen on the validation split"
+    )
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="checkpoint directory")
     p.add_argument("--data", type=Path, required=True, help="preprocessed folder (with crops.csv)")
     p.add_argument("--out", type=Path, help="where evaluation.json and roc_det.png go (default: the model directory)")
@@ -52,14 +59,20 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="split seed for crops without a split column")
     p.add_argument("--no-card", action="store_true", help="leave the model card as it is")
 
-    p = sub.add_parser("check-data", help="data check: class balance, attack types, image sizes, faces not found, split leakage")
+    p = sub.add_parser(
+        "check-data", help="data check: class balance, attack types, image sizes, faces not found, split leakage"
+    )
     p.add_argument("--data", type=Path, required=True, help="preprocessed folder (with crops.csv)")
     p.add_argument("--out", type=Path, help="where data_check.md/.png/.json go (default: the data folder)")
     p.add_argument("--seed", type=int, default=0, help="split seed for crops without a split column")
 
-    p = sub.add_parser("train-occlusion", help="train the region-occlusion model on synthetic occluders and write it with its card")
+    p = sub.add_parser(
+        "train-occlusion", help="train the region-occlusion model on synthetic occluders and write it with its card"
+    )
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write (e.g. models/occlusion)")
-    p.add_argument("--images", type=int, default=6000, help="frames to render over all splits (each gives 4 region crops)")
+    p.add_argument(
+        "--images", type=int, default=6000, help="frames to render over all splits (each gives 4 region crops)"
+    )
     p.add_argument("--sessions", type=int, default=60, help="held-out session videos for the session-level metrics")
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--seed", type=int, default=0, help="seed of the subject split, the rendering and the training")
@@ -78,18 +91,25 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_synth(args: argparse.Namespace) -> int:
     from training.synth import run_synth
 
-    summary = run_synth(args.out, sessions=args.sessions, images_per_class=args.images_per_class, seed=args.seed, faces_dir=args.faces)
+    summary = run_synth(
+        args.out, sessions=args.sessions, images_per_class=args.images_per_class, seed=args.seed, faces_dir=args.faces
+    )
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
 
 @_command("preprocess")
 def cmd_preprocess(args: argparse.Namespace) -> int:
+    from pipeline.faces.crop import CropSpec
     from training.preprocess import preprocess
 
     if not args.raw.is_dir():
         raise InputError(f"--raw {args.raw} is not a directory")
-    summary = preprocess(args.raw, args.out, size=args.size, scale=args.scale)
+    try:
+        crop = CropSpec(size=args.size, scale=args.scale)
+    except ValueError as exc:
+        raise InputError(f"--size/--scale: {exc}") from exc
+    summary = preprocess(args.raw, args.out, crop=crop)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -119,7 +139,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.model.resolve() == DEFAULT_MODEL_DIR and not args.no_card:
         raise InputError("refusing to rewrite the shipped model's card: pass --model DIR (a copy) or --no-card")
     try:
-        metrics = evaluate(args.model, args.data, out=args.out, method=args.threshold_method, seed=args.seed, update_card=not args.no_card)
+        metrics = evaluate(
+            args.model,
+            args.data,
+            out=args.out,
+            method=args.threshold_method,
+            seed=args.seed,
+            update_card=not args.no_card,
+        )
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     print(json.dumps(metrics, indent=2))
@@ -143,7 +170,11 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 def cmd_train_occlusion(args: argparse.Namespace) -> int:
     from training.occlusion import train_occlusion
 
-    for flag, value, least in (("--images", args.images, 20), ("--sessions", args.sessions, 1), ("--epochs", args.epochs, 1)):
+    for flag, value, least in (
+        ("--images", args.images, 20),
+        ("--sessions", args.sessions, 1),
+        ("--epochs", args.epochs, 1),
+    ):
         if value < least:
             raise InputError(f"{flag} must be at least {least}, got {value}")
     metrics = train_occlusion(args.out, images=args.images, sessions=args.sessions, epochs=args.epochs, seed=args.seed)
@@ -153,10 +184,10 @@ def cmd_train_occlusion(args: argparse.Namespace) -> int:
 
 @_command("predict")
 def cmd_predict(args: argparse.Namespace) -> int:
-    from pipeline.aggregate import decide
     from pipeline.config import load_scan_config
-    from pipeline.faces import FaceDetector, crop_main_face
-    from pipeline.scoring import TorchScorer
+    from pipeline.faces.detect import FaceDetector, crop_main_face
+    from pipeline.scoring.scorers import TorchScorer
+    from pipeline.session.aggregate import decide
     from training.preprocess import read_image_rgb
 
     image = read_image_rgb(args.image) if args.image.is_file() else None
@@ -165,14 +196,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     scorer = TorchScorer(args.model)
     with FaceDetector() as detector:
         dets = detector.detect(image)
-    main, crop = crop_main_face(image, dets, size=scorer.card.input_size, scale=scorer.card.crop_scale)
+    main, crop = crop_main_face(image, dets, scorer.card.crop_spec)
     if main is None:
         print(f"liveness predict: no face found in {args.image}", file=sys.stderr)
         return 1
     score = float(scorer(crop[None])[0])
-    result = {"image": str(args.image), "spoof_score": round(score, 6), "decision": decide(score, scorer.card.threshold, load_scan_config().aggregate.review_band),
-              "threshold": scorer.card.threshold, "model_version": scorer.card.version, "face_box": [round(float(v), 1) for v in dets.boxes[main]]}
-    print(json.dumps(result) if args.json else f"{args.image}: spoof_score={score:.4f} decision={result['decision']} (threshold {scorer.card.threshold:.3f})")
+    result = {
+        "image": str(args.image),
+        "spoof_score": round(score, 6),
+        "decision": decide(score, scorer.card.threshold, load_scan_config().aggregate.review_band),
+        "threshold": scorer.card.threshold,
+        "model_version": scorer.card.version,
+        "face_box": [round(float(v), 1) for v in dets.boxes[main]],
+    }
+    print(
+        json.dumps(result)
+        if args.json
+        else f"{args.image}: spoof_score={score:.4f} decision={result['decision']}"
+        f" (threshold {scorer.card.threshold:.3f})"
+    )
     return 0
 
 

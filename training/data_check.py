@@ -49,7 +49,9 @@ def summarise(crops: list[dict], skipped: list[dict], seed: int) -> dict:
     """Every figure of the data check as one JSON-serialisable dict."""
     for row in crops:
         row["split"] = split_of(row, seed)
-    sizes = np.array([(int(r["width"]), int(r["height"])) for r in crops if r.get("width")], dtype=np.int64).reshape(-1, 2)
+    sizes = np.array([(int(r["width"]), int(r["height"])) for r in crops if r.get("width")], dtype=np.int64).reshape(
+        -1, 2
+    )
     sources = Counter(_class(r) for r in {r["source"]: r for r in crops}.values())
     no_face = Counter(_class(r) for r in skipped)
     return {
@@ -61,13 +63,27 @@ def summarise(crops: list[dict], skipped: list[dict], seed: int) -> dict:
         "spoof_fraction": round(sum(r["label"] == "spoof" for r in crops) / len(crops), 4) if crops else None,
         "source_sizes": {
             "files": len(sizes),
-            "width": {"min": int(sizes[:, 0].min()), "median": float(np.median(sizes[:, 0])), "max": int(sizes[:, 0].max())} if len(sizes) else None,
-            "height": {"min": int(sizes[:, 1].min()), "median": float(np.median(sizes[:, 1])), "max": int(sizes[:, 1].max())} if len(sizes) else None,
+            "width": {
+                "min": int(sizes[:, 0].min()),
+                "median": float(np.median(sizes[:, 0])),
+                "max": int(sizes[:, 0].max()),
+            }
+            if len(sizes)
+            else None,
+            "height": {
+                "min": int(sizes[:, 1].min()),
+                "median": float(np.median(sizes[:, 1])),
+                "max": int(sizes[:, 1].max()),
+            }
+            if len(sizes)
+            else None,
         },
         "no_face": {
             "files": len(skipped),
             "by_class": dict(sorted(no_face.items())),
-            "rate_by_class": {k: round(no_face[k] / (no_face[k] + sources[k]), 4) for k in sorted(set(no_face) | set(sources))},
+            "rate_by_class": {
+                k: round(no_face[k] / (no_face[k] + sources[k]), 4) for k in sorted(set(no_face) | set(sources))
+            },
             "examples": [r["source"] for r in skipped[:20]],
         },
         "leakage": {"subjects": _overlaps(crops, "subject"), "sources": _overlaps(crops, "source")},
@@ -76,31 +92,58 @@ def summarise(crops: list[dict], skipped: list[dict], seed: int) -> dict:
 
 def _markdown(summary: dict, folder: Path) -> str:
     classes = sorted({c for counts in summary["by_split"].values() for c in counts})
-    lines = [f"# Data check: `{folder}`", "", f"{summary['crops']} crops of {summary['subjects']} subjects; "
-             f"spoof fraction {summary['spoof_fraction']}.", "", "## Class balance per split", "",
-             "| split | subjects | " + " | ".join(classes) + " |", "|---|---|" + "---|" * len(classes)]
+    lines = [
+        f"# Data check: `{folder}`",
+        "",
+        f"{summary['crops']} crops of {summary['subjects']} subjects; spoof fraction {summary['spoof_fraction']}.",
+        "",
+        "## Class balance per split",
+        "",
+        "| split | subjects | " + " | ".join(classes) + " |",
+        "|---|---|" + "---|" * len(classes),
+    ]
     for split in SPLITS:
         counts = summary["by_split"][split]
-        lines.append(f"| {split} | {summary['subjects_by_split'][split]} | " + " | ".join(str(counts.get(c, 0)) for c in classes) + " |")
+        lines.append(
+            f"| {split} | {summary['subjects_by_split'][split]} | "
+            + " | ".join(str(counts.get(c, 0)) for c in classes)
+            + " |"
+        )
     lines += ["", "## Attack types", "", "| attack type | crops |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in summary["by_attack_type"].items()]
     sizes = summary["source_sizes"]
     lines += ["", "## Source image sizes", ""]
     if sizes["width"]:
-        lines.append(f"{sizes['files']} crops; width {sizes['width']['min']}-{sizes['width']['max']} px (median {sizes['width']['median']:g}), "
-                     f"height {sizes['height']['min']}-{sizes['height']['max']} px (median {sizes['height']['median']:g}).")
+        lines.append(
+            f"{sizes['files']} crops; width {sizes['width']['min']}-{sizes['width']['max']} px"
+            f" (median {sizes['width']['median']:g}), "
+            f"height {sizes['height']['min']}-{sizes['height']['max']} px (median {sizes['height']['median']:g})."
+        )
     else:
         lines.append("Not recorded (preprocessed by an older version).")
     nf = summary["no_face"]
-    lines += ["", "## Faces not found", "", f"{nf['files']} files gave no crop.", "", "| class | files without a face | rate |", "|---|---|---|"]
+    lines += [
+        "",
+        "## Faces not found",
+        "",
+        f"{nf['files']} files gave no crop.",
+        "",
+        "| class | files without a face | rate |",
+        "|---|---|---|",
+    ]
     lines += [f"| {k} | {nf['by_class'].get(k, 0)} | {v:.1%} |" for k, v in nf["rate_by_class"].items()]
     leak = summary["leakage"]
     lines += ["", "## Leakage", ""]
     if not leak["subjects"] and not leak["sources"]:
-        lines.append(f"PASS: each of the {summary['subjects']} subjects and every source file is in exactly one split "
-                     "(the split is by subject, never by frame).")
+        lines.append(
+            f"PASS: each of the {summary['subjects']} subjects and every source file is in exactly one split "
+            "(the split is by subject, never by frame)."
+        )
     else:
-        lines.append(f"FAIL: {len(leak['subjects'])} subjects and {len(leak['sources'])} source files are in more than one split:")
+        lines.append(
+            f"FAIL: {len(leak['subjects'])} subjects and {len(leak['sources'])} source files"
+            " are in more than one split:"
+        )
         lines += [f"- subject `{k}`: {', '.join(v)}" for k, v in list(leak["subjects"].items())[:50]]
         lines += [f"- source `{k}`: {', '.join(v)}" for k, v in list(leak["sources"].items())[:50]]
     lines += ["", f"![data check]({CHART})", ""]
@@ -114,7 +157,12 @@ def _chart(summary: dict, crops: list[dict], path: Path) -> None:
     classes = sorted({c for counts in summary["by_split"].values() for c in counts})
     x = np.arange(len(SPLITS))
     for i, cls in enumerate(classes):
-        ax_split.bar(x + i * 0.8 / max(len(classes), 1), [summary["by_split"][s].get(cls, 0) for s in SPLITS], 0.8 / max(len(classes), 1), label=cls)
+        ax_split.bar(
+            x + i * 0.8 / max(len(classes), 1),
+            [summary["by_split"][s].get(cls, 0) for s in SPLITS],
+            0.8 / max(len(classes), 1),
+            label=cls,
+        )
     ax_split.set_xticks(x + 0.4 - 0.4 / max(len(classes), 1), SPLITS)
     ax_split.set_title("crops per split and class")
     ax_split.legend(fontsize=8)
@@ -122,7 +170,7 @@ def _chart(summary: dict, crops: list[dict], path: Path) -> None:
     ax_attack.set_title("spoof crops per attack type")
     sizes = [(int(r["width"]), int(r["height"])) for r in crops if r.get("width")]
     if sizes:
-        w, h = zip(*sizes)
+        w, h = zip(*sizes, strict=False)
         ax_size.scatter(w, h, s=6, alpha=0.4)
     ax_size.set_xlabel("width (px)")
     ax_size.set_ylabel("height (px)")

@@ -10,8 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.sources import InputError
-from training.preprocess import CROPS_MANIFEST, read_image_rgb
+from pipeline.errors import InputError
+from pipeline.faces.crop import CropSpec
+from training.preprocess import CROPS_MANIFEST, read_crop_spec, read_image_rgb
 
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
@@ -24,7 +25,9 @@ def split_for_subject(subject_id: str, seed: int) -> str:
     """
     digest = hashlib.sha256(f"{seed}:{subject_id}".encode()).digest()
     u = int.from_bytes(digest[:8], "big") / 2**64
-    return SPLITS[0] if u < SPLIT_FRACTIONS[0] else SPLITS[1] if u < SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1] else SPLITS[2]
+    return (
+        SPLITS[0] if u < SPLIT_FRACTIONS[0] else SPLITS[1] if u < SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1] else SPLITS[2]
+    )
 
 
 def split_of(row: dict, seed: int) -> str:
@@ -48,8 +51,19 @@ class CropSet:
         return len(self.labels)
 
 
-def load_crop_sets(processed: Path, *, size: int, seed: int) -> dict[str, CropSet]:
-    """The train/val/test crop sets of a preprocessed folder; the manifest's split wins when given."""
+def load_crop_sets(processed: Path, spec: CropSpec, *, seed: int) -> dict[str, CropSet]:
+    """The train/val/test crop sets of a preprocessed folder; the manifest's split wins when given.
+
+    The crops must have been cut with ``spec`` (the model card's crop): a model is never
+    trained or measured on crops it was not made for."""
+    made = read_crop_spec(processed)
+    if made != spec:
+        raise InputError(
+            f"the crops in {processed} were cut at {made.size} px, scale {made.scale:g}; "
+            f"this model needs {spec.size} px, scale {spec.scale:g}: "
+            f"run `liveness preprocess --size {spec.size} --scale {spec.scale:g}`"
+        )
+    size = spec.size
     manifest = processed / CROPS_MANIFEST
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest} not found: run `liveness preprocess` first")
@@ -63,8 +77,8 @@ def load_crop_sets(processed: Path, *, size: int, seed: int) -> dict[str, CropSe
         images = []
         for row in items:
             image = read_image_rgb(processed / row["path"])
-            if image.shape[:2] != (size, size):
-                image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+            if image is None or image.shape[:2] != (size, size):
+                raise InputError(f"{processed / row['path']} is not a {size}x{size} crop image")
             images.append(image)
         sets[split] = CropSet(
             images=np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8),

@@ -1,4 +1,4 @@
-"""How well does a whole scan do on synthetic sessions with known truth?
+r"""How well does a whole scan do on synthetic sessions with known truth?
 
 Joins the ground-truth manifest of ``liveness synth`` sessions with the ``sessions`` rows
 a ``liveness scan`` of them wrote, and measures every session signal end to end (video
@@ -7,7 +7,8 @@ per-region occlusion precision and recall, several faces, and the decisions per 
 
     uv run liveness synth --out data/evalset --sessions 150 --images-per-class 0 --seed 7
     uv run liveness scan data/evalset/sessions/manifest.csv --out data/evalset-scan
-    uv run python -m training.eval_scan --manifest data/evalset/sessions/manifest.parquet --scan data/evalset-scan --split test
+    uv run python -m training.eval_scan --manifest data/evalset/sessions/manifest.parquet \
+        --scan data/evalset-scan --split test
 
 ``--split test`` keeps the sessions whose subjects neither the spoof model nor the
 occlusion model saw in training (the subject split of :func:`training.datasets.split_for_subject`).
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow.parquet as pq
 
-from pipeline.query import run_query
+from pipeline.reports.query import run_query
 from pipeline.schema import REGIONS
 
 BLINK_KINDS = ("live", "swap", "occluded")  # one face on screen: the rendered blinks are the followed face's
@@ -32,7 +33,9 @@ BLINK_KINDS = ("live", "swap", "occluded")  # one face on screen: the rendered b
 def load_rows(manifest: str, scan: str, split: str | None) -> list[dict]:
     """One dict per session: the truth (``true_*``) and what the scan found."""
     truth = {r["session_id"]: r for r in pq.read_table(manifest).to_pylist()}
-    found = run_query(scan, "select * from sessions qualify row_number() over (partition by session_id order by scanned_at desc) = 1").to_pylist()
+    found = run_query(
+        scan, "select * from sessions qualify row_number() over (partition by session_id order by scanned_at desc) = 1"
+    ).to_pylist()
     rows = []
     for row in found:
         t = truth.get(row["session_id"])
@@ -57,20 +60,41 @@ def metrics(rows: list[dict]) -> dict:
     blink_err = np.array([r["blink_count"] - len(r["true_blink_times_s"] or []) for r in blink_rows])
     occlusion = {}
     for region in REGIONS:
-        tp = sum(1 for r in ok if region in (r["occluded_regions"] or []) and region in (r["true_occluded_regions"] or []))
-        fp = sum(1 for r in ok if region in (r["occluded_regions"] or []) and region not in (r["true_occluded_regions"] or []))
-        fn = sum(1 for r in ok if region not in (r["occluded_regions"] or []) and region in (r["true_occluded_regions"] or []))
-        occlusion[region] = {"precision": tp / (tp + fp) if tp + fp else None, "recall": tp / (tp + fn) if tp + fn else None, "tp": tp, "fp": fp, "fn": fn}
+        tp = sum(
+            1 for r in ok if region in (r["occluded_regions"] or []) and region in (r["true_occluded_regions"] or [])
+        )
+        fp = sum(
+            1
+            for r in ok
+            if region in (r["occluded_regions"] or []) and region not in (r["true_occluded_regions"] or [])
+        )
+        fn = sum(
+            1
+            for r in ok
+            if region not in (r["occluded_regions"] or []) and region in (r["true_occluded_regions"] or [])
+        )
+        occlusion[region] = {
+            "precision": tp / (tp + fp) if tp + fp else None,
+            "recall": tp / (tp + fn) if tp + fn else None,
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+        }
     attacks = [r for r in ok if r["true_label"] == "spoof" and r["true_attack_type"] in ("print", "replay")]
     bona_fide = [r for r in ok if r["true_kind"] == "live"]
-    decisions = {kind: dict(Counter(r["decision"] or r["status"] for r in rows if r["true_kind"] == kind)) for kind in sorted({r["true_kind"] for r in rows})}
+    decisions = {
+        kind: dict(Counter(r["decision"] or r["status"] for r in rows if r["true_kind"] == kind))
+        for kind in sorted({r["true_kind"] for r in rows})
+    }
     return {
         "sessions": len(rows),
         "sessions_ok": len(ok),
         "status": dict(Counter(r["status"] for r in rows)),
         "swap_sessions": len(swaps),
         "swap_detection_rate": _rate([r["swap_detected"] for r in swaps]),
-        "swap_within_0.5s_rate": _rate([bool(r["swap_detected"]) and abs(r["swap_at_s"] - r["true_swap_at_s"]) <= 0.5 for r in swaps]),
+        "swap_within_0.5s_rate": _rate(
+            [bool(r["swap_detected"]) and abs(r["swap_at_s"] - r["true_swap_at_s"]) <= 0.5 for r in swaps]
+        ),
         "swap_timing_error_mean_s": float(errors.mean()) if len(errors) else None,
         "swap_timing_error_max_s": float(errors.max()) if len(errors) else None,
         "swap_free_sessions": len(swap_free),
@@ -80,8 +104,12 @@ def metrics(rows: list[dict]) -> dict:
         "blink_exact_count_rate": _rate(list(blink_err == 0)),
         "blink_count_mae": float(np.abs(blink_err).mean()) if len(blink_err) else None,
         "occlusion": occlusion,
-        "multi_face_flagged_rate": _rate(["multi_face" in (r["reasons"] or []) for r in ok if r["true_kind"] == "multi_face"]),
-        "multi_face_false_rate": _rate(["multi_face" in (r["reasons"] or []) for r in ok if r["true_kind"] != "multi_face"]),
+        "multi_face_flagged_rate": _rate(
+            ["multi_face" in (r["reasons"] or []) for r in ok if r["true_kind"] == "multi_face"]
+        ),
+        "multi_face_false_rate": _rate(
+            ["multi_face" in (r["reasons"] or []) for r in ok if r["true_kind"] != "multi_face"]
+        ),
         "session_apcer": _rate([r["decision"] == "live" for r in attacks]),
         "session_bpcer": _rate([r["decision"] == "spoof" for r in bona_fide]),
         "static_rate": _rate([bool(r["static"]) for r in ok]),

@@ -2,9 +2,10 @@
 measured on synthetic sessions with known truth.
 
 Renders sessions with :func:`training.synth.render_session_frames` at the scanner's
-signal rate and runs exactly the scanner's per-frame path on them: face detection, the
-128 px classifier crop and :class:`pipeline.signals.SessionSignals` (tracked face mesh,
-occlusion, blinks, swap, static), without a video codec in between. Besides the synthetic kinds it
+signal rate and runs exactly the scan's per-frame path on them
+(:class:`pipeline.session.frame_path.FramePath`: face detection, the main face followed, the
+model card's crop, tracked face mesh, occlusion, blinks, swap, static), without a video
+codec in between. Besides the synthetic kinds it
 makes two static streams: ``still_print`` (the first frame of a print session repeated
 with fresh sensor noise: a photo held perfectly still) and ``frozen_live`` (a live
 session whose frames stop changing at a random moment: a frozen injected feed).
@@ -21,38 +22,33 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from pipeline.config import SignalsConfig
-from pipeline.crop import DEFAULT_CROP_SCALE
-from pipeline.faces import FaceDetector, crop_main_face
-from pipeline.landmarks import FaceMesh
-from pipeline.occlusion import OcclusionScorer
-from pipeline.signals import SessionSignals
+from pipeline.config import DetectConfig, SignalsConfig
+from pipeline.faces.crop import CropSpec
+from pipeline.scoring.model import DEFAULT_MODEL_DIR, read_card
+from pipeline.session.frame_path import FramePath, SessionFrames
+from pipeline.video.decode import SampledFrame
 from training.face_sources import FaceSource, load_face_sources
 from training.synth import SessionSpec, random_spec, render_session_frames
 from training.synth_render import NOISE_SIGMAS, add_sensor_noise
 
 SIGNAL_FPS = 12.0
-CLASSIFIER_CROP = 128
 EVAL_KINDS = ("live", "swap", "print", "replay", "occluded", "still_print", "frozen_live")
 BLINK_KINDS = ("live", "swap", "occluded")  # kinds whose rendered blinks are all on screen
 
 
-def session_verdict(frames: Iterator[np.ndarray], times: Sequence[float], detector: FaceDetector, collector: SessionSignals) -> dict:
-    """The scanner's per-frame path (detection, classifier crop, :class:`SessionSignals`) over
-    one session's frames, and the session verdicts it ends with."""
-    for t, frame in zip(times, frames):
-        detections = detector.detect(frame)
-        index, crop = crop_main_face(frame, detections, size=CLASSIFIER_CROP, scale=DEFAULT_CROP_SCALE)
-        box = None if index is None else tuple(float(v) for v in detections.boxes[index])
-        collector.add(float(t), frame, box, crop)
-    return collector.finish()
+def session_frames(path: FramePath, frames: Iterable[np.ndarray], times: Sequence[float]) -> SessionFrames:
+    """One session's rendered frames (at ``times``) through the scan's per-frame path."""
+    timed = zip(times, frames, strict=False)
+    return path.run(SampledFrame(index=i, pts_s=float(t), image=frame) for i, (t, frame) in enumerate(timed))
 
 
-def _session_frames(kind: str, spec: SessionSpec, sources: Sequence[FaceSource], rng: np.random.Generator) -> Iterator[np.ndarray]:
+def _session_frames(
+    kind: str, spec: SessionSpec, sources: Sequence[FaceSource], rng: np.random.Generator
+) -> Iterator[np.ndarray]:
     frames = render_session_frames(spec, sources, upright=True)
     if kind == "still_print":
         first = next(frames)
@@ -77,12 +73,12 @@ def _spec(kind: str, i: int, subjects: list[str], rng: np.random.Generator) -> S
     return random_spec(f"eval{i:04d}_{kind}", base, subjects, rng, duration_s=duration, fps=SIGNAL_FPS)
 
 
-def evaluate(n_sessions: int, seed: int, config: SignalsConfig) -> dict:
+def evaluate(n_sessions: int, seed: int, config: SignalsConfig, crop: CropSpec) -> dict:
     """Render ``n_sessions`` sessions (kinds in turn), run the signals, return per-session rows and metrics."""
     sources = load_face_sources()
     ids = [s.subject_id for s in sources]
     rng = np.random.default_rng(seed)
-    detector, mesh, occlusion = FaceDetector(), FaceMesh(tracking=True), OcclusionScorer() if config.occlusion.enabled else None
+    path = FramePath(crop, DetectConfig(), config)
     rows, seconds = [], []
     for i in range(n_sessions):
         kind = EVAL_KINDS[i % len(EVAL_KINDS)]
@@ -90,8 +86,8 @@ def evaluate(n_sessions: int, seed: int, config: SignalsConfig) -> dict:
         spec = _spec(kind, i, subjects, rng)
         times = [k / spec.fps for k in range(spec.n_frames)]
         start = time.perf_counter()
-        collector = SessionSignals(config, mesh, occlusion)
-        verdict = session_verdict(_session_frames(kind, spec, sources, rng), times, detector, collector)
+        result = session_frames(path, _session_frames(kind, spec, sources, rng), times)
+        verdict = result.verdicts
         seconds.append((time.perf_counter() - start) / len(times))
         rows.append(
             {
@@ -99,14 +95,14 @@ def evaluate(n_sessions: int, seed: int, config: SignalsConfig) -> dict:
                 "kind": kind,
                 "swap_to": spec.swap_to if kind == "swap" else None,
                 "duration_s": spec.duration_s,
-                "face_frames": sum(s is not None for s in collector.shapes),
+                "face_frames": int(result.records.has_face.sum()),
                 "frames": len(times),
                 "true_swap_at_s": spec.swap_at_s,
-                "swap_detected": bool(verdict["swap_detected"]),
-                "swap_at_s": verdict["swap_at_s"],
+                "swap_detected": bool(verdict.swap_detected),
+                "swap_at_s": verdict.swap_at_s,
                 "true_blinks": len(spec.blinks),
-                "blinks": verdict["blink_count"] or 0,
-                "static": bool(verdict["static"]),
+                "blinks": verdict.blink_count or 0,
+                "static": bool(verdict.static),
             }
         )
     return {"rows": rows, "metrics": metrics(rows), "cost": {"signal_path_ms_per_frame": 1e3 * float(np.mean(seconds))}}
@@ -130,16 +126,22 @@ def metrics(rows: list[dict]) -> dict:
         "swap_timing_error_max_s": float(errors.max()) if len(errors) else None,
         "swap_free_sessions": len(swap_free),
         "false_swap_rate": sum(r["swap_detected"] for r in swap_free) / max(len(swap_free), 1),
-        "false_swaps_per_kind": {k: sum(r["swap_detected"] for r in swap_free if r["kind"] == k) for k in kinds if k != "swap"},
+        "false_swaps_per_kind": {
+            k: sum(r["swap_detected"] for r in swap_free if r["kind"] == k) for k in kinds if k != "swap"
+        },
         "blink_sessions": len(blink_rows),
         "blink_true_total": int(sum(r["true_blinks"] for r in blink_rows)),
         "blink_exact_count_rate": float(np.mean(blink_err == 0)) if len(blink_err) else None,
         "blink_count_mae": float(np.abs(blink_err).mean()) if len(blink_err) else None,
         "blink_count_bias": float(blink_err.mean()) if len(blink_err) else None,
         "blink_exact_count_rate_per_kind": {
-            k: float(np.mean([r["blinks"] == r["true_blinks"] for r in blink_rows if r["kind"] == k])) for k in BLINK_KINDS if k in kinds
+            k: float(np.mean([r["blinks"] == r["true_blinks"] for r in blink_rows if r["kind"] == k]))
+            for k in BLINK_KINDS
+            if k in kinds
         },
-        "blinks_on_blinkless_kinds": {k: int(sum(r["blinks"] for r in rows if r["kind"] == k)) for k in ("print", "replay", "still_print")},
+        "blinks_on_blinkless_kinds": {
+            k: int(sum(r["blinks"] for r in rows if r["kind"] == k)) for k in ("print", "replay", "still_print")
+        },
         "static_rate_per_kind": {k: float(np.mean([r["static"] for r in rows if r["kind"] == k])) for k in kinds},
     }
 
@@ -149,11 +151,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sessions", type=int, default=350, help="sessions to render (kinds in turn)")
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--rows", help="also write the per-session rows to this JSON file")
+    parser.add_argument(
+        "--model",
+        default=str(DEFAULT_MODEL_DIR),
+        help="checkpoint whose card gives the crop (default: the shipped model)",
+    )
     args = parser.parse_args(argv)
     if args.sessions < 1:
         parser.error(f"--sessions must be >= 1, got {args.sessions}")
     start = time.perf_counter()
-    result = evaluate(args.sessions, args.seed, SignalsConfig())
+    result = evaluate(args.sessions, args.seed, SignalsConfig(), read_card(args.model).crop_spec)
     if args.rows:
         with open(args.rows, "w") as f:
             json.dump(result["rows"], f, indent=1)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.atomic import write_aside
-from pipeline.model import ModelCard, load_checkpoint, preprocess, write_card
+from pipeline.checkpoint import write_card
+from pipeline.scoring.model import ModelCard, load_checkpoint, preprocess
 from training.datasets import CropSet, load_crop_sets
 from training.metrics import choose_threshold, evaluation_report
 from training.plots import plot_roc_det
@@ -42,10 +43,14 @@ def predict_probs(model, images: np.ndarray, card: ModelCard, batch_size: int = 
     return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
-def calibrate_and_measure(model, card: ModelCard, sets: dict[str, CropSet], method: str) -> tuple[float, dict, np.ndarray, CropSet]:
+def calibrate_and_measure(
+    model, card: ModelCard, sets: dict[str, CropSet], method: str
+) -> tuple[float, dict, np.ndarray, CropSet]:
     """``(threshold, metrics, scores, measured set)``: threshold by ``method`` on val, metrics on test."""
     val = sets["val"]
-    threshold = choose_threshold(predict_probs(model, val.images, card), val.labels, method, attack_types=val.attack_types)
+    threshold = choose_threshold(
+        predict_probs(model, val.images, card), val.labels, method, attack_types=val.attack_types
+    )
     measured = sets["test"] if len(sets["test"]) else val
     scores = predict_probs(model, measured.images, card)
     metrics = evaluation_report(scores, measured.labels, measured.attack_types, threshold)
@@ -64,7 +69,15 @@ def write_evaluation(out: Path, metrics: dict, scores: np.ndarray, measured: Cro
     return paths
 
 
-def evaluate(model_dir: Path, processed: Path, *, out: Path | None = None, method: str | None = None, seed: int = 0, update_card: bool = True) -> dict:
+def evaluate(
+    model_dir: Path,
+    processed: Path,
+    *,
+    out: Path | None = None,
+    method: str | None = None,
+    seed: int = 0,
+    update_card: bool = True,
+) -> dict:
     """Evaluate the checkpoint in ``model_dir`` on the crops in ``processed``; returns the metrics.
 
     ``method`` defaults to the card's ``threshold_method`` (``eer`` when it has none).
@@ -72,20 +85,29 @@ def evaluate(model_dir: Path, processed: Path, *, out: Path | None = None, metho
     card's ``threshold``, ``metrics`` and ``evaluated_on`` are replaced (atomically).
     """
     model, card = load_checkpoint(model_dir, require_trained=False)
-    method = method or getattr(card, "threshold_method", None) or "eer"
-    sets = load_crop_sets(processed, size=card.input_size, seed=seed)
+    method = method or card.threshold_method
+    sets = load_crop_sets(processed, card.crop_spec, seed=seed)
     if len(sets["val"]) == 0 or len(set(sets["val"].labels.tolist())) < 2:
         raise ValueError(f"{processed} has no validation crops of both classes: the threshold cannot be calibrated")
     threshold, metrics, scores, measured = calibrate_and_measure(model, card, sets, method)
-    paths = write_evaluation(out or model_dir, metrics, scores, measured, title=f"{card.version or model_dir.name} on {metrics['split']} of {processed.name}")
+    paths = write_evaluation(
+        out or model_dir,
+        metrics,
+        scores,
+        measured,
+        title=f"{card.version or model_dir.name} on {metrics['split']} of {processed.name}",
+    )
     metrics_out = {**metrics, "files": {k: str(v) for k, v in paths.items()}}
     if update_card:
-        card = card.model_copy(update={
-            "threshold": threshold,
-            "threshold_method": method,
-            "metrics": metrics,
-            "evaluated_on": f"{processed} ({metrics['split']}), {datetime.now(timezone.utc).isoformat(timespec='seconds')}",
-        })
+        card = card.model_validate(
+            card.model_dump()
+            | {
+                "threshold": threshold,
+                "threshold_method": method,
+                "metrics": metrics,
+                "evaluated_on": f"{processed} ({metrics['split']}), {datetime.now(UTC).isoformat(timespec='seconds')}",
+            }
+        )
         write_card(card, model_dir)
         log.info("threshold %.4f (%s on val) written into %s", threshold, method, model_dir)
     return metrics_out

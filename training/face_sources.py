@@ -17,7 +17,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.landmarks import FACE_OVAL_IDX, FaceMesh, LEFT_IRIS_CENTER, LIPS_IDX, NOSE_IDX, REGION_IDX, RIGHT_IRIS_CENTER
+from pipeline.faces.landmarks import (
+    FACE_OVAL_IDX,
+    LEFT_IRIS_CENTER,
+    LIPS_IDX,
+    NOSE_IDX,
+    REGION_IDX,
+    RIGHT_IRIS_CENTER,
+    FaceMesh,
+)
 from pipeline.schema import REGIONS
 
 log = logging.getLogger(__name__)

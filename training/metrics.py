@@ -83,8 +83,7 @@ def _as_labels(labels: Any, n: int) -> np.ndarray:
     if bad.any():
         examples = sorted({float(v) for v in arr[bad][:5]})
         raise ValueError(
-            f"labels must be 0 (bona fide) or 1 (attack); got {int(bad.sum())} other "
-            f"value(s), e.g. {examples}"
+            f"labels must be 0 (bona fide) or 1 (attack); got {int(bad.sum())} other value(s), e.g. {examples}"
         )
     return arr.astype(np.int8)
 
@@ -99,15 +98,12 @@ def _as_attack_types(attack_types: Any, labels: np.ndarray) -> np.ndarray:
     if arr.ndim != 1:
         raise ValueError(f"attack_types must be 1-D, got shape {arr.shape}")
     if arr.size != labels.size:
-        raise ValueError(
-            f"attack_types and labels have different lengths: {arr.size} != {labels.size}"
-        )
+        raise ValueError(f"attack_types and labels have different lengths: {arr.size} != {labels.size}")
     not_str = [i for i, v in enumerate(arr) if not isinstance(v, str)]
     if not_str:
         i = not_str[0]
         raise ValueError(
-            f"attack_types must be strings; index {i} holds {arr[i]!r} "
-            f"({len(not_str)} non-string value(s))"
+            f"attack_types must be strings; index {i} holds {arr[i]!r} ({len(not_str)} non-string value(s))"
         )
     is_none = arr == BONA_FIDE_TYPE
     bad_bf = np.flatnonzero((labels == 0) & ~is_none)
@@ -151,9 +147,7 @@ def _rate(numerator: int, denominator: int) -> float:
     return numerator / denominator if denominator else math.nan
 
 
-def _confusion(
-    scores: ArrayLike, labels: ArrayLike, threshold: float
-) -> tuple[int, int, int, int]:
+def _confusion(scores: ArrayLike, labels: ArrayLike, threshold: float) -> tuple[int, int, int, int]:
     """Return ``(tp, fp, tn, fn)`` with attack (label 1) as the positive class."""
     s, y = _validate(scores, labels)
     t = _check_threshold(threshold)
@@ -276,9 +270,7 @@ def _require_both_classes(y: np.ndarray, what: str) -> None:
         raise ValueError(f"{what} needs both classes; labels contain no {missing} presentation")
 
 
-def roc_curve(
-    scores: ArrayLike, labels: ArrayLike
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC curve with attack as the positive class: ``(fpr, tpr, thresholds)``.
 
     ``thresholds`` are ``+inf`` followed by the distinct scores in *decreasing* order;
@@ -295,9 +287,7 @@ def roc_curve(
     return fpr, tpr, thresholds
 
 
-def det_curve(
-    scores: ArrayLike, labels: ArrayLike
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def det_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """DET curve: ``(apcer, bpcer, thresholds)`` with all attacks pooled.
 
     ``thresholds`` are the distinct scores in *increasing* order followed by ``+inf``;
@@ -317,9 +307,7 @@ def det_curve(
 # ------------------------------------------------------------------------ ISO 30107-3
 
 
-def apcer(
-    scores: ArrayLike, labels: ArrayLike, attack_types: Sequence[str], threshold: float
-) -> dict[str, float]:
+def apcer(scores: ArrayLike, labels: ArrayLike, attack_types: Sequence[str], threshold: float) -> dict[str, float]:
     """APCER per attack type at ``threshold``.
 
     For each attack type present among the attack rows, the proportion of that type's
@@ -338,9 +326,7 @@ def apcer(
     return out
 
 
-def apcer_max(
-    scores: ArrayLike, labels: ArrayLike, attack_types: Sequence[str], threshold: float
-) -> float:
+def apcer_max(scores: ArrayLike, labels: ArrayLike, attack_types: Sequence[str], threshold: float) -> float:
     """The system APCER of ISO/IEC 30107-3: the maximum of :func:`apcer` over attack types.
 
     NaN when there is no attack presentation.
@@ -365,9 +351,7 @@ def bpcer(scores: ArrayLike, labels: ArrayLike, threshold: float) -> float:
     return float(np.mean(bona >= t)) if bona.size else math.nan
 
 
-def acer(
-    scores: ArrayLike, labels: ArrayLike, attack_types: Sequence[str], threshold: float
-) -> float:
+def acer(scores: ArrayLike, labels: ArrayLike, attack_types: Sequence[str], threshold: float) -> float:
     """ACER at ``threshold``: ``(APCER_max + BPCER) / 2``. NaN if either is undefined."""
     worst = apcer_max(scores, labels, attack_types, threshold)
     return (worst + bpcer(scores, labels, threshold)) / 2.0
@@ -484,9 +468,7 @@ def choose_threshold(
     match = _BPCER_METHOD.match(key)
     if match and int(match.group(1)) >= 1:
         return bpcer_at_apcer(s, y, attack_types, 1.0 / int(match.group(1)))[1]
-    raise ValueError(
-        f"unknown threshold method {method!r}; use 'eer' or 'bpcerN' (e.g. 'bpcer20', 'bpcer100')"
-    )
+    raise ValueError(f"unknown threshold method {method!r}; use 'eer' or 'bpcerN' (e.g. 'bpcer20', 'bpcer100')")
 
 
 # ---------------------------------------------------------------------------- report

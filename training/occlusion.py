@@ -3,15 +3,16 @@
 No data set of occluded faces can be downloaded here, so the truth comes from the
 renderer of :mod:`training.synth`: a session of kind ``occluded`` draws hands, masks,
 sunglasses, eye patches or cards over exactly its ``occluded_regions``. Every frame goes
-through the scanner's own steps (face detection, the 1.6x / 192 px mesh crop, face mesh
-with tracking, :func:`pipeline.landmarks.region_crops`), so the model is trained on the
+through the scan's own per-frame path (:class:`pipeline.session.frame_path.FramePath`:
+face detection, the main face followed, the 1.6x / 192 px mesh crop, face mesh with
+tracking, :func:`pipeline.faces.landmarks.region_crops`), so the model is trained on the
 crops it will be shown, including the landmarks face mesh guesses under an occluder.
 
 Subjects are split by :func:`training.datasets.split_for_subject`: the network learns on
 train subjects, thresholds are chosen on val subjects, and every reported number comes
 from test subjects, first on single frames, then on whole session videos (encoded,
 decoded and sampled like a scan) under the session rule of
-:func:`pipeline.occlusion.occluded_regions`.
+:func:`pipeline.signals.occlusion.occluded_regions`.
 """
 
 from __future__ import annotations
@@ -22,21 +23,20 @@ import os
 import platform
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from pipeline.decode import VideoReader
-from pipeline.faces import FaceDetector, crop_main_face
-from pipeline.landmarks import FaceMesh
-from pipeline.occlusion import (
-    DEFAULT_MIN_FRACTION,
-    MESH_CROP_SCALE,
-    MESH_CROP_SIZE,
+from pipeline.checkpoint import save_checkpoint
+from pipeline.config import DEFAULT_MIN_FRACTION, DetectConfig, OcclusionSignalConfig, SignalsConfig
+from pipeline.schema import REGIONS
+from pipeline.scoring.model import ModelCard
+from pipeline.session.frame_path import FramePath
+from pipeline.signals.occlusion import (
     OcclusionCard,
     OcclusionScorer,
     create_network,
@@ -44,9 +44,8 @@ from pipeline.occlusion import (
     occluded_regions,
     preprocess,
     region_logits,
-    save_occlusion_checkpoint,
 )
-from pipeline.schema import REGIONS
+from pipeline.video.decode import SampledFrame, VideoReader
 from training.datasets import SPLIT_FRACTIONS, SPLITS, split_for_subject
 from training.face_sources import FaceSource, load_face_sources
 from training.synth import random_spec, render_session_frames
@@ -94,38 +93,28 @@ class RegionData:
             "frames_rendered": self.frames_rendered,
             "frames_with_landmarks": len(self),
             "subjects": len(set(self.subjects)),
-            "occluded_frames_rendered": {r: int(n) for r, n in zip(REGIONS, self.occluded_rendered)},
+            "occluded_frames_rendered": {r: int(n) for r, n in zip(REGIONS, self.occluded_rendered, strict=False)},
             "occluded_frames_with_landmarks": {r: int(self.labels[:, i].sum()) for i, r in enumerate(REGIONS)},
         }
 
 
-class ScannerFacePath:
-    """The scanner's steps from an upright frame to ``(mesh_crop, landmarks)``: full-range
-    face detection, the main face's crop at :data:`MESH_CROP_SCALE` / :data:`MESH_CROP_SIZE`,
-    face mesh tracking through a video (call :meth:`new_video` between videos)."""
+# The scan's per-frame path with its signals on, but without the occlusion model being trained.
+PATH_SIGNALS = SignalsConfig(occlusion=OcclusionSignalConfig(enabled=False))
 
-    def __init__(self) -> None:
-        self.detector = FaceDetector(model_selection=1)
-        self.mesh = FaceMesh(tracking=True)
 
-    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        main, mesh_crop = crop_main_face(frame, self.detector.detect(frame), size=MESH_CROP_SIZE, scale=MESH_CROP_SCALE)
-        if main is None:
-            return None
-        landmarks = self.mesh.landmarks(mesh_crop)
-        return None if landmarks is None else (mesh_crop, landmarks)
+def scanner_path() -> FramePath:
+    """The scan's per-frame path (default detection, crop and face mesh), whose face-mesh
+    crops and landmarks are the occlusion model's inputs."""
+    return FramePath(ModelCard().crop_spec, DetectConfig(), PATH_SIGNALS)
 
-    def new_video(self) -> None:
-        self.mesh.reset()
 
-    def faces(self, frames: Iterable[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``(mesh_crop, landmarks)`` of every frame of one video where the face was found."""
-        self.new_video()
-        return [face for frame in frames if (face := self(frame)) is not None]
-
-    def close(self) -> None:
-        self.detector.close()
-        self.mesh.close()
+def mesh_faces(path: FramePath, frames: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray] | None]:
+    """Per frame of one video, ``(mesh_crop, landmarks)`` of its main face as the scan finds
+    them (the face followed, the mesh tracked), or None without a face or landmarks."""
+    path.new_session()
+    for i, frame in enumerate(frames):
+        step = path.step(SampledFrame(index=i, pts_s=float(i), image=frame))
+        yield None if step.mesh_crop is None or step.landmarks is None else (step.mesh_crop, step.landmarks)
 
 
 def subjects_by_split(sources: Sequence[FaceSource], seed: int) -> dict[str, list[str]]:
@@ -157,7 +146,12 @@ def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
 
 
 def render_region_data(
-    sources: Sequence[FaceSource], subjects: Sequence[str], n_frames: int, card: OcclusionCard, rng: np.random.Generator, path: ScannerFacePath
+    sources: Sequence[FaceSource],
+    subjects: Sequence[str],
+    n_frames: int,
+    card: OcclusionCard,
+    rng: np.random.Generator,
+    path: FramePath,
 ) -> RegionData:
     """Render about ``n_frames`` frames of ``subjects`` (sessions mixed by :data:`KIND_MIX`) and
     cut their region crops through the scanner's path; the truth is the session's regions."""
@@ -176,11 +170,10 @@ def render_region_data(
             spec = replace(spec, occluded_regions=_training_occlusion(rng))
         truth = np.array([r in spec.occluded_regions for r in REGIONS], np.float32)
         quality = int(rng.integers(*JPEG_QUALITY))
-        path.new_video()
-        for frame in render_session_frames(spec, sources, upright=True):
+        frames = (_jpeg(frame, quality) for frame in render_session_frames(spec, sources, upright=True))
+        for face in mesh_faces(path, frames):
             rendered += 1
             occluded_rendered += truth.astype(np.int64)
-            face = path(_jpeg(frame, quality))
             if face is not None:
                 crops.append(frame_region_crops(*face, card))
                 labels.append(truth)
@@ -232,7 +225,16 @@ def _bce(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log1p(-p)))
 
 
-def fit(train: RegionData, val: RegionData, card: OcclusionCard, *, epochs: int, seed: int, batch_size: int = 64, lr: float = 3e-3):
+def fit(
+    train: RegionData,
+    val: RegionData,
+    card: OcclusionCard,
+    *,
+    epochs: int,
+    seed: int,
+    batch_size: int = 64,
+    lr: float = 3e-3,
+):
     """Train with Adam and a cosine schedule; returns the network of the epoch with the
     lowest validation loss, and the per-epoch history."""
     import torch
@@ -259,8 +261,17 @@ def fit(train: RegionData, val: RegionData, card: OcclusionCard, *, epochs: int,
             total, steps = total + loss.item(), steps + 1
         scheduler.step()
         val_loss = _bce(predict(network, val.crops, card), val.labels) if len(val) else math.nan
-        history.append({"epoch": epoch, "train_loss": round(total / max(steps, 1), 5), "val_loss": round(val_loss, 5), "seconds": round(time.perf_counter() - started, 1)})
-        log.info("occlusion epoch %d/%d: train loss %.4f, val loss %.4f", epoch, epochs, history[-1]["train_loss"], val_loss)
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": round(total / max(steps, 1), 5),
+                "val_loss": round(val_loss, 5),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+        log.info(
+            "occlusion epoch %d/%d: train loss %.4f, val loss %.4f", epoch, epochs, history[-1]["train_loss"], val_loss
+        )
         if best_state is None or val_loss < best_loss:
             best_loss = val_loss
             best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
@@ -316,17 +327,26 @@ def session_metrics(sessions: list[dict], thresholds: dict[str, float], min_frac
     (each with ``truth`` regions and per-frame ``scores``)."""
     predicted = [set(occluded_regions(s["scores"], thresholds, min_fraction)) for s in sessions]
     truth = [set(s["truth"]) for s in sessions]
-    per_region = {r: _counts(np.array([r in p for p in predicted], bool), np.array([r in t for t in truth], bool)) for r in REGIONS}
+    per_region = {
+        r: _counts(np.array([r in p for p in predicted], bool), np.array([r in t for t in truth], bool))
+        for r in REGIONS
+    }
+    matches = [p == t for p, t in zip(predicted, truth, strict=False)]
     return {
         "min_fraction": min_fraction,
         "per_region": per_region,
         "sessions": len(sessions),
-        "exact_match": round(float(np.mean([p == t for p, t in zip(predicted, truth)])), 4) if sessions else None,
+        "exact_match": round(float(np.mean(matches)), 4) if sessions else None,
     }
 
 
 def render_eval_sessions(
-    scorer: OcclusionScorer, sources: Sequence[FaceSource], subjects: Sequence[str], n_sessions: int, rng: np.random.Generator, path: ScannerFacePath
+    scorer: OcclusionScorer,
+    sources: Sequence[FaceSource],
+    subjects: Sequence[str],
+    n_sessions: int,
+    rng: np.random.Generator,
+    path: FramePath,
 ) -> list[dict]:
     """Occluded and live session videos of ``subjects``, written as H.264 files, decoded and
     sampled as a scan does, and scored frame by frame; one result per session."""
@@ -335,16 +355,30 @@ def render_eval_sessions(
         for i in range(n_sessions):
             kind = "occluded" if rng.random() < EVAL_OCCLUDED_SHARE else "live"
             subject = subjects[int(rng.integers(len(subjects)))]
-            spec = random_spec(f"occ_eval{i:04d}_{kind}", kind, [subject], rng, duration_s=EVAL_SECONDS, fps=EVAL_FPS, rotated=rng.random() < ROTATED_SHARE)
+            spec = random_spec(
+                f"occ_eval{i:04d}_{kind}",
+                kind,
+                [subject],
+                rng,
+                duration_s=EVAL_SECONDS,
+                fps=EVAL_FPS,
+                rotated=rng.random() < ROTATED_SHARE,
+            )
             video = Path(folder) / f"{spec.session_id}.mp4"
-            write_video(video, render_session_frames(spec, sources), fps=spec.fps, rotation=spec.rotation, crf=int(rng.integers(18, 28)))
+            write_video(
+                video,
+                render_session_frames(spec, sources),
+                fps=spec.fps,
+                rotation=spec.rotation,
+                crf=int(rng.integers(18, 28)),
+            )
             with VideoReader(video, sample_fps=EVAL_SAMPLE_FPS) as reader:
                 images = [frame.image for frame in reader.sampled()]
             video.unlink()
-            faces = path.faces(images)
+            faces = [face for face in mesh_faces(path, images) if face is not None]
             results.append(
-                {"session_id": spec.session_id, "subject": subject, "truth": list(spec.occluded_regions), "frames_sampled": len(images),
-                 "frames_with_landmarks": len(faces), "scores": scorer.score_many(faces)}
+                {"session_id": spec.session_id, "subject": subject, "truth": list(spec.occluded_regions),
+                 "frames_sampled": len(images), "frames_with_landmarks": len(faces), "scores": scorer.score_many(faces)}
             )  # fmt: skip
     return results
 
@@ -409,29 +443,38 @@ def train_occlusion(out: Path, *, images: int = 6000, sessions: int = 60, epochs
     sources = load_face_sources()
     split_subjects = subjects_by_split(sources, seed)
     if any(not split_subjects[s] for s in SPLITS):
-        raise ValueError(f"every split needs subjects; got {({s: len(v) for s, v in split_subjects.items()})}")
+        raise ValueError(f"every split needs subjects; got { ({s: len(v) for s, v in split_subjects.items()}) }")
     card = OcclusionCard()
-    path = ScannerFacePath()
-    try:
-        data = {}
-        for k, (split, share) in enumerate(zip(SPLITS, SPLIT_FRACTIONS)):
-            n = max(int(round(images * share)), 2)
-            data[split] = render_region_data(sources, split_subjects[split], n, card, np.random.default_rng([seed, k, 7]), path)
-            log.info("%s: %s", split, data[split].summary())
-        if len(data["train"]) < 2 or len(data["test"]) == 0:
-            raise ValueError(f"too few frames with landmarks (train {len(data['train'])}, test {len(data['test'])}): raise --images")
-        network, history = fit(data["train"], data["val"], card, epochs=epochs, seed=seed)
-        card = card.model_copy(update={"trained": True, "seed": seed, "version": datetime.now(timezone.utc).strftime("occlusion-synth-%Y%m%d")})
-        save_occlusion_checkpoint(network, card, out)
-        scorer = OcclusionScorer(out)  # everything below measures the shipped fp16 weights on ONNX Runtime
-        val_probs = scorer.score_crops(data["val"].crops) if len(data["val"]) else np.zeros((0, len(REGIONS)))
-        thresholds = choose_thresholds(val_probs, data["val"].labels)
-        test_probs = scorer.score_crops(data["test"].crops)
-        eval_sessions = render_eval_sessions(scorer, sources, split_subjects["test"], sessions, np.random.default_rng([seed, 9]), path)
-        speed_spec = random_spec("speed", "live", [split_subjects["test"][0]], np.random.default_rng(seed), duration_s=2.0)
-        speed = measure_speed(scorer, path.faces(render_session_frames(speed_spec, sources, upright=True)))
-    finally:
-        path.close()
+    path = scanner_path()
+    data = {}
+    for k, (split, share) in enumerate(zip(SPLITS, SPLIT_FRACTIONS, strict=False)):
+        n = max(int(round(images * share)), 2)
+        data[split] = render_region_data(
+            sources, split_subjects[split], n, card, np.random.default_rng([seed, k, 7]), path
+        )
+        log.info("%s: %s", split, data[split].summary())
+    if len(data["train"]) < 2 or len(data["test"]) == 0:
+        raise ValueError(
+            f"too few frames with landmarks (train {len(data['train'])}, test {len(data['test'])}): raise --images"
+        )
+    network, history = fit(data["train"], data["val"], card, epochs=epochs, seed=seed)
+    card = card.model_validate(
+        card.model_dump()
+        | {"trained": True, "seed": seed, "version": datetime.now(UTC).strftime("occlusion-synth-%Y%m%d")}
+    )
+    save_checkpoint(network, card, out)
+    scorer = OcclusionScorer(out)  # everything below measures the shipped fp16 weights on ONNX Runtime
+    val_probs = scorer.score_crops(data["val"].crops) if len(data["val"]) else np.zeros((0, len(REGIONS)))
+    thresholds = choose_thresholds(val_probs, data["val"].labels)
+    test_probs = scorer.score_crops(data["test"].crops)
+    eval_sessions = render_eval_sessions(
+        scorer, sources, split_subjects["test"], sessions, np.random.default_rng([seed, 9]), path
+    )
+    speed_spec = random_spec("speed", "live", [split_subjects["test"][0]], np.random.default_rng(seed), duration_s=2.0)
+    speed_faces = [
+        face for face in mesh_faces(path, render_session_frames(speed_spec, sources, upright=True)) if face is not None
+    ]
+    speed = measure_speed(scorer, speed_faces)
     metrics = {
         "split": "test (subjects held out by split_for_subject)",
         "notes": (
@@ -442,29 +485,41 @@ def train_occlusion(out: Path, *, images: int = 6000, sessions: int = 60, epochs
         "frame": frame_metrics(test_probs, data["test"].labels, thresholds),
         "session": session_metrics(eval_sessions, thresholds, DEFAULT_MIN_FRACTION),
         "session_by_min_fraction": {
-            str(f): {r: {k: m[k] for k in ("precision", "recall")} for r, m in session_metrics(eval_sessions, thresholds, f)["per_region"].items()}
+            str(f): {
+                r: {k: m[k] for k in ("precision", "recall")}
+                for r, m in session_metrics(eval_sessions, thresholds, f)["per_region"].items()
+            }
             for f in MIN_FRACTION_SWEEP
         },
         "val_frame": frame_metrics(val_probs, data["val"].labels, thresholds),
         "session_videos": {
-            "sessions": len(eval_sessions), "seconds": EVAL_SECONDS, "fps": EVAL_FPS, "sample_fps": EVAL_SAMPLE_FPS,
+            "sessions": len(eval_sessions),
+            "seconds": EVAL_SECONDS,
+            "fps": EVAL_FPS,
+            "sample_fps": EVAL_SAMPLE_FPS,
             "frames_sampled": int(sum(s["frames_sampled"] for s in eval_sessions)),
             "frames_with_landmarks": int(sum(s["frames_with_landmarks"] for s in eval_sessions)),
             "sessions_without_landmarks": sum(s["frames_with_landmarks"] == 0 for s in eval_sessions),
-            "results": [{k: v for k, v in s.items() if k != "scores"} | {"predicted": occluded_regions(s["scores"], thresholds)} for s in eval_sessions],
+            "results": [
+                {k: v for k, v in s.items() if k != "scores"} | {"predicted": occluded_regions(s["scores"], thresholds)}
+                for s in eval_sessions
+            ],
         },  # fmt: skip
         "data": {split: d.summary() for split, d in data.items()},
         "speed": speed,
         "history": history,
         "train_seconds": round(time.perf_counter() - started, 1),
     }
-    card = card.model_copy(update={
+    card = card.model_validate(card.model_dump() | {
         "thresholds": thresholds,
         "min_fraction": DEFAULT_MIN_FRACTION,
-        "reproduce": f"uv run liveness train-occlusion --out {out} --images {images} --sessions {sessions} --epochs {epochs} --seed {seed}",
+        "reproduce": (
+            f"uv run liveness train-occlusion --out {out} --images {images} --sessions {sessions}"
+            f" --epochs {epochs} --seed {seed}"
+        ),
         "metrics": metrics,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **_card_text(len(sources), data, len(eval_sessions)),
     })  # fmt: skip
-    save_occlusion_checkpoint(network, card, out)
+    save_checkpoint(network, card, out)
     return metrics

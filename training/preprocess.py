@@ -5,12 +5,16 @@ images and videos anywhere below. A ``manifest.csv`` anywhere in RAW with ``path
 ``subject`` (and optionally ``split``) columns says whose face each file is; without
 it the subject is the part of the file name before the first ``_``. Output: one PNG crop
 per face found, ``crops.csv`` with path, label, attack_type, subject, split, source and the
-source's width and height, and ``skipped.csv`` with the files where no face was found.
+source's width and height, ``skipped.csv`` with the files where no face was found, and
+``crop_spec.json``: the crop (size, scale) and detector settings the crops were made with.
+Training takes the model card's crop from that file, so a card can never state a crop its
+training crops did not have.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 from collections import Counter
@@ -20,8 +24,11 @@ import cv2
 import numpy as np
 
 from pipeline.atomic import write_aside
-from pipeline.decode import DecodeError, VideoReader
-from pipeline.faces import FaceDetector, crop_main_face
+from pipeline.config import DetectConfig
+from pipeline.errors import DecodeError, InputError
+from pipeline.faces.crop import CropSpec
+from pipeline.faces.detect import FaceDetector, crop_main_face
+from pipeline.video.decode import VideoReader
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +39,28 @@ CROPS_MANIFEST = "crops.csv"
 SKIPPED_MANIFEST = "skipped.csv"
 CROP_COLUMNS = ("path", "label", "attack_type", "subject", "split", "source", "width", "height")
 SKIPPED_COLUMNS = ("source", "label", "attack_type", "subject", "split", "reason")
+CROP_SPEC_FILE = "crop_spec.json"
+
+
+def write_crop_spec(out: Path, crop: CropSpec, detect: DetectConfig) -> Path:
+    """Record how the crops in ``out`` were made (atomically)."""
+    text = json.dumps({"size": crop.size, "scale": crop.scale, "detect": detect.model_dump()}, indent=2) + "\n"
+    return write_aside(out / CROP_SPEC_FILE, lambda tmp: tmp.write_text(text))
+
+
+def read_crop_spec(processed: Path) -> CropSpec:
+    """The crop the crops in ``processed`` were made with; an :class:`InputError` when the
+    folder does not say (made by an older ``preprocess``: run it again)."""
+    path = processed / CROP_SPEC_FILE
+    try:
+        data = json.loads(path.read_text())
+        return CropSpec(size=int(data["size"]), scale=float(data["scale"]))
+    except FileNotFoundError:
+        raise InputError(
+            f"{path} not found: the crops do not say how they were cut; run `liveness preprocess` again"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path} is not a readable crop spec: {exc}") from exc
 
 
 def read_image_rgb(path: Path) -> np.ndarray | None:
@@ -71,14 +100,24 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
     write_aside(path, write)
 
 
-def preprocess(raw: Path, out: Path, *, size: int, scale: float, video_fps: float = 2.0, max_video_frames: int = 16) -> dict:
-    """Crop every face in RAW into OUT; returns counts, including what had no face."""
+def preprocess(
+    raw: Path,
+    out: Path,
+    *,
+    crop: CropSpec,
+    detect: DetectConfig | None = None,
+    video_fps: float = 2.0,
+    max_video_frames: int = 16,
+) -> dict:
+    """Crop every face in RAW into OUT with ``crop`` and the scan's detector settings
+    (``detect``, default: the scan's defaults); returns counts, including what had no face."""
+    detect = detect or DetectConfig()
     out.mkdir(parents=True, exist_ok=True)
     known = _subjects(raw)
     counts: Counter[str] = Counter()
     skipped: list[dict] = []
     rows = []
-    with FaceDetector(model_selection=1, min_confidence=0.5) as detector:
+    with FaceDetector(model_selection=detect.model_selection, min_confidence=detect.min_confidence) as detector:
         for path in sorted(p for p in raw.rglob("*") if p.is_file()):
             rel = path.relative_to(raw)
             label = label_of(rel)
@@ -97,22 +136,41 @@ def preprocess(raw: Path, out: Path, *, size: int, scale: float, video_fps: floa
                 except DecodeError as exc:
                     log.warning("skipping %s: %s", rel, exc)
                     images = []
-            base = {"label": label[0], "attack_type": label[1], "subject": subject, "split": meta.get("split", ""), "source": rel.as_posix()}
+            base = {
+                "label": label[0],
+                "attack_type": label[1],
+                "subject": subject,
+                "split": meta.get("split", ""),
+                "source": rel.as_posix(),
+            }
             found = 0
             for i, image in enumerate(images):
-                _, crop = crop_main_face(image, detector.detect(image), size=size, scale=scale)
-                if crop is None:
+                _, face = crop_main_face(image, detector.detect(image), crop, rule=detect.main_face)
+                if face is None:
                     continue
                 target = out / rel.parent / f"{path.stem}_{i:03d}.png"
                 target.parent.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(target), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-                rows.append({"path": target.relative_to(out).as_posix(), **base, "width": image.shape[1], "height": image.shape[0]})
+                cv2.imwrite(str(target), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+                rows.append(
+                    {
+                        "path": target.relative_to(out).as_posix(),
+                        **base,
+                        "width": image.shape[1],
+                        "height": image.shape[0],
+                    }
+                )
                 found += 1
             counts[f"{label[0]}/{label[1]}"] += found
             if not found:
                 skipped.append({**base, "reason": "no face found" if images else "unreadable"})
+    write_crop_spec(out, crop, detect)
     _write_csv(out / CROPS_MANIFEST, CROP_COLUMNS, rows)
     _write_csv(out / SKIPPED_MANIFEST, SKIPPED_COLUMNS, skipped)
-    summary = {"crops": len(rows), "by_class": dict(counts), "no_face": len(skipped), "no_face_files": [s["source"] for s in skipped[:50]]}
+    summary = {
+        "crops": len(rows),
+        "by_class": dict(counts),
+        "no_face": len(skipped),
+        "no_face_files": [s["source"] for s in skipped[:50]],
+    }
     log.info("preprocess: %d crops, %d files without a face", len(rows), len(skipped))
     return summary

@@ -248,7 +248,9 @@ class _Scene:
         """An actor for one face shown live, printed or on a screen."""
         spec = self.spec
         if face_type == "live":
-            return self._person(rng, src, center, size, focal, 1.0, occluded=spec.occluded_regions, blinks=spec.blinks, t0=t0, t1=t1)
+            return self._person(
+                rng, src, center, size, focal, 1.0, occluded=spec.occluded_regions, blinks=spec.blinks, t0=t0, t1=t1
+            )
         w, h = spec.size
         layer = print_layer(src, rng) if face_type == "print" else replay_layer(src, rng)
         dx, dy, roll, yaw, pitch, scale = SHEET_MOTION
@@ -270,7 +272,9 @@ class _Scene:
         return frame
 
 
-def render_session_frames(spec: SessionSpec, sources: Sequence[FaceSource], *, upright: bool = False) -> Iterator[np.ndarray]:
+def render_session_frames(
+    spec: SessionSpec, sources: Sequence[FaceSource], *, upright: bool = False
+) -> Iterator[np.ndarray]:
     """Yield the session's frames one at a time, RGB uint8.
 
     Frames come as stored in the file (turned by ``-spec.rotation``, so that a player
@@ -385,13 +389,15 @@ class _SubjectCycler:
 # --------------------------------------------------------------------------- manifests
 
 
-def _manifest_row(spec: SessionSpec | None, *, session_id: str, uri: str, split: str | None, kind: str | None = None) -> dict:
+def _manifest_row(
+    spec: SessionSpec | None, *, session_id: str, uri: str, split: str | None, kind: str | None = None
+) -> dict:
     """One manifest row; ``spec`` None describes a broken file."""
     if spec is None:
         return {
             "session_id": session_id, "uri": uri, "label": None, "attack_type": "none", "kind": kind or KIND_BROKEN,
-            "subject": None, "subjects": [], "split": split, "swap_at_s": None, "occluded_regions": [],
-            "n_faces": None, "blink_times_s": [], "rotation": 0, "duration_s": None, "fps": None, "width": None, "height": None,
+            "subject": None, "subjects": [], "split": split, "swap_at_s": None, "occluded_regions": [], "n_faces": None,
+            "blink_times_s": [], "rotation": 0, "duration_s": None, "fps": None, "width": None, "height": None,
         }  # fmt: skip
     return {
         "session_id": session_id,
@@ -422,10 +428,10 @@ def write_session_manifest(rows: list[dict], folder: Path) -> None:
     schema = pa.schema(
         [
             ("session_id", pa.string()), ("uri", pa.string()), ("label", pa.string()), ("attack_type", pa.string()),
-            ("kind", pa.string()), ("subject", pa.string()), ("subjects", pa.list_(pa.string())), ("split", pa.string()),
-            ("swap_at_s", pa.float64()), ("occluded_regions", pa.list_(pa.string())), ("n_faces", pa.int32()),
-            ("blink_times_s", pa.list_(pa.float64())), ("rotation", pa.int32()), ("duration_s", pa.float64()),
-            ("fps", pa.float64()), ("width", pa.int32()), ("height", pa.int32()),
+            ("kind", pa.string()), ("subject", pa.string()), ("subjects", pa.list_(pa.string())),
+            ("split", pa.string()), ("swap_at_s", pa.float64()), ("occluded_regions", pa.list_(pa.string())),
+            ("n_faces", pa.int32()), ("blink_times_s", pa.list_(pa.float64())), ("rotation", pa.int32()),
+            ("duration_s", pa.float64()), ("fps", pa.float64()), ("width", pa.int32()), ("height", pa.int32()),
         ]
     )  # fmt: skip
     assert tuple(schema.names) == MANIFEST_COLUMNS
@@ -443,7 +449,12 @@ def write_session_manifest(rows: list[dict], folder: Path) -> None:
 
 
 def make_image_dataset(
-    out_dir: Path, sources: Sequence[FaceSource], *, images_per_class: int, seed: int, size: tuple[int, int] = (640, 480)
+    out_dir: Path,
+    sources: Sequence[FaceSource],
+    *,
+    images_per_class: int,
+    seed: int,
+    size: tuple[int, int] = (640, 480),
 ) -> list[dict]:
     """Whole-scene JPEG images (not face crops) for the classifier: ``images_per_class`` live
     and as many spoof (half print, half replay).
@@ -508,9 +519,17 @@ def make_session_dataset(
         kind = kinds[i] if i < len(kinds) else str(rng.choice(kinds, p=weights / weights.sum()))
         rotated = kind != "multi_face" and rng.random() < ROTATED_FRACTION
         subjects = cycler.take(2)
-        spec = random_spec(f"s{i:05d}_{kind}", kind, subjects, rng, duration_s=duration_s, fps=fps, size=size, rotated=rotated)
+        spec = random_spec(
+            f"s{i:05d}_{kind}", kind, subjects, rng, duration_s=duration_s, fps=fps, size=size, rotated=rotated
+        )
         uri = f"{spec.session_id}.mp4"
-        write_video(folder / uri, render_session_frames(spec, sources), fps=fps, rotation=spec.rotation, crf=int(rng.integers(18, 28)))
+        write_video(
+            folder / uri,
+            render_session_frames(spec, sources),
+            fps=fps,
+            rotation=spec.rotation,
+            crf=int(rng.integers(18, 28)),
+        )
         split = split_for_subject(subjects[0], seed)
         rows.append(_manifest_row(spec, session_id=spec.session_id, uri=uri, split=split))
     write_session_manifest(rows, folder)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipeline.landmarks import FACE_OVAL_IDX, REGION_IDX
+from pipeline.faces.landmarks import FACE_OVAL_IDX, REGION_IDX
 from training.face_sources import FaceSource
 
 FACE_PX = 200.0  # face size (max side of the face box) inside person and print layers
@@ -24,7 +24,9 @@ SKIN_RGB = np.array(
     [[236, 200, 175], [224, 180, 150], [200, 150, 115], [165, 115, 85], [120, 80, 58], [90, 60, 45]],
     dtype=np.float32,
 )
-HAIR_RGB = np.array([[20, 18, 16], [45, 32, 24], [80, 55, 35], [130, 95, 60], [190, 160, 110], [150, 150, 150]], dtype=np.float32)
+HAIR_RGB = np.array(
+    [[20, 18, 16], [45, 32, 24], [80, 55, 35], [130, 95, 60], [190, 160, 110], [150, 150, 150]], dtype=np.float32
+)
 # Lower and upper lid of each eye, corner to corner (MediaPipe face mesh indices).
 LOWER_LID = {
     "right_eye": (33, 7, 163, 144, 145, 153, 154, 155, 133),
@@ -75,7 +77,14 @@ def plane_homography(
     k = size / layer.face_size
     ax, ay = layer.face_center
     to_plane = np.array([[k, 0.0, -k * ax], [0.0, k, -k * ay], [0.0, 0.0, 1.0]])
-    cr, sr, cy_, sy_, cp, sp = math.cos(roll), math.sin(roll), math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
+    cr, sr, cy_, sy_, cp, sp = (
+        math.cos(roll),
+        math.sin(roll),
+        math.cos(yaw),
+        math.sin(yaw),
+        math.cos(pitch),
+        math.sin(pitch),
+    )
     rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
     ry = np.array([[cy_, 0, sy_], [0, 1, 0], [-sy_, 0, cy_]])
     rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
@@ -220,7 +229,9 @@ def _draw_object(img: np.ndarray, rng: np.random.Generator) -> None:
         cv2.rectangle(img, (x0, y0), (x0 + bw * 2, y0 + max(4, bh // 12)), colour, -1)
         for i in range(rng.integers(2, 8)):
             bx = x0 + int(i * bw / 4)
-            cv2.rectangle(img, (bx, y0 - int(bh * rng.uniform(0.2, 0.5))), (bx + bw // 6, y0), _random_colour(rng).tolist(), -1)
+            cv2.rectangle(
+                img, (bx, y0 - int(bh * rng.uniform(0.2, 0.5))), (bx + bw // 6, y0), _random_colour(rng).tolist(), -1
+            )
     else:
         cv2.circle(img, (x0, y0), max(4, bw // 4), _random_colour(rng, 220, 255, 0.15).tolist(), -1, cv2.LINE_AA)
 
@@ -264,7 +275,17 @@ def _paint(rgb: np.ndarray, alpha: np.ndarray | None, mask: np.ndarray, colour) 
 
 def _ellipse_mask(shape, center, axes, angle: float = 0.0, sigma: float = 1.0) -> np.ndarray:
     mask = np.zeros(shape[:2], np.float32)
-    cv2.ellipse(mask, (int(center[0]), int(center[1])), (max(int(axes[0]), 1), max(int(axes[1]), 1)), angle, 0, 360, 1.0, -1, cv2.LINE_AA)
+    cv2.ellipse(
+        mask,
+        (int(center[0]), int(center[1])),
+        (max(int(axes[0]), 1), max(int(axes[1]), 1)),
+        angle,
+        0,
+        360,
+        1.0,
+        -1,
+        cv2.LINE_AA,
+    )
     return _soft(mask, sigma)
 
 
@@ -294,7 +315,10 @@ def _draw_hand(rgb, alpha, rng, palm_center, palm_axes, finger_dir, finger_len, 
     nx, ny = -fy, fx
     for j, length in enumerate((0.8, 1.0, 0.95, 0.75)):
         off = (j - 1.5) * finger_w * 1.05
-        base = (palm_center[0] + nx * off + fx * palm_axes[0] * 0.6, palm_center[1] + ny * off + fy * palm_axes[0] * 0.6)
+        base = (
+            palm_center[0] + nx * off + fx * palm_axes[0] * 0.6,
+            palm_center[1] + ny * off + fy * palm_axes[0] * 0.6,
+        )
         tip = (base[0] + fx * finger_len * length, base[1] + fy * finger_len * length)
         _paint(rgb, alpha, _capsule_mask(rgb.shape, base, tip, finger_w, sigma), skin * rng.uniform(0.95, 1.05))
         gap = _capsule_mask(rgb.shape, base, tip, max(finger_w * 0.08, 1), 0)
@@ -387,8 +411,20 @@ def _person_canvas(src: FaceSource, rng: np.random.Generator):
     shoulders = (cx + rng.uniform(-0.1, 0.1) * s, cy + 1.5 * s)
     half_width = rng.uniform(1.0, 1.3) * s
     torso = np.zeros((h, w), np.float32)
-    cv2.ellipse(torso, (int(shoulders[0]), int(shoulders[1])), (int(half_width), int(0.8 * s)), 0, 180, 360, 1.0, -1, cv2.LINE_AA)
-    cv2.rectangle(torso, (int(shoulders[0] - half_width), int(shoulders[1])), (int(shoulders[0] + half_width), h), 1.0, -1)
+    cv2.ellipse(
+        torso,
+        (int(shoulders[0]), int(shoulders[1])),
+        (int(half_width), int(0.8 * s)),
+        0,
+        180,
+        360,
+        1.0,
+        -1,
+        cv2.LINE_AA,
+    )
+    cv2.rectangle(
+        torso, (int(shoulders[0] - half_width), int(shoulders[1])), (int(shoulders[0] + half_width), h), 1.0, -1
+    )
     shading = np.linspace(1.08, 0.85, h, dtype=np.float32)[:, None, None]
     _paint(rgb, alpha, _soft(torso, 3), shirt * shading)
     neck = [(cx - 0.22 * s, cy), (cx + 0.22 * s, cy), (cx + 0.25 * s, cy + 0.95 * s), (cx - 0.25 * s, cy + 0.95 * s)]
@@ -471,8 +507,30 @@ def draw_occluders(rgb, alpha, geo: FaceGeometry, plan, rng: np.random.Generator
                 lens = (max(0.36 * d, hw + 0.08 * d), max(0.27 * d, hh + 0.1 * d))
                 _paint(rgb, alpha, _ellipse_mask(rgb.shape, centre, lens, 0, sigma), frame_col * 0.6 + np.float32(8))
                 outward = 1.0 if c[eye][0] > face_mid_x else -1.0
-                _paint(rgb, alpha, _capsule_mask(rgb.shape, c[eye] + (outward * 0.34 * d, -0.05 * d), c[eye] + (outward * 0.75 * d, -0.1 * d), 0.06 * d, sigma), frame_col)
-            _paint(rgb, alpha, _capsule_mask(rgb.shape, c["right_eye"] + (0.3 * d, -0.08 * d), c["left_eye"] - (0.3 * d, 0.08 * d), 0.07 * d, sigma), frame_col)
+                _paint(
+                    rgb,
+                    alpha,
+                    _capsule_mask(
+                        rgb.shape,
+                        c[eye] + (outward * 0.34 * d, -0.05 * d),
+                        c[eye] + (outward * 0.75 * d, -0.1 * d),
+                        0.06 * d,
+                        sigma,
+                    ),
+                    frame_col,
+                )
+            _paint(
+                rgb,
+                alpha,
+                _capsule_mask(
+                    rgb.shape,
+                    c["right_eye"] + (0.3 * d, -0.08 * d),
+                    c["left_eye"] - (0.3 * d, 0.08 * d),
+                    0.07 * d,
+                    sigma,
+                ),
+                frame_col,
+            )
             # a glint on each lens
             for eye in ("left_eye", "right_eye"):
                 glint = _ellipse_mask(rgb.shape, c[eye] + (-0.12 * d, -0.1 * d), (0.1 * d, 0.04 * d), -25, sigma * 2)
@@ -485,21 +543,44 @@ def draw_occluders(rgb, alpha, geo: FaceGeometry, plan, rng: np.random.Generator
                 top = c["mouth"][1] - 0.22 * d
             bottom = c["mouth"][1] + 0.75 * d
             mx = c["mouth"][0]
-            poly = [(mx - 0.55 * d, top), (mx + 0.55 * d, top), (mx + 0.8 * d, top + 0.35 * d), (mx + 0.55 * d, bottom), (mx - 0.55 * d, bottom), (mx - 0.8 * d, top + 0.35 * d)]
+            poly = [
+                (mx - 0.55 * d, top),
+                (mx + 0.55 * d, top),
+                (mx + 0.8 * d, top + 0.35 * d),
+                (mx + 0.55 * d, bottom),
+                (mx - 0.55 * d, bottom),
+                (mx - 0.8 * d, top + 0.35 * d),
+            ]
             pleats = np.ones(rgb.shape[:2], np.float32)
             for j in range(1, 4):
                 y = int(top + j * (bottom - top) / 4)
                 cv2.line(pleats, (int(mx - 0.7 * d), y), (int(mx + 0.7 * d), y), 0.85, max(1, int(d / 40)), cv2.LINE_AA)
             _paint(rgb, alpha, _poly_mask(rgb.shape, poly, sigma), colour * pleats[..., None])
             for side in (-1, 1):
-                _paint(rgb, alpha, _capsule_mask(rgb.shape, (mx + side * 0.78 * d, top + 0.3 * d), (mx + side * 1.2 * d, top - 0.1 * d), 0.03 * d, sigma), colour * 0.9)
+                _paint(
+                    rgb,
+                    alpha,
+                    _capsule_mask(
+                        rgb.shape,
+                        (mx + side * 0.78 * d, top + 0.3 * d),
+                        (mx + side * 1.2 * d, top - 0.1 * d),
+                        0.03 * d,
+                        sigma,
+                    ),
+                    colour * 0.9,
+                )
         elif style == "patch":
             (eye,) = regions
             outward = 1.0 if c[eye][0] > face_mid_x else -1.0
             centre, (hw, hh) = _region_box(geo, eye)
             patch = (max(0.33 * d, hw + 0.08 * d), max(0.25 * d, hh + 0.1 * d))
             _paint(rgb, alpha, _ellipse_mask(rgb.shape, centre, patch, 0, sigma), np.float32([25, 22, 20]))
-            _paint(rgb, alpha, _capsule_mask(rgb.shape, c[eye], c[eye] + (outward * 0.9 * d, -0.45 * d), 0.05 * d, sigma), np.float32([20, 18, 16]))
+            _paint(
+                rgb,
+                alpha,
+                _capsule_mask(rgb.shape, c[eye], c[eye] + (outward * 0.9 * d, -0.45 * d), 0.05 * d, sigma),
+                np.float32([20, 18, 16]),
+            )
         elif style == "card":
             (region,) = regions
             centre, (hw, hh) = _region_box(geo, region)
@@ -515,14 +596,38 @@ def draw_occluders(rgb, alpha, geo: FaceGeometry, plan, rng: np.random.Generator
                 finger_w = (2 * hh + 0.08 * d) / 4.2
                 palm = centre + (outward * (hw + 0.55 * d), 0.0)
                 arm_to = centre + (outward * 2.4 * d, 0.4 * d)
-                _draw_hand(rgb, alpha, rng, palm, (0.25 * d, 2.2 * finger_w), (-outward, 0.0), 2 * hw + 0.6 * d, finger_w, arm_to, skin)
+                _draw_hand(
+                    rgb,
+                    alpha,
+                    rng,
+                    palm,
+                    (0.25 * d, 2.2 * finger_w),
+                    (-outward, 0.0),
+                    2 * hw + 0.6 * d,
+                    finger_w,
+                    arm_to,
+                    skin,
+                )
             elif region == "mouth":
                 outward = float(rng.choice([-1.0, 1.0]))
                 arm_to = c[region] + (outward * 1.4 * d, 1.8 * d)
-                _draw_hand(rgb, alpha, rng, c[region], (0.55 * d, 0.3 * d), (-outward, -0.1), 0.5 * d, 0.11 * d, arm_to, skin)
+                _draw_hand(
+                    rgb, alpha, rng, c[region], (0.55 * d, 0.3 * d), (-outward, -0.1), 0.5 * d, 0.11 * d, arm_to, skin
+                )
             else:
                 arm_to = c[region] + (outward * 2.0 * d, 0.1 * d)
-                _draw_hand(rgb, alpha, rng, c[region], (0.36 * d, 0.26 * d), (-0.5 * outward, -0.85), 0.5 * d, 0.11 * d, arm_to, skin)
+                _draw_hand(
+                    rgb,
+                    alpha,
+                    rng,
+                    c[region],
+                    (0.36 * d, 0.26 * d),
+                    (-0.5 * outward, -0.85),
+                    0.5 * d,
+                    0.11 * d,
+                    arm_to,
+                    skin,
+                )
 
 
 def _region_box(geo: FaceGeometry, region: str) -> tuple[np.ndarray, tuple[float, float]]:
@@ -582,7 +687,9 @@ def _fingers_on_edges(rgb, alpha, rng, sheet_box, s: float) -> None:
         palm_angle = math.degrees(math.atan2(along[1], along[0]))
         _paint(rgb, alpha, _ellipse_mask(rgb.shape, palm_center, (0.3 * s, 0.22 * s), palm_angle, 1.5), skin * 0.85)
         _paint(rgb, alpha, _capsule_mask(rgb.shape, edge - inward * 0.12 * s, tip, width, 1.0), skin)
-        nail = _ellipse_mask(rgb.shape, tip - (inward + tilt) * width * 0.15, (width * 0.28, width * 0.22), palm_angle, 1.0)
+        nail = _ellipse_mask(
+            rgb.shape, tip - (inward + tilt) * width * 0.15, (width * 0.28, width * 0.22), palm_angle, 1.0
+        )
         _paint(rgb, None, 0.25 * nail, np.float32([250, 225, 215]))
 
 
@@ -615,7 +722,9 @@ def print_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     sheet += 6.0 * (_low_freq_noise(rng, sheet_h, sheet_w, 40)[..., None] - 0.5)
     sheet += rng.normal(0.0, 3.0, (sheet_h, sheet_w, 1)).astype(np.float32)
     ramp_angle = rng.uniform(0, 2 * np.pi)
-    ramp = (np.linspace(-1, 1, sheet_w)[None, :] * math.cos(ramp_angle) + np.linspace(-1, 1, sheet_h)[:, None] * math.sin(ramp_angle))
+    ramp = np.linspace(-1, 1, sheet_w)[None, :] * math.cos(ramp_angle) + np.linspace(-1, 1, sheet_h)[
+        :, None
+    ] * math.sin(ramp_angle)
     sheet *= (1.0 + rng.uniform(0.03, 0.1) * ramp.astype(np.float32))[..., None]
 
     pad = int(0.5 * FACE_PX)
@@ -642,7 +751,7 @@ def replay_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
 
     yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float32)
     stripe = np.full((sh, sw, 3), 0.35, np.float32)
-    col = (np.arange(sw) % 3)
+    col = np.arange(sw) % 3
     for ch in range(3):
         stripe[:, col == ch, ch] = 1.0
     stripe[np.arange(sh) % 3 == 2] *= 0.55
@@ -652,11 +761,17 @@ def replay_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     angle = rng.uniform(0, np.pi)
     period = rng.uniform(*REPLAY["moire_period"]) * up
     wave = rng.uniform(2.0, 6.0) * up
-    phase = (xx * math.cos(angle) + yy * math.sin(angle) + wave * np.sin(2 * np.pi * (yy * math.cos(angle) - xx * math.sin(angle)) / (period * 4))) * (2 * np.pi / period)
+    phase = (
+        xx * math.cos(angle)
+        + yy * math.sin(angle)
+        + wave * np.sin(2 * np.pi * (yy * math.cos(angle) - xx * math.sin(angle)) / (period * 4))
+    ) * (2 * np.pi / period)
     screen *= (1.0 + rng.uniform(*REPLAY["moire"]) * np.cos(phase))[..., None]
 
     gx, gy = rng.uniform(0.1, 0.9) * sw, rng.uniform(0.1, 0.9) * sh
-    glare = np.exp(-(((xx - gx) / (rng.uniform(0.15, 0.4) * sw)) ** 2 + ((yy - gy) / (rng.uniform(0.1, 0.3) * sh)) ** 2))
+    glare = np.exp(
+        -(((xx - gx) / (rng.uniform(0.15, 0.4) * sw)) ** 2 + ((yy - gy) / (rng.uniform(0.1, 0.3) * sh)) ** 2)
+    )
     screen += (rng.uniform(*REPLAY["glare"]) * glare)[..., None]
     screen = cv2.GaussianBlur(screen, (0, 0), rng.uniform(*REPLAY["blur"]) * up)  # the camera's focus
 
@@ -670,10 +785,17 @@ def replay_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     radius = int(min(bezel) * 1.5 + 4)
     cv2.rectangle(body, (pad + radius, pad), (pad + dev_w - radius, pad + dev_h), 1.0, -1)
     cv2.rectangle(body, (pad, pad + radius), (pad + dev_w, pad + dev_h - radius), 1.0, -1)
-    for corner in ((pad + radius, pad + radius), (pad + dev_w - radius, pad + radius), (pad + radius, pad + dev_h - radius), (pad + dev_w - radius, pad + dev_h - radius)):
+    for corner in (
+        (pad + radius, pad + radius),
+        (pad + dev_w - radius, pad + radius),
+        (pad + radius, pad + dev_h - radius),
+        (pad + dev_w - radius, pad + dev_h - radius),
+    ):
         cv2.circle(body, corner, radius, 1.0, -1, cv2.LINE_AA)
     bezel_col = np.float32(rng.uniform(8, 40)) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
-    bezel_img = bezel_col + 25.0 * np.linspace(0, 1, rgb.shape[1], dtype=np.float32)[None, :, None] * rng.uniform(0.2, 1.0)
+    bezel_img = bezel_col + 25.0 * np.linspace(0, 1, rgb.shape[1], dtype=np.float32)[None, :, None] * rng.uniform(
+        0.2, 1.0
+    )
     _paint(rgb, alpha, _soft(body, 1.0), bezel_img)
     edge = np.zeros_like(body)
     cv2.rectangle(edge, (pad, pad), (pad + dev_w, pad + dev_h), 1.0, max(2, int(up)))

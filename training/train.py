@@ -13,7 +13,7 @@ import logging
 import math
 import shutil
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -22,11 +22,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.atomic import write_aside
-from pipeline.config import CONFIG_DIR, ConfigError, parse_override
-from pipeline.model import ModelCard, create_model, load_checkpoint, preprocess, save_checkpoint
+from pipeline.checkpoint import save_checkpoint
+from pipeline.config import CONFIG_DIR, parse_override
+from pipeline.errors import ConfigError
+from pipeline.faces.crop import CropSpec
+from pipeline.scoring.model import ModelCard, create_model, load_checkpoint, preprocess
 from training.datasets import augment, load_crop_sets
 from training.evaluate import calibrate_and_measure, predict_probs, write_evaluation
 from training.metrics import cross_entropy
+from training.preprocess import read_crop_spec
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +40,12 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    input_size: int = Field(128, ge=32, le=640)
-    crop_scale: float = Field(1.6, gt=0)
+    input_size: int | None = Field(
+        None, ge=32, le=640, description="null = the crops' size (preprocess --size); set, it must agree"
+    )
+    crop_scale: float | None = Field(
+        None, gt=0, description="null = the crops' scale (preprocess --scale); set, it must agree"
+    )
     epochs: int = Field(8, ge=1)
     batch_size: int = Field(16, ge=2)
     lr: float = Field(1e-3, gt=0)
@@ -81,6 +89,22 @@ def _init_from(model, path: str) -> str:
     return f"imagenet weights from {path} ({len(usable)} tensors)"
 
 
+def crop_spec_for(processed: Path, config: TrainConfig) -> CropSpec:
+    """The crop the model is trained on: the one its crops were cut with (``crop_spec.json``);
+    a :class:`ConfigError` when the config asks for another."""
+    spec = read_crop_spec(processed)
+    for key, wanted, made in (
+        ("input_size", config.input_size, spec.size),
+        ("crop_scale", config.crop_scale, spec.scale),
+    ):
+        if wanted is not None and wanted != made:
+            raise ConfigError(
+                f"{key}={wanted} conflicts with the crops in {processed} (made with {made}); "
+                f"drop the setting or run `liveness preprocess` with the size and scale you want"
+            )
+    return spec
+
+
 def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = True) -> dict:
     """Train, calibrate and evaluate; writes the checkpoint in ``out`` and returns the card's metrics."""
     import torch
@@ -88,14 +112,25 @@ def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = T
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sets = load_crop_sets(processed, size=config.input_size, seed=config.seed)
+    spec = crop_spec_for(processed, config)
+    sets = load_crop_sets(processed, spec, seed=config.seed)
     for split, data in sets.items():
-        log.info("%s: %d crops (%d spoof) from %d subjects", split, len(data), int(data.labels.sum()), len(set(data.subjects)))
+        log.info(
+            "%s: %d crops (%d spoof) from %d subjects",
+            split,
+            len(data),
+            int(data.labels.sum()),
+            len(set(data.subjects)),
+        )
     if len(sets["train"]) == 0 or len(sets["val"]) == 0:
         raise ConfigError("training needs crops in both the train and val splits; add data or subjects")
-    card = ModelCard(input_size=config.input_size, crop_scale=config.crop_scale, drop_rate=config.drop_rate)
+    card = ModelCard(input_size=spec.size, crop_scale=spec.scale, drop_rate=config.drop_rate)
     model = create_model(card).to(device)
-    init = _init_from(model, config.init_weights) if config.init_weights else "scratch (random initialisation: no ImageNet weights were given)"
+    init = (
+        _init_from(model, config.init_weights)
+        if config.init_weights
+        else "scratch (random initialisation: no ImageNet weights were given)"
+    )
     if not config.init_weights:
         log.warning("training from scratch: no --init-weights given, and weights are never downloaded")
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -106,11 +141,17 @@ def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = T
     best = {"val_loss": math.inf, "epoch": -1}
     start_epoch, stale = 0, 0
     history: list[dict] = []
-    fingerprint = json.dumps(config.model_dump(exclude={"epochs", "patience", "version", "trained_on", "limits", "reproduce"}), sort_keys=True)
+    fingerprint = json.dumps(
+        config.model_dump(exclude={"epochs", "patience", "version", "trained_on", "limits", "reproduce"}),
+        sort_keys=True,
+    )
     if resume_path.is_file():
         state = torch.load(resume_path, map_location=device, weights_only=True)
         if state.get("config") != fingerprint:
-            raise ConfigError(f"{resume_path} was written by a run with another configuration; use the same settings to resume, or another --out")
+            raise ConfigError(
+                f"{resume_path} was written by a run with another configuration; "
+                "use the same settings to resume, or another --out"
+            )
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
@@ -144,37 +185,67 @@ def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = T
         scheduler.step()
         val_probs = predict_probs(model, sets["val"].images, card)
         val_loss = cross_entropy(val_probs, sets["val"].labels)
-        history.append({"epoch": epoch + 1, "train_loss": total / max(len(batches), 1), "val_loss": val_loss, "seconds": time.perf_counter() - started})
-        log.info("epoch %d: train loss %.4f, val loss %.4f (%.0f s)", epoch + 1, history[-1]["train_loss"], val_loss, history[-1]["seconds"])
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": total / max(len(batches), 1),
+                "val_loss": val_loss,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        log.info(
+            "epoch %d: train loss %.4f, val loss %.4f (%.0f s)",
+            epoch + 1,
+            history[-1]["train_loss"],
+            val_loss,
+            history[-1]["seconds"],
+        )
         if val_loss < best["val_loss"]:
             best, stale = {"val_loss": val_loss, "epoch": epoch + 1}, 0
             save_checkpoint(model, card, out / "best")
         else:
             stale += 1
-        resume = {"model": model.state_dict(), "optimiser": optimiser.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch, "stale": stale,
-                  "best_val_loss": best["val_loss"], "best_epoch": best["epoch"], "history": history, "config": fingerprint}
-        write_aside(resume_path, partial(torch.save, resume))  # a run killed while saving keeps the previous epoch's state
+        resume = {
+            "model": model.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "stale": stale,
+            "best_val_loss": best["val_loss"],
+            "best_epoch": best["epoch"],
+            "history": history,
+            "config": fingerprint,
+        }
+        write_aside(
+            resume_path, partial(torch.save, resume)
+        )  # a run killed while saving keeps the previous epoch's state
         if stale >= config.patience:
             log.info("early stop: validation loss did not improve for %d epochs", stale)
             break
 
     model, _ = load_checkpoint(out / "best", require_trained=False)
     threshold, metrics, scores, measured = calibrate_and_measure(model, card, sets, config.threshold_method)
-    card = card.model_copy(update={
-        "threshold": threshold,
-        "threshold_method": config.threshold_method,
-        "trained": True,
-        "version": config.version or datetime.now(timezone.utc).strftime("b2-%Y%m%d-%H%M"),
-        "init": init,
-        "trained_on": config.trained_on or f"crops in {processed}",
-        "limits": config.limits,
-        "reproduce": config.reproduce,
-        "metrics": metrics,
-        "best_epoch": best["epoch"],
-        "history": history,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data": {split: {"crops": len(s), "spoof": int(s.labels.sum()), "subjects": len(set(s.subjects))} for split, s in sets.items()},
-    })
+    card = card.model_validate(
+        card.model_dump()
+        | {
+            "threshold": threshold,
+            "threshold_method": config.threshold_method,
+            "trained": True,
+            "version": config.version or datetime.now(UTC).strftime("b2-%Y%m%d-%H%M"),
+            "init": init,
+            "trained_on": config.trained_on or f"crops in {processed}",
+            "limits": config.limits,
+            "reproduce": config.reproduce,
+            "metrics": metrics,
+            "best_epoch": best["epoch"],
+            "history": history,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "data": {
+                split: {"crops": len(s), "spoof": int(s.labels.sum()), "subjects": len(set(s.subjects))}
+                for split, s in sets.items()
+            },
+        }
+    )
     save_checkpoint(model, card, out)
     write_evaluation(out, metrics, scores, measured, title=f"{card.version} on held-out {metrics['split']}")
     resume_path.unlink(missing_ok=True)

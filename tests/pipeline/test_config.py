@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, ScanConfig, load_scan_config, parse_override
+from pipeline.config import ScanConfig, load_scan_config, parse_override
+from pipeline.errors import ConfigError
 
 
 def test_the_shipped_yaml_states_every_default_of_the_code():

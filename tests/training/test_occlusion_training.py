@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from pipeline.cli import main
-from pipeline.occlusion import OcclusionScorer, OcclusionCard, load_occlusion_checkpoint, read_occlusion_card
+from pipeline.cli.main import main
 from pipeline.schema import REGIONS
+from pipeline.signals.occlusion import OcclusionCard, OcclusionScorer, load_occlusion_checkpoint, read_occlusion_card
 from training.face_sources import load_face_sources
 from training.occlusion import (
     ScannerFacePath,
@@ -37,7 +37,9 @@ def test_tiny_run_writes_a_loadable_checkpoint_with_a_card(tiny_run):
     assert card.trained and tuple(card.regions) == REGIONS
     assert json.loads((out / "model.json").read_text())["metrics"]["frame"] == metrics["frame"]
     for region in REGIONS:
-        assert {"precision", "recall", "f1", "tp", "fp", "fn", "positives", "negatives"} <= set(metrics["frame"][region])
+        assert {"precision", "recall", "f1", "tp", "fp", "fn", "positives", "negatives"} <= set(
+            metrics["frame"][region]
+        )
         assert {"precision", "recall", "positives", "negatives"} <= set(metrics["session"]["per_region"][region])
     assert metrics["session"]["sessions"] == 2
     assert "SYNTHETIC" in card.trained_on and card.limits and "--images 48" in card.reproduce
@@ -79,7 +81,16 @@ def test_thresholds_maximise_f1_on_validation_scores():
     assert 0.4 < thresholds["mouth"] <= 0.7
     assert thresholds["left_eye"] == 0.5  # no positives to choose from
     metrics = frame_metrics(probs, labels, thresholds)
-    assert metrics["mouth"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "tp": 3, "fp": 0, "fn": 0, "positives": 3, "negatives": 3}
+    assert metrics["mouth"] == {
+        "precision": 1.0,
+        "recall": 1.0,
+        "f1": 1.0,
+        "tp": 3,
+        "fp": 0,
+        "fn": 0,
+        "positives": 3,
+        "negatives": 3,
+    }
     assert metrics["nose"]["precision"] is None and metrics["nose"]["recall"] is None
 
 

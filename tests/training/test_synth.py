@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from pipeline.faces import FaceDetector
-from pipeline.landmarks import FaceMesh, eye_aspect_ratio
+from pipeline.faces.detect import FaceDetector
+from pipeline.faces.landmarks import FaceMesh, eye_aspect_ratio
 from training.datasets import SPLITS, split_for_subject
 from training.face_sources import REGIONS, load_face_sources
 from training.synth import (
@@ -90,8 +90,8 @@ def test_same_seed_same_frames_other_seed_other_frames(sources, kind):
     again = list(render_session_frames(spec, sources))
     other = list(render_session_frames(SessionSpec(**{**spec.__dict__, "seed": spec.seed + 1}), sources))
     assert len(first) == spec.n_frames == 4
-    assert all(np.array_equal(a, b) for a, b in zip(first, again))
-    assert not any(np.array_equal(a, b) for a, b in zip(first, other))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=False))
+    assert not any(np.array_equal(a, b) for a, b in zip(first, other, strict=False))
 
 
 # With these seeds all 40 sampled frames of each kind hold exactly one face; over 45 sessions
@@ -143,7 +143,9 @@ def test_split_is_deterministic_and_roughly_70_15_15():
 
 
 def test_session_dataset_manifest_and_videos(tmp_path, sources):
-    rows = make_session_dataset(tmp_path, sources, n_sessions=len(KINDS), seed=4, duration_s=0.6, fps=10, size=(320, 240))
+    rows = make_session_dataset(
+        tmp_path, sources, n_sessions=len(KINDS), seed=4, duration_s=0.6, fps=10, size=(320, 240)
+    )
     folder = tmp_path / "sessions"
     csv = pd.read_csv(folder / "manifest.csv")
     table = pq.read_table(folder / "manifest.parquet")

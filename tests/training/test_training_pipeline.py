@@ -15,9 +15,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.cli import main
-from pipeline.faces import FaceDetector, crop_main_face
-from pipeline.model import DEFAULT_MODEL_DIR, load_checkpoint, read_card
+from pipeline.cli.main import main
+from pipeline.faces.crop import CropSpec
+from pipeline.faces.detect import FaceDetector, crop_main_face
+from pipeline.scoring.model import DEFAULT_MODEL_DIR, load_checkpoint, read_card
 from tests.videos import face_scene
 from training.preprocess import preprocess, read_image_rgb
 
@@ -54,7 +55,7 @@ def raw(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def processed(raw: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("processed")
-    summary = preprocess(raw, out, size=SIZE, scale=1.6)
+    summary = preprocess(raw, out, crop=CropSpec(size=SIZE, scale=1.6))
     assert summary["crops"] == 16 and summary["no_face_files"] == ["live/blank_0.png"]
     return out
 
@@ -62,19 +63,47 @@ def processed(raw: Path, tmp_path_factory) -> Path:
 def test_training_crop_equals_scanner_crop(raw: Path, processed: Path):
     image = read_image_rgb(raw / "live" / "s0_0.png")
     with FaceDetector() as detector:
-        _, scanner_crop = crop_main_face(image, detector.detect(image), size=SIZE, scale=1.6)
+        _, scanner_crop = crop_main_face(image, detector.detect(image), CropSpec(size=SIZE, scale=1.6))
     assert np.array_equal(read_image_rgb(processed / "live" / "s0_0_000.png"), scanner_crop)
 
 
 def test_a_few_steps_of_training_give_a_loadable_checkpoint_and_card(processed: Path, tmp_path: Path):
     out = tmp_path / "ckpt"
-    argv = ["train", "--data", str(processed), "--out", str(out), "--set", f"input_size={SIZE}", "--set", "epochs=2",
-            "--set", "batch_size=4", "--set", "max_train_batches=2", "--set", "version=test-tiny"]
+    argv = [
+        "train",
+        "--data",
+        str(processed),
+        "--out",
+        str(out),
+        "--set",
+        f"input_size={SIZE}",
+        "--set",
+        "epochs=2",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "max_train_batches=2",
+        "--set",
+        "version=test-tiny",
+    ]
     assert main(argv) == 0
     model, card = load_checkpoint(out)
     assert card.trained and card.version == "test-tiny" and card.input_size == SIZE and card.crop_scale == 1.6
     assert "scratch" in card.init
-    for key in ("accuracy", "recall", "precision", "f1", "roc_auc", "apcer", "bpcer", "acer", "eer", "bpcer20", "hter", "apcer_per_attack"):
+    for key in (
+        "accuracy",
+        "recall",
+        "precision",
+        "f1",
+        "roc_auc",
+        "apcer",
+        "bpcer",
+        "acer",
+        "eer",
+        "bpcer20",
+        "hter",
+        "apcer_per_attack",
+    ):
         assert key in card.metrics
     assert 0.0 <= card.threshold <= 1.0
     assert not (out / "resume.pt").exists() and not (out / "best").exists()
@@ -85,7 +114,23 @@ def test_a_few_steps_of_training_give_a_loadable_checkpoint_and_card(processed: 
 @pytest.fixture(scope="module")
 def tiny_model(processed: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny")
-    main(["train", "--data", str(processed), "--out", str(out), "--set", f"input_size={SIZE}", "--set", "epochs=1", "--set", "batch_size=4", "--set", "max_train_batches=1"])
+    main(
+        [
+            "train",
+            "--data",
+            str(processed),
+            "--out",
+            str(out),
+            "--set",
+            f"input_size={SIZE}",
+            "--set",
+            "epochs=1",
+            "--set",
+            "batch_size=4",
+            "--set",
+            "max_train_batches=1",
+        ]
+    )
     return out
 
 
@@ -107,11 +152,32 @@ def test_onnx_export_matches_torch(tiny_model: Path, tmp_path: Path, capsys):
     assert read_card(tiny_model).trained
 
 
-EVALUATION_KEYS = ("loss", "accuracy", "recall", "precision", "f1", "roc_auc", "apcer", "apcer_per_attack", "bpcer", "acer", "eer",
-                   "bpcer20", "bpcer100", "hter", "threshold", "threshold_method", "split", "n_bona_fide", "n_attack")
+EVALUATION_KEYS = (
+    "loss",
+    "accuracy",
+    "recall",
+    "precision",
+    "f1",
+    "roc_auc",
+    "apcer",
+    "apcer_per_attack",
+    "bpcer",
+    "acer",
+    "eer",
+    "bpcer20",
+    "bpcer100",
+    "hter",
+    "threshold",
+    "threshold_method",
+    "split",
+    "n_bona_fide",
+    "n_attack",
+)
 
 
-def test_evaluate_writes_every_key_the_plot_and_the_threshold_into_the_card(tiny_model: Path, processed: Path, tmp_path: Path, capsys):
+def test_evaluate_writes_every_key_the_plot_and_the_threshold_into_the_card(
+    tiny_model: Path, processed: Path, tmp_path: Path, capsys
+):
     model = shutil.copytree(tiny_model, tmp_path / "model")
     card = read_card(model).model_dump()
     card["threshold"] = 0.123456
@@ -163,14 +229,33 @@ def test_data_check_names_a_subject_found_in_two_splits(processed: Path, tmp_pat
 
 
 def _train_args(processed: Path, out: Path, epochs: int) -> list[str]:
-    return ["train", "--data", str(processed), "--out", str(out), "--set", f"input_size={SIZE}", "--set", f"epochs={epochs}",
-            "--set", "batch_size=4", "--set", "max_train_batches=1", "--set", "patience=100"]
+    return [
+        "train",
+        "--data",
+        str(processed),
+        "--out",
+        str(out),
+        "--set",
+        f"input_size={SIZE}",
+        "--set",
+        f"epochs={epochs}",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "max_train_batches=1",
+        "--set",
+        "patience=100",
+    ]
 
 
 def test_training_killed_mid_run_resumes_where_it_stopped(processed: Path, tmp_path: Path, caplog):
     caplog.set_level(logging.INFO)
     out = tmp_path / "ckpt"
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *_train_args(processed, out, 200)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", *_train_args(processed, out, 200)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 300
         while not (out / "resume.pt").exists() and proc.poll() is None and time.monotonic() < deadline:

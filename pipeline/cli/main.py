@@ -1,0 +1,309 @@
+"""The ``liveness`` command line: one entry point, one sub-command per job.
+
+Exit status: 0 when a run finished (failed sessions are rows, not errors), 2 for bad
+usage, config, input or model (a message names the problem; nothing is written),
+1 only for a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+
+from pipeline.cli.options import EXIT_OK, EXIT_USAGE, scan_config_from_args
+from pipeline.errors import LivenessError, QueryError, UsageError
+from pipeline.run.execute import execute_scan, resolve_model
+from pipeline.storage import Store
+
+log = logging.getLogger("liveness")
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def _add_scan_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out", required=True, help="output directory or s3:// prefix (sessions/ and frames/ Parquet datasets)"
+    )
+    p.add_argument("--model", help="checkpoint directory (default: the shipped models/default)")
+    p.add_argument("--config", type=Path, help="scan config YAML (default: configs/scan.yaml)")
+    p.add_argument("--ray-address", help="join this Ray cluster instead of starting Ray locally")
+    p.add_argument("--limit", type=int, help="scan at most this many sessions")
+    p.add_argument("--sample-fps", type=float, help="frames sampled per second of video (decode.sample_fps)")
+    p.add_argument("--max-frames", type=int, help="cap of sampled frames per session (decode.max_frames)")
+    p.add_argument("--batch-size", type=int, help="crops per scoring batch (scoring.batch_size)")
+    p.add_argument("--backend", choices=["auto", "onnx", "torch"], help="scoring backend (scoring.backend)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set aggregate.method=median",
+    )
+    p.add_argument(
+        "--rescan", action="store_true", help="scan every input again, even those the ledger says are done (new rows)"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="list what would be scanned and what is skipped, and why; write nothing"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-23") from None
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 1280x720") from None
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"{text!r}: width and height must be 16..8192")
+    return w, h
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of session counts like 10,100") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: counts must be >= 1")
+    return counts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="liveness", description="Find spoofed faces in KYC selfie videos.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    scan = sub.add_parser("scan", help="scan videos, folders, globs or manifests into Parquet reports")
+    scan.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="video file, directory (recursive), glob, or manifest (.csv/.parquet with session_id, uri)",
+    )
+    _add_scan_options(scan)
+
+    demo = sub.add_parser("demo", help="make sample sessions, scan them with the shipped model, print a summary")
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("liveness-demo"),
+        help="where the sample videos and reports go (default: ./liveness-demo)",
+    )
+    demo.add_argument("--model", help="checkpoint directory (default: the shipped models/default)")
+    demo.add_argument("--quiet", action="store_true")
+
+    query = sub.add_parser("query", help="SQL over a scan's output: DuckDB views sessions, frames and evidence")
+    query.add_argument("sql", nargs="?", help='e.g. "select decision, count(*) from sessions group by 1"')
+    query.add_argument("--out", required=True, help="the scan's output directory or s3:// prefix")
+    query.add_argument(
+        "--format", choices=["table", "csv", "json", "parquet"], help="default: table on a terminal, csv otherwise"
+    )
+    query.add_argument(
+        "--output", type=Path, help="write the result to this file instead of standard output (needed for parquet)"
+    )
+    query.add_argument(
+        "--dictionary",
+        action="store_true",
+        help="print the data dictionary (every column, its unit and what null means) and exit",
+    )
+
+    report = sub.add_parser(
+        "report", help="one self-contained HTML report of a day's sessions: ranked, with timelines and evidence"
+    )
+    report.add_argument("--out", required=True, help="the scan's output directory or s3:// prefix")
+    report.add_argument("--date", type=_date, help="scan date YYYY-MM-DD (default: the latest)")
+    report.add_argument("--top", type=int, default=20, help="flagged sessions shown in detail (default 20)")
+    report.add_argument("--output", help="where to write the HTML (default: OUT/report-<date>.html)")
+
+    bench = sub.add_parser(
+        "bench", help="measure each stage, the scan end to end and a naive loop on generated sessions"
+    )
+    bench.add_argument(
+        "--sessions",
+        type=int,
+        default=120,
+        help="generated sessions (default 120; the fixed start-up of the workers weighs less the more there are)",
+    )
+    bench.add_argument("--seconds", type=float, default=4.0, help="length of each session (default 4 s)")
+    bench.add_argument("--fps", type=float, default=30.0, help="frame rate of the generated videos (default 30)")
+    bench.add_argument(
+        "--size", type=_size, default=(1280, 720), help="frame size WxH of the generated videos (default 1280x720)"
+    )
+    bench.add_argument("--no-naive", action="store_true", help="skip the naive baseline loop")
+    bench.add_argument(
+        "--memory", type=_counts, help="also measure peak memory of scans over these session counts, e.g. 10,100"
+    )
+    bench.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("~/.cache/liveness/bench").expanduser(),
+        help="where generated sessions are kept for reuse",
+    )
+    bench.add_argument("--json", action="store_true", help="end with one line of JSON holding every figure")
+    bench.add_argument("--model", help="checkpoint directory (default: the shipped models/default)")
+    bench.add_argument("--config", type=Path, help="scan config YAML (default: configs/scan.yaml)")
+    bench.add_argument("--batch-size", type=int, help="crops per scoring batch (scoring.batch_size)")
+    bench.add_argument("--backend", choices=["auto", "onnx", "torch"], help="scoring backend (scoring.backend)")
+    bench.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override any scan config key"
+    )
+
+    from training.cli import add_training_commands
+
+    add_training_commands(sub)
+    return parser
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    config = scan_config_from_args(args)
+    execute_scan(args.inputs, config, args.out, quiet=args.quiet, rescan=args.rescan, dry_run=args.dry_run)
+    return EXIT_OK
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from pipeline.reports.query import run_query
+    from pipeline.reports.results import write_result
+
+    if args.dictionary:
+        from pipeline.reports.dictionary import render_markdown
+
+        print(render_markdown(), end="")
+        return EXIT_OK
+    if not args.sql:
+        raise UsageError("give a SQL query (or --dictionary); the views are sessions, frames and evidence")
+    fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "csv")
+    if fmt == "parquet" and args.output is None:
+        raise UsageError("--format parquet needs --output FILE")
+    try:
+        if not Store(args.out).exists("sessions"):
+            raise UsageError(f"--out {args.out} holds no scan output (no sessions/ folder)")
+        table = run_query(args.out, args.sql)
+    except QueryError as exc:
+        raise UsageError(f"query failed: {exc}") from exc
+    except ValueError as exc:
+        raise UsageError(f"--out {args.out}: {exc}") from exc
+    write_result(table, fmt, args.output)
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.reports.report import write_report
+
+    if args.top < 0:
+        raise UsageError("--top must be >= 0")
+    try:
+        if not Store(args.out).exists("sessions"):
+            raise UsageError(f"--out {args.out} holds no scan output (no sessions/ folder)")
+    except ValueError as exc:
+        raise UsageError(f"--out {args.out}: {exc}") from exc
+    path = write_report(args.out, day=args.date, top=args.top, output=args.output)
+    print(path)
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from pipeline.cli.bench import memory_profile, run_bench, to_json
+
+    if args.sessions < 1 or args.seconds <= 0 or args.fps <= 0:
+        raise UsageError("--sessions, --seconds and --fps must be positive")
+    config = scan_config_from_args(args)
+    checkpoint, card = resolve_model(config)
+    result = run_bench(
+        config,
+        checkpoint,
+        card,
+        sessions=args.sessions,
+        seconds=args.seconds,
+        fps=args.fps,
+        size=args.size,
+        work_dir=args.work_dir,
+        naive=not args.no_naive,
+    )
+    summary = result.summary()
+    if args.memory:
+        summary["memory_by_sessions"] = memory_profile(
+            config, checkpoint, args.memory, seconds=2.0, fps=args.fps, size=args.size, work_dir=args.work_dir
+        )
+    print_bench(summary)
+    if args.json:
+        print(to_json(summary))
+    return EXIT_OK
+
+
+def print_bench(summary: dict) -> None:
+    """The bench figures for a person: rates, bound, efficiency, speed-up, memory, bottleneck."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"liveness bench ({summary['machine']['cores']} cores, {summary['backend']})", show_header=True)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in (
+        "decode_fps",
+        "detect_fps",
+        "signals_fps",
+        "scorer_crops_per_s",
+        "bound_crops_per_s",
+        "pipeline_crops_per_s",
+        "pipeline_efficiency",
+        "first_session_s",
+        "steady_crops_per_s",
+        "steady_efficiency",
+        "scan_sessions_per_s",
+        "naive_sessions_per_s",
+        "speedup_vs_naive",
+        "peak_rss_mb",
+    ):
+        table.add_row(key, str(summary.get(key)))
+    table.add_row("cpu ms per crop", ", ".join(f"{k} {v}" for k, v in summary["cpu_ms_per_crop"].items()))
+    table.add_row("bottleneck", f"{summary['bottleneck']} ({100 * summary['bottleneck_share']:.0f}% of CPU per crop)")
+    for n, mem in (summary.get("memory_by_sessions") or {}).items():
+        table.add_row(f"peak memory, {n} sessions", f"{mem['peak_rss_mb']} MB")
+    Console(soft_wrap=True).print(table)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.cli.demo import run_demo
+
+    return run_demo(args)
+
+
+COMMANDS = {"scan": cmd_scan, "demo": cmd_demo, "query": cmd_query, "report": cmd_report, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``liveness`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(getattr(args, "quiet", False))
+    handler = COMMANDS.get(args.command)
+    if handler is None:
+        from training.cli import TRAINING_COMMANDS
+
+        handler = TRAINING_COMMANDS[args.command]
+    try:
+        return handler(args)
+    except LivenessError as exc:
+        print(f"liveness {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

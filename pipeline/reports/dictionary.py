@@ -1,0 +1,247 @@
+"""The data dictionary: what every output column means, its unit, and what null means.
+
+Kept beside :mod:`pipeline.schema` (a test fails when a column has no entry here or an
+entry names no column) and rendered to ``DATA_DICTIONARY.md`` with
+``uv run python -m pipeline.reports.dictionary > DATA_DICTIONARY.md`` (a test checks the file is
+current). ``liveness query --dictionary`` prints it.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import pyarrow as pa
+
+from pipeline.schema import DATASETS, REGIONS
+
+
+class Column(NamedTuple):
+    meaning: str
+    unit: str = ""
+    null: str = "never null"
+
+
+_SIGNAL_NULL = "no face or no face-mesh landmarks in the frame, or signals switched off"
+
+COLUMNS: dict[str, dict[str, Column]] = {
+    "sessions": {
+        "session_id": Column(
+            "id of the session: the manifest's session_id, or the path relative to the input folder without extension"
+        ),
+        "source": Column("the video's local path or s3:// URI"),
+        "status": Column(
+            "`ok`; `no_face` (no sampled frame has a face); `failed` (could not be read or analysed, see `error`)"
+        ),
+        "error": Column(
+            "why a failed session failed, in words (e.g. `empty file (0 bytes)`, `timed out after 300 s`)",
+            null="the session did not fail",
+        ),
+        "duration_s": Column(
+            "duration of the video from its header, else the last decoded timestamp",
+            "seconds",
+            "failed before the header was read",
+        ),
+        "width": Column(
+            "displayed frame width (after the display rotation)", "pixels", "failed before the header was read"
+        ),
+        "height": Column(
+            "displayed frame height (after the display rotation)", "pixels", "failed before the header was read"
+        ),
+        "rotation": Column(
+            "display rotation stored in the file, applied before detection",
+            "degrees counter-clockwise",
+            "failed before decoding",
+        ),
+        "frames_decoded": Column(
+            "frames decoded (decoding stops at the sampling cap `decode.max_frames`)",
+            "frames",
+            "failed before decoding",
+        ),
+        "frames_sampled": Column("frames sampled by presentation time at `decode.sample_fps`", "frames"),
+        "frames_scored": Column("sampled frames with a face, scored by the spoof model", "frames"),
+        "face_ratio": Column("share of sampled frames with at least one face", "0..1", "the session failed"),
+        "multi_face_ratio": Column("share of sampled frames with two or more faces", "0..1", "the session failed"),
+        "spoof_score": Column(
+            "session spoof score: frame scores pooled by `aggregate.method` (mean, median or top-k mean)",
+            "0 = real .. 1 = spoof",
+            "no frame was scored (no face, or failed)",
+        ),
+        "spoof_score_max": Column("highest frame spoof score of the session", "0..1", "no frame was scored"),
+        "decision": Column(
+            "`live`, `spoof` or `review`: the most severe of the score's decision (threshold ± `aggregate.review_band`)"
+            " and the actions of the signals that fired (`decision` in configs/scan.yaml)",
+            null="the session failed",
+        ),
+        "reasons": Column(
+            "why the decision is not `live`: `spoof_score`, `no_face`, `swap`, `static`, `no_blink`,"
+            " `occluded:<region>`, `multi_face`",
+            "list of strings",
+            "the session failed (empty list)",
+        ),
+        "swap_detected": Column(
+            "the face changed identity mid-session"
+            " (an abrupt drop of crop similarity with a lasting change of face shape)",
+            "bool",
+            "no face, or too few frames to tell",
+        ),
+        "swap_at_s": Column("when the swap happened", "seconds from the first frame", "no swap detected"),
+        "static": Column(
+            "frames nearly identical for a long stretch: a still photo or a frozen injected feed",
+            "bool",
+            "no face, or too few frames to tell",
+        ),
+        "blink_count": Column(
+            "eye blinks counted from the eye aspect ratio of face mesh landmarks", "blinks", "no face with landmarks"
+        ),
+        "blinks": Column(
+            "each counted blink as {start_s, end_s}: its first shut and first reopened sample (what the report draws)",
+            "s",
+            "no face with landmarks, or written before blinks were stored",
+        ),
+        "occluded_regions": Column(
+            f"face regions blocked in a large share of the frames: any of {', '.join(REGIONS)}"
+            " (the person's own left/right)",
+            "list of strings",
+            "no face with landmarks, or occlusion switched off",
+        ),
+        "model_version": Column("version of the spoof model that scored (from its card)"),
+        "threshold": Column("the spoof model's decision threshold used"),
+        "run_id": Column("the run that wrote the row (`<UTC time>-<random>`); one run per command"),
+        "scanned_at": Column("when the run started", "timestamp, UTC"),
+        "input_key": Column(
+            "the ledger key: hash of the input's identity, the model and the result-changing settings",
+            null="written by a version without the ledger",
+        ),
+        "extra": Column(
+            "the manifest's other columns, as text", "map<string,string>", "no manifest, or no other columns"
+        ),
+        "scan_date": Column("hive partition: the date of the run", "date (UTC)"),
+    },
+    "frames": {
+        "session_id": Column("the session the frame belongs to"),
+        "frame_index": Column("index of the sample within its session, from 0", "samples"),
+        "pts_s": Column("presentation time from the first frame", "seconds"),
+        "n_faces": Column("faces MediaPipe found in the frame", "faces"),
+        "face_score": Column("detector confidence of the main (largest) face", "0..1", "no face"),
+        "bbox_x": Column("left edge of the main face box in the upright frame", "pixels", "no face"),
+        "bbox_y": Column("top edge of the main face box", "pixels", "no face"),
+        "bbox_w": Column("width of the main face box", "pixels", "no face"),
+        "bbox_h": Column("height of the main face box", "pixels", "no face"),
+        "spoof_score": Column(
+            "the spoof model's probability for this frame's face crop", "0 = real .. 1 = spoof", "no face"
+        ),
+        "similarity_prev": Column(
+            "similarity of this frame's aligned face crop to the previous face frame's (lighting-normalised structure)",
+            "0..1",
+            "no face, or the first face of the session",
+        ),
+        "ear_left": Column(
+            "eye aspect ratio of the person's left eye (lid opening / eye width);"
+            " about 0.25-0.35 open, under ~0.15 shut",
+            "ratio",
+            _SIGNAL_NULL + ", or the eye is covered",
+        ),
+        "ear_right": Column(
+            "eye aspect ratio of the person's right eye", "ratio", _SIGNAL_NULL + ", or the eye is covered"
+        ),
+        **{
+            f"occlusion_{r}": Column(
+                f"probability that the {r.replace('_', ' ')} is blocked (region model on a landmark-placed crop)",
+                "0..1",
+                _SIGNAL_NULL,
+            )
+            for r in REGIONS
+        },
+        "model_version": Column("as in sessions"),
+        "run_id": Column("as in sessions"),
+        "scan_date": Column("hive partition: the date of the run", "date (UTC)"),
+    },
+    "evidence": {
+        "session_id": Column("the session the thumbnail belongs to"),
+        "frame_index": Column(
+            "the frame it was taken from (joins `frames` on session_id, run_id, frame_index)", "samples"
+        ),
+        "pts_s": Column("time of that frame", "seconds"),
+        "kind": Column(
+            "why it was kept: `top_spoof` (among the session's highest spoof scores),"
+            " `before_swap` / `after_swap` (the face frames either side of a detected swap)"
+        ),
+        "spoof_score": Column("the frame's spoof score", "0..1", "never null for face frames"),
+        "jpeg": Column(
+            "the face crop (scale 1.6 around the face) as JPEG bytes;"
+            " biometric data: switch off with `--set evidence.enabled=false`",
+            "bytes",
+        ),
+        "model_version": Column("as in sessions"),
+        "run_id": Column("as in sessions"),
+        "scan_date": Column("hive partition: the date of the run", "date (UTC)"),
+    },
+}
+
+EXAMPLE_QUERIES: list[tuple[str, str]] = [
+    (
+        "Today's most suspicious sessions",
+        "select session_id, decision, round(spoof_score, 3) as score, reasons, source\n"
+        "from sessions where scan_date = current_date and decision <> 'live'\n"
+        "order by decision = 'spoof' desc, spoof_score desc limit 20",
+    ),
+    (
+        "All swaps with their time",
+        "select scan_date, session_id, swap_at_s, round(spoof_score, 3) as score, source\n"
+        "from sessions where swap_detected order by scan_date desc, session_id",
+    ),
+    (
+        "Score distribution per day",
+        "select scan_date, count(*) as sessions, round(avg(spoof_score), 3) as mean,\n"
+        "  round(quantile_cont(spoof_score, 0.5), 3) as median, round(quantile_cont(spoof_score, 0.95), 3) as p95,\n"
+        "  count(*) filter (where decision = 'spoof') as spoof, count(*) filter (where decision = 'review') as review\n"
+        "from sessions where status = 'ok' group by 1 order by 1",
+    ),
+    (
+        "Failure reasons",
+        "select error, count(*) as sessions, any_value(source) as example\n"
+        "from sessions where status = 'failed' group by 1 order by 2 desc",
+    ),
+    (
+        "Blocked regions, most common first",
+        "select region, count(*) as sessions from (select unnest(occluded_regions) as region from sessions)"
+        " group by 1 order by 2 desc",
+    ),
+    (
+        "The frames around a session's swap",
+        "select f.pts_s, f.similarity_prev, f.spoof_score from frames f join sessions s using (session_id, run_id)\n"
+        "where s.swap_detected and abs(f.pts_s - s.swap_at_s) < 1 order by f.session_id, f.pts_s",
+    ),
+]
+
+
+def _type(field: pa.Field) -> str:
+    return (
+        str(field.type).replace("list<element: string>", "list<string>").replace("list<item: string>", "list<string>")
+    )
+
+
+def render_markdown() -> str:
+    """The data dictionary as Markdown: one table per dataset, then example queries."""
+    lines = [
+        "# Data dictionary",
+        "",
+        "Generated from `pipeline/reports/dictionary.py`"
+        " (`uv run python -m pipeline.reports.dictionary > DATA_DICTIONARY.md`).",
+        'Query it with `liveness query "SQL" --out DIR`: the views are `sessions`, `frames` and `evidence`.',
+        "",
+    ]
+    for dataset, schema in DATASETS.items():
+        lines += [f"## `{dataset}`", "", "| column | type | meaning | unit | null means |", "|---|---|---|---|---|"]
+        for field in [*schema, pa.field("scan_date", pa.date32())]:
+            doc = COLUMNS[dataset][field.name]
+            lines.append(f"| `{field.name}` | {_type(field)} | {doc.meaning} | {doc.unit} | {doc.null} |")
+        lines.append("")
+    lines += ["## Example queries", ""]
+    for title, sql in EXAMPLE_QUERIES:
+        lines += [f"{title}:", "", "```sql", sql + ";", "```", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")

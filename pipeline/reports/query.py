@@ -1,0 +1,53 @@
+"""SQL over a scan's output: DuckDB views ``sessions``, ``frames`` and ``evidence``.
+
+Each view reads its hive-partitioned dataset through a pyarrow dataset with today's
+schema, so files written by older versions read fine (columns added later are null) and
+an ``s3://`` output works the same as a local folder. A dataset with no file yet is an
+empty view with the full schema.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from pipeline.errors import QueryError
+from pipeline.schema import DATASETS
+from pipeline.storage import Store
+
+
+def dataset_of(store: Store, name: str, schema: pa.Schema) -> ds.Dataset:
+    """All committed files of one dataset, read with ``schema`` plus the ``scan_date`` partition."""
+    files = [store.path(f) for f in store.committed(name)]
+    partitioning = ds.partitioning(pa.schema([("scan_date", pa.date32())]), flavor="hive")
+    full = schema.append(pa.field("scan_date", pa.date32()))
+    if not files:
+        return ds.dataset(full.empty_table())
+    return ds.dataset(
+        files,
+        schema=full,
+        filesystem=store.fs,
+        format="parquet",
+        partitioning=partitioning,
+        partition_base_dir=store.path(name),
+    )
+
+
+def connect(out: str) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with one view per dataset of the output ``out`` (local or s3://)."""
+    store = Store(out)
+    con = duckdb.connect()
+    for name, schema in DATASETS.items():
+        con.register(name, dataset_of(store, name, schema))
+    return con
+
+
+def run_query(out: str, sql: str) -> pa.Table:
+    """The result of ``sql`` over the output's views, as an Arrow table."""
+    con = connect(out)
+    try:
+        relation = con.sql(sql)
+        return relation.to_arrow_table() if relation is not None else pa.table({})
+    except duckdb.Error as exc:
+        raise QueryError(str(exc)) from exc

@@ -1,0 +1,337 @@
+"""``liveness report``: one self-contained HTML file that answers "which sessions should I
+look at first, and why?".
+
+It holds the run summary and decision counts, a score histogram, a sortable ranked table
+of the day's sessions, and for each flagged session (up to ``--top``) its timelines (spoof
+score with the threshold, eye aspect ratio with the blinks marked, crop similarity with
+the swap point), its blocked regions and the evidence thumbnails. Charts are PNGs and
+thumbnails JPEGs, both inlined as data URIs: the file opens offline, anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from pipeline.errors import ReportError
+from pipeline.reports.query import connect
+from pipeline.schema import DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF, REGIONS, RUNS_DIR
+from pipeline.storage import Store
+
+SEVERITY_SQL = (
+    f"case decision when '{DECISION_SPOOF}' then 0 when '{DECISION_REVIEW}' then 1"
+    f" when '{DECISION_LIVE}' then 2 else 3 end"
+)
+MAX_TABLE_ROWS = 5000
+
+
+@dataclass
+class ReportData:
+    """What the report shows, read from the output's datasets."""
+
+    day: date
+    sessions: list[dict]
+    frames: dict[tuple[str, str], list[dict]]
+    evidence: dict[tuple[str, str], list[dict]]
+    runs: list[dict]
+    flagged: list[dict]
+
+
+def load(out: str, day: date | None, top: int) -> ReportData:
+    """The latest row of every session scanned on ``day`` (default: the latest scan date), ranked."""
+    con = connect(out)
+    if day is None:
+        day = con.sql("select max(scan_date) from sessions").fetchall()[0][0]
+        if day is None:
+            raise ReportError(f"{out} holds no scanned session yet")
+    rel = con.sql(
+        f"""
+        select * from sessions where scan_date = $day
+        qualify row_number() over (partition by session_id order by scanned_at desc) = 1
+        order by {SEVERITY_SQL}, spoof_score desc nulls last, session_id
+    """,
+        params={"day": day},
+    )
+    sessions = [dict(zip(rel.columns, r, strict=False)) for r in rel.fetchall()]
+    if not sessions:
+        raise ReportError(f"no session was scanned on {day}")
+    flagged = [s for s in sessions if s["decision"] in (DECISION_SPOOF, DECISION_REVIEW)][:top]
+    keys = [(s["session_id"], s["run_id"]) for s in flagged]
+    frames: dict[tuple[str, str], list[dict]] = {k: [] for k in keys}
+    evidence: dict[tuple[str, str], list[dict]] = {k: [] for k in keys}
+    if keys:
+        con.execute("create temp table wanted (session_id varchar, run_id varchar)")
+        con.executemany("insert into wanted values (?, ?)", keys)
+        for table, target, order in (("frames", frames, "frame_index"), ("evidence", evidence, "pts_s")):
+            rel = con.sql(
+                f"select t.* from {table} t join wanted using (session_id, run_id) order by t.session_id, t.{order}"
+            )
+            for row in (dict(zip(rel.columns, r, strict=False)) for r in rel.fetchall()):
+                target[(row["session_id"], row["run_id"])].append(row)
+    store = Store(out)
+    runs = []
+    for path in store.list(RUNS_DIR, ".json"):
+        run = json.loads(store.read_bytes(path))
+        if run.get("scan_date") == day.isoformat():
+            runs.append(run)
+    return ReportData(day=day, sessions=sessions, frames=frames, evidence=evidence, runs=runs, flagged=flagged)
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def histogram_png(sessions: list[dict], threshold: float | None) -> str:
+    """Histogram of the session spoof scores, with the threshold."""
+    fig = Figure(figsize=(7, 2.6))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    scores = [s["spoof_score"] for s in sessions if s["spoof_score"] is not None]
+    ax.hist(scores, bins=np.linspace(0, 1, 41), color="#4a78b5")
+    if threshold is not None:
+        ax.axvline(threshold, color="#c0392b", ls="--", label=f"threshold {threshold:.3f}")
+        ax.legend(loc="upper center")
+    ax.set_xlabel("session spoof score (0 = real, 1 = spoof)")
+    ax.set_ylabel("sessions")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _series(frames: list[dict], column: str) -> tuple[np.ndarray, np.ndarray]:
+    t = np.array([f["pts_s"] for f in frames], dtype=np.float64)
+    v = np.array([np.nan if f.get(column) is None else f[column] for f in frames], dtype=np.float64)
+    return t, v
+
+
+def timeline_png(session: dict, frames: list[dict]) -> str:
+    """Spoof score with the threshold, eye aspect ratio with blinks, similarity with the swap point."""
+    fig = Figure(figsize=(9, 4.6))
+    FigureCanvasAgg(fig)
+    ax_score, ax_ear, ax_sim = fig.subplots(3, 1, sharex=True)
+    t, score = _series(frames, "spoof_score")
+    ax_score.plot(t, score, ".-", color="#c0392b", lw=1, ms=3)
+    if session.get("threshold") is not None:
+        ax_score.axhline(session["threshold"], color="black", ls="--", lw=1, label="threshold")
+        ax_score.legend(loc="upper right", fontsize=7)
+    ax_score.set_ylim(-0.02, 1.02)
+    ax_score.set_ylabel("spoof score", fontsize=8)
+    _, ear_l = _series(frames, "ear_left")
+    _, ear_r = _series(frames, "ear_right")
+    ax_ear.plot(t, ear_l, lw=1, label="left eye")
+    ax_ear.plot(t, ear_r, lw=1, label="right eye")
+    for k, blink in enumerate(session.get("blinks") or []):  # the blinks the scan counted, as it stored them
+        ax_ear.axvspan(blink["start_s"], blink["end_s"], color="#f1c40f", alpha=0.4, label="blink" if k == 0 else None)
+    ax_ear.set_ylabel("EAR", fontsize=8)
+    ax_ear.legend(loc="upper right", fontsize=7, ncol=3)
+    _, sim = _series(frames, "similarity_prev")
+    ax_sim.plot(t, sim, lw=1, color="#27ae60")
+    if session.get("swap_at_s") is not None:
+        for ax in (ax_score, ax_ear, ax_sim):
+            ax.axvline(session["swap_at_s"], color="#8e44ad", lw=2, alpha=0.7)
+        ax_sim.text(session["swap_at_s"], 0.05, f" swap at {session['swap_at_s']:.2f} s", color="#8e44ad", fontsize=8)
+    ax_sim.set_ylim(-0.02, 1.02)
+    ax_sim.set_ylabel("similarity", fontsize=8)
+    ax_sim.set_xlabel("time (s)")
+    for ax in (ax_score, ax_ear, ax_sim):
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _fmt(value: object, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def _e(value: object) -> str:
+    return html.escape(_fmt(value))
+
+
+_CSS = (
+    "\n"
+    "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1200px}\n"
+    "h1{font-size:22px}h2{font-size:18px;margin-top:32px}h3{font-size:15px;margin:4px 0}\n"
+    "table{border-collapse:collapse;font-size:12px}"
+    "th,td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}\n"
+    "th{cursor:pointer;background:#f4f4f4;position:sticky;top:0}th:hover{background:#e8e8e8}\n"
+    ".spoof{color:#fff;background:#c0392b;border-radius:3px;padding:1px 6px}"
+    ".review{background:#f39c12;color:#fff;border-radius:3px;padding:1px 6px}\n"
+    ".live{background:#27ae60;color:#fff;border-radius:3px;padding:1px 6px}.failed{color:#888}\n"
+    ".cards{display:flex;gap:12px;flex-wrap:wrap}"
+    ".card{border:1px solid #ddd;border-radius:6px;padding:8px 14px;min-width:90px}\n"
+    ".card b{display:block;font-size:20px}"
+    ".session{border:1px solid #ddd;border-radius:6px;padding:10px 14px;margin:14px 0}\n"
+    ".thumbs{display:flex;gap:8px;flex-wrap:wrap}.thumbs figure{margin:0;font-size:11px;text-align:center}\n"
+    ".thumbs img{width:112px;height:112px;border-radius:4px;border:1px solid #ccc}.muted{color:#777;font-size:12px}\n"
+)
+
+_JS = (
+    "\n"
+    "function sortTable(th){const table=th.closest('table');const i=[...th.parentNode.children].indexOf(th);\n"
+    "const asc=th.dataset.asc!=='1';th.dataset.asc=asc?'1':'0';const body=table.tBodies[0];\n"
+    "const rows=[...body.rows];rows.sort((a,b)=>{const x=a.cells[i].dataset.v??a.cells[i].textContent,"
+    "y=b.cells[i].dataset.v??b.cells[i].textContent;\n"
+    "const nx=parseFloat(x),ny=parseFloat(y);const c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:x.localeCompare(y);"
+    "return asc?c:-c});\n"
+    "rows.forEach(r=>body.appendChild(r));}\n"
+    "window.addEventListener('load',()=>{const imgs=[...document.images];\n"
+    "document.body.dataset.imagesLoaded=imgs.filter(i=>i.complete&&i.naturalWidth>0).length;\n"
+    "document.body.dataset.imagesTotal=imgs.length;"
+    "document.body.dataset.tableRows=document.querySelectorAll('#ranked tbody tr').length;});\n"
+)
+
+
+def _decision(value: str | None, status: str) -> str:
+    if value is None:
+        return f'<span class="failed">{html.escape(status)}</span>'
+    return f'<span class="{html.escape(value)}">{html.escape(value)}</span>'
+
+
+def render(data: ReportData) -> str:
+    """The report as one HTML document."""
+    sessions = data.sessions
+    counts = {
+        d: sum(1 for s in sessions if s["decision"] == d) for d in (DECISION_SPOOF, DECISION_REVIEW, DECISION_LIVE)
+    }
+    failed = sum(1 for s in sessions if s["status"] == "failed")
+    thresholds = sorted({s["threshold"] for s in sessions if s["threshold"] is not None})
+    versions = sorted({s["model_version"] for s in sessions if s["model_version"]})
+    wall = sum(r.get("wall_s", 0.0) for r in data.runs)
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>liveness report {data.day}</title>"
+        f"<style>{_CSS}</style><script>{_JS}</script></head><body>"
+    ]
+    out.append(f"<h1>Liveness report, sessions scanned on {data.day}</h1>")
+    out.append(
+        f"<p class='muted'>{len(sessions)} sessions; model {html.escape(', '.join(versions))}; "
+        f"{len(data.runs)} run(s), {wall:.0f} s of scanning. "
+        "Start with the flagged sessions below: they are ranked spoof first, then review, by score.</p>"
+    )
+    out.append(
+        "<div class='cards'>"
+        + "".join(
+            f"<div class='card'><b>{n}</b>{label}</div>"
+            for label, n in (
+                ("spoof", counts[DECISION_SPOOF]),
+                ("review", counts[DECISION_REVIEW]),
+                ("live", counts[DECISION_LIVE]),
+                ("failed", failed),
+                ("sessions", len(sessions)),
+            )
+        )
+        + "</div>"
+    )
+    histogram = histogram_png(sessions, thresholds[0] if len(thresholds) == 1 else None)
+    out.append(f"<h2>Score distribution</h2><img alt='score histogram' src='{histogram}'>")
+    out.append(f"<h2>Flagged sessions ({len(data.flagged)} shown)</h2>")
+    if not data.flagged:
+        out.append("<p>No session was flagged on this date.</p>")
+    for rank, s in enumerate(data.flagged, 1):
+        key = (s["session_id"], s["run_id"])
+        frames = data.frames.get(key, [])
+        regions = s.get("occluded_regions") or []
+        region_scores = ", ".join(
+            f"{r} "
+            f"{np.nanmean([np.nan if f.get(f'occlusion_{r}') is None else f[f'occlusion_{r}'] for f in frames]):.2f}"
+            for r in REGIONS
+            if any(f.get(f"occlusion_{r}") is not None for f in frames)
+        )
+        out.append(
+            f"<div class='session' id='s{rank}'><h3>#{rank} {html.escape(s['session_id'])} "
+            f"{_decision(s['decision'], s['status'])} "
+            f"score {_e(s['spoof_score'])} (max {_e(s['spoof_score_max'])})</h3>"
+        )
+        out.append(
+            f"<div class='muted'>reasons: <b>{_e(s['reasons']) or 'none'}</b> · blinks {_e(s['blink_count'])}"
+            f" · swap {'at ' + _fmt(s['swap_at_s'], 2) + ' s' if s['swap_detected'] else 'no'}"
+            f" · static {'yes' if s.get('static') else 'no'}"
+            f" · blocked regions: <b>{html.escape(', '.join(regions)) or 'none'}</b>"
+            f"{' (mean scores ' + region_scores + ')' if region_scores else ''}"
+            f" · faces in {_fmt(s['face_ratio'], 2)} of frames, several in {_fmt(s['multi_face_ratio'], 2)}"
+            f" · {html.escape(s['source'])}</div>"
+        )
+        if any(f["spoof_score"] is not None for f in frames):
+            out.append(f"<img alt='timelines of {html.escape(s['session_id'])}' src='{timeline_png(s, frames)}'>")
+        thumbs = data.evidence.get(key, [])
+        if thumbs:
+            out.append(
+                "<div class='thumbs'>"
+                + "".join(
+                    f"<figure><img alt='{html.escape(e['kind'])}'"
+                    f" src='data:image/jpeg;base64,{base64.b64encode(e['jpeg']).decode()}'>"
+                    f"<figcaption>{html.escape(e['kind'].replace('_', ' '))}<br>"
+                    f"{e['pts_s']:.2f} s · {_fmt(e['spoof_score'])}</figcaption></figure>"
+                    for e in thumbs
+                )
+                + "</div>"
+            )
+        out.append("</div>")
+    shown = sessions[:MAX_TABLE_ROWS]
+    out.append(
+        f"<h2>All sessions, ranked ({len(shown)} of {len(sessions)})</h2><p class='muted'>Click a column to sort.</p>"
+    )
+    headers = (
+        "rank",
+        "session",
+        "decision",
+        "score",
+        "max",
+        "reasons",
+        "swap at (s)",
+        "blinks",
+        "blocked",
+        "faces",
+        "status / error",
+        "source",
+    )
+    out.append(
+        "<table id='ranked'><thead><tr>"
+        + "".join(f"<th onclick='sortTable(this)'>{h}</th>" for h in headers)
+        + "</tr></thead><tbody>"
+    )
+    for rank, s in enumerate(shown, 1):
+        cells = (
+            str(rank),
+            html.escape(s["session_id"]),
+            _decision(s["decision"], s["status"]),
+            _e(s["spoof_score"]),
+            _e(s["spoof_score_max"]),
+            _e(s["reasons"]),
+            _e(s["swap_at_s"]),
+            _e(s["blink_count"]),
+            _e(s.get("occluded_regions")),
+            _e(s["face_ratio"]),
+            html.escape(s["error"] or s["status"]),
+            html.escape(s["source"]),
+        )
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append("</tbody></table></body></html>")
+    return "\n".join(out)
+
+
+def write_report(out: str, *, day: date | None = None, top: int = 20, output: str | None = None) -> str:
+    """Render the report of ``day`` and write it (default ``OUT/report-<day>.html``); returns where."""
+    data = load(out, day, top)
+    page = render(data).encode()
+    if output:
+        with open(output, "wb") as f:
+            f.write(page)
+        return output
+    return Store(out).write_bytes(f"report-{data.day}.html", page, overwrite=True)

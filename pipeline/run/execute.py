@@ -1,0 +1,102 @@
+"""A scan as a job: everything checked before work starts, then the plan against the
+ledger, the scan itself and its summary. What ``liveness scan`` and ``liveness demo`` run."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pipeline.config import ScanConfig
+from pipeline.errors import LedgerBusy, ModelError, UsageError
+from pipeline.run.ledger import Ledger
+from pipeline.run.plan import ScanPlan, plan_scan
+from pipeline.run.summary import ScanSummary
+from pipeline.scoring.model import DEFAULT_MODEL_DIR, ModelCard, read_card
+from pipeline.storage import Store
+from pipeline.video.sources import Session, list_sessions
+
+log = logging.getLogger("liveness")
+
+
+def resolve_model(config: ScanConfig) -> tuple[Path, ModelCard]:
+    """The checkpoint a scan uses, checked to be a trained model before any work starts."""
+    path = Path(config.model) if config.model else DEFAULT_MODEL_DIR
+    try:
+        card = read_card(path)
+    except ModelError as exc:
+        raise UsageError(f"{exc}. Train one with `liveness train` or pass --model DIR") from exc
+    if not card.trained:
+        raise UsageError(
+            f"the model at {path} is untrained: scan never scores with untrained weights; "
+            "train one with `liveness train`"
+        )
+    return path, card
+
+
+def prepare_scan(
+    inputs: list[str], config: ScanConfig, out: Path | str
+) -> tuple[list[Session], Path, ModelCard, Store]:
+    """Everything checked before work starts: the model, the output directory, the inputs."""
+    checkpoint, card = resolve_model(config)
+    try:
+        store = Store(out)
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"--out {out}: {exc}") from exc
+    if store.local and Path(store.root).exists() and not Path(store.root).is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+    sessions = list_sessions(inputs, config.input.extensions)
+    if not sessions:
+        raise UsageError(f"no video found in {' '.join(inputs)} (extensions: {', '.join(config.input.extensions)})")
+    return sessions, checkpoint, card, store
+
+
+def print_plan(plan: ScanPlan) -> None:
+    """The ``--dry-run`` listing: one line per session, then the counts."""
+    for session in plan.todo:
+        print(f"scan\t{session.session_id}\t{session.uri}\t{plan.why[session.session_id]}")
+    for session in plan.skipped:
+        print(f"skip\t{session.session_id}\t{session.uri}\t{plan.why[session.session_id]}")
+    print(f"{len(plan.todo)} to scan, {len(plan.skipped)} skipped (scan fingerprint {plan.fingerprint})")
+
+
+def execute_scan(
+    inputs: list[str], config: ScanConfig, out: Path | str, *, quiet: bool, rescan: bool = False, dry_run: bool = False
+) -> tuple[ScanSummary, ScanPlan, Store] | None:
+    """Plan the run against the ledger, scan what is new, write the summary; None for a dry run."""
+    from pipeline.run.scan import run_scan
+    from pipeline.run.summary import print_summary, write_summary
+
+    sessions, checkpoint, card, store = prepare_scan(inputs, config, out)
+    ledger = Ledger(store)
+    if dry_run:
+        print_plan(plan_scan(sessions, config, card, checkpoint, ledger, rescan=rescan))
+        return None
+    try:
+        ledger.lock()
+    except LedgerBusy as exc:
+        raise UsageError(str(exc)) from exc
+    try:
+        ledger.recover()
+        plan = plan_scan(sessions, config, card, checkpoint, ledger, rescan=rescan)
+        if plan.skipped:
+            log.info(
+                "%d of %d sessions already scanned with this model and settings: skipped (--rescan to force)",
+                len(plan.skipped),
+                len(sessions),
+            )
+        summary = run_scan(
+            plan.todo,
+            config,
+            checkpoint=checkpoint,
+            card=card,
+            store=store,
+            ledger=ledger,
+            keys=plan.keys,
+            progress=not quiet,
+        )
+        summary.skipped = len(plan.skipped)
+        write_summary(summary, store)
+    finally:
+        ledger.unlock()
+    print_summary(summary)
+    return summary, plan, store

@@ -1,0 +1,76 @@
+"""What a run will do: which sessions to scan, which the ledger says are done, and why.
+
+Used by ``liveness scan`` before any work (and alone by ``--dry-run``, which writes nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.checkpoint import weights_digest
+from pipeline.config import ScanConfig
+from pipeline.run.ledger import Ledger, input_identity, input_key, scan_fingerprint
+from pipeline.scoring.model import ModelCard
+from pipeline.signals.occlusion import DEFAULT_OCCLUSION_DIR, read_occlusion_card
+from pipeline.video.sources import Session
+
+SCAN_NEW = "new or changed input"
+SCAN_FORCED = "--rescan"
+SKIP_DONE = "already scanned with this model and settings"
+
+
+def result_settings(config: ScanConfig, card: ModelCard) -> dict:
+    """The settings that change a session's rows: a change to any of them rescans every input."""
+    occlusion = config.signals.enabled and config.signals.occlusion.enabled
+    return {
+        "occlusion_model": read_occlusion_card(config.signals.occlusion.model or DEFAULT_OCCLUSION_DIR).version
+        if occlusion
+        else None,
+        "decode": config.decode.model_dump(exclude={"timeout_s"}),
+        "detect": config.detect.model_dump(),
+        "signals": config.signals.model_dump(),
+        "aggregate": config.aggregate.model_dump(),
+        "decision": config.decision.model_dump(),
+        "threshold": card.threshold,
+    }
+
+
+@dataclass
+class ScanPlan:
+    """The sessions to scan, the ones skipped, and each session's ledger key."""
+
+    todo: list[Session] = field(default_factory=list)
+    skipped: list[Session] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
+    why: dict[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
+
+
+def plan_scan(
+    sessions: list[Session],
+    config: ScanConfig,
+    card: ModelCard,
+    checkpoint: Path,
+    ledger: Ledger,
+    *,
+    rescan: bool = False,
+) -> ScanPlan:
+    """Key every session and split them into to-scan and already-done (all to-scan with ``rescan``).
+
+    ``limit`` applies to the sessions to scan, so a nightly ``--limit`` run makes progress.
+    """
+    plan = ScanPlan(
+        fingerprint=scan_fingerprint(card.version, weights_digest(checkpoint), result_settings(config, card))
+    )
+    done = set() if rescan else ledger.done()
+    for session in sessions:
+        key = input_key(session.uri, input_identity(session.uri, config.input.identity), plan.fingerprint)
+        plan.keys[session.session_id] = key
+        if key in done:
+            plan.skipped.append(session)
+            plan.why[session.session_id] = SKIP_DONE
+        elif config.limit is None or len(plan.todo) < config.limit:
+            plan.todo.append(session)
+            plan.why[session.session_id] = SCAN_FORCED if rescan else SCAN_NEW
+    return plan

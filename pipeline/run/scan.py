@@ -1,0 +1,289 @@
+"""The scan: sessions in, Parquet rows out, with decoding, detection and scoring overlapped on Ray.
+
+Read top to bottom, :func:`run_scan` does this: analyses (decode and the per-frame path)
+run as Ray tasks, one per session, a bounded number ahead of scoring, so memory stays flat
+however many sessions there are (:class:`_Analyses`); their crops are pooled across
+sessions into batches (:class:`~pipeline.run.batcher.CropBatcher`) for scoring actors that
+load the model once (:class:`_Scorers`); a session is assembled into its rows when all its
+crops are scored, and committed in chunks (:class:`~pipeline.run.output.RunWriter`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import ScanConfig
+from pipeline.run.batcher import Batch, CropBatcher
+from pipeline.run.ledger import Ledger
+from pipeline.run.output import RunWriter
+from pipeline.run.ray_env import ensure_ray, task_env
+from pipeline.run.summary import ScanSummary
+from pipeline.scoring.model import ModelCard
+from pipeline.scoring.scorers import ScoringActor, spoof_onnx
+from pipeline.session.analyse import SessionAnalysis, analyse_session
+from pipeline.session.assemble import RunContext, assemble_session
+from pipeline.signals.occlusion import DEFAULT_OCCLUSION_DIR, occlusion_onnx
+from pipeline.storage import Store
+from pipeline.video.sources import Session
+
+log = logging.getLogger(__name__)
+
+ACTOR_QUEUE_DEPTH = 2  # batches queued per actor, so it never waits for the driver
+
+
+class _Progress:
+    """A rich progress bar on a terminal; a log line every few seconds otherwise."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.done, self._last = total, 0, time.monotonic()
+        self._bar: Any = None
+        if enabled and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("scan", total=total)
+
+    def advance(self) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.advance(self._task)
+        elif time.monotonic() - self._last > 10 or self.done == self.total:
+            self._last = time.monotonic()
+            log.info("scanned %d/%d sessions", self.done, self.total)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def export_models_once(config: ScanConfig, checkpoint: Path, card: ModelCard) -> None:
+    """Make the ONNX exports the workers load (the spoof model's and the occlusion model's),
+    here and once per model: workers then never import torch, and several of them starting
+    at once do not all export the same model."""
+    if config.scoring.backend != "torch":
+        spoof_onnx(checkpoint, card, config.scoring.onnx_cache)
+    if config.signals.enabled and config.signals.occlusion.enabled:
+        occlusion_onnx(config.signals.occlusion.model or DEFAULT_OCCLUSION_DIR, config.scoring.onnx_cache)
+
+
+class _Analyses:
+    """Analysis tasks in flight: as many as there are CPUs free for them, so each starts at
+    once and its timeout counts its own running time, not time spent queued behind another."""
+
+    def __init__(self, sessions: Sequence[Session], config: ScanConfig, card: ModelCard, slots: int) -> None:
+        import ray
+
+        env = task_env()  # workers read s3:// inputs with the driver's storage settings
+        self._remote = ray.remote(
+            num_cpus=1, max_retries=config.ray.session_retries, runtime_env={"env_vars": env} if env else None
+        )(analyse_session)
+        self._config, self._card, self._slots = config, card, slots
+        self.todo = list(reversed(sessions))  # popped from the end: first session first
+        self.running: dict[Any, tuple[Session, float]] = {}  # ref -> (session, started)
+
+    def submit(self, in_flight: int, max_in_flight: int) -> None:
+        """Start analyses while a slot is free and fewer than ``max_in_flight`` sessions are
+        analysing or awaiting scores (``in_flight`` of them await scores)."""
+        c = self._config
+        while self.todo and len(self.running) < self._slots and len(self.running) + in_flight < max_in_flight:
+            session = self.todo.pop()
+            ref = self._remote.remote(
+                session, c.decode, c.detect, c.signals, crop=self._card.crop_spec, cache_dir=c.scoring.onnx_cache
+            )
+            self.running[ref] = (session, time.monotonic())
+
+    def take(self, ref: Any) -> SessionAnalysis:
+        """The finished analysis behind ``ref``; a failed one when its worker died for good."""
+        import ray
+
+        session, _ = self.running.pop(ref)
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            return SessionAnalysis.failed(session, f"worker failed while analysing: {type(exc).__name__}")
+
+    def expired(self) -> list[SessionAnalysis]:
+        """Cancel the analyses past ``decode.timeout_s``; each becomes a failed analysis."""
+        import ray
+
+        timeout = self._config.decode.timeout_s
+        late = [ref for ref, (_, started) in self.running.items() if time.monotonic() - started > timeout]
+        failed = []
+        for ref in late:
+            session, _ = self.running.pop(ref)
+            ray.cancel(ref, force=True)
+            failed.append(SessionAnalysis.failed(session, f"timed out after {timeout:g} s"))
+        return failed
+
+
+class _Scorers:
+    """The scoring actors and the batches each has in flight (at most ``ACTOR_QUEUE_DEPTH``)."""
+
+    def __init__(self, config: ScanConfig, checkpoint: Path, has_gpu: bool) -> None:
+        import ray
+
+        s = config.scoring
+        threads = s.threads or max(1, int(s.num_cpus))
+        actor = ray.remote(
+            num_cpus=s.num_cpus, num_gpus=s.num_gpus if has_gpu else 0, max_restarts=2, max_task_retries=2
+        )(ScoringActor)
+        self.actors = [
+            actor.remote(str(checkpoint), s.backend, threads, s.onnx_cache, has_gpu) for _ in range(s.actors)
+        ]
+        self._backend_ref = self.actors[0].backend.remote()  # asked now, read at the end
+        self.load = [0] * len(self.actors)
+        self.running: dict[Any, tuple[int, Batch]] = {}  # ref -> (actor index, batch)
+
+    @property
+    def idle(self) -> bool:
+        """True when an actor has nothing to do: the driver should not hold crops back."""
+        return not self.running or min(self.load) == 0
+
+    def feed(self, batcher: CropBatcher, *, force: bool) -> None:
+        """Send batches to the least loaded actors while one has room."""
+        while True:
+            idx = min(range(len(self.actors)), key=self.load.__getitem__)
+            if self.load[idx] >= ACTOR_QUEUE_DEPTH:
+                return
+            batch = batcher.next_batch(force=force)
+            if batch is None:
+                return
+            self.running[self.actors[idx].score.remote(batch.crops)] = (idx, batch)
+            self.load[idx] += 1
+
+    def take(self, ref: Any) -> tuple[Batch, np.ndarray | None, str | None]:
+        """``(batch, scores, None)``, or ``(batch, None, reason)`` when its actor failed for good
+        (Ray restarts an actor and retries its batch twice before that)."""
+        import ray
+
+        idx, batch = self.running.pop(ref)
+        self.load[idx] -= 1
+        try:
+            return batch, ray.get(ref), None
+        except ray.exceptions.RayError as exc:
+            log.warning("a scoring batch of %d crops failed for good: %s", len(batch.crops), type(exc).__name__)
+            return batch, None, f"scoring failed: {type(exc).__name__}"
+
+    def backend(self) -> str:
+        import ray
+
+        try:
+            return ray.get(self._backend_ref)
+        except ray.exceptions.RayError:
+            return "unavailable"
+
+    def close(self) -> None:
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor)
+
+
+def run_scan(
+    sessions: list[Session],
+    config: ScanConfig,
+    *,
+    checkpoint: Path,
+    card: ModelCard,
+    store: Store,
+    ledger: Ledger | None = None,
+    keys: dict[str, str] | None = None,
+    progress: bool = True,
+) -> ScanSummary:
+    """Scan ``sessions`` with the checkpoint and commit their rows (and ledger entries) to ``store``.
+
+    ``keys`` maps session ids to their ledger keys (the ``input_key`` column).
+    """
+    import ray
+
+    now = datetime.now(UTC)
+    run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    run = RunContext(run_id=run_id, scanned_at=now, model_version=card.version, threshold=card.threshold, config=config)
+    summary = ScanSummary(
+        run_id=run.run_id, out_dir=store.display(), scan_date=now.date().isoformat(), model_version=card.version
+    )
+    if not sessions:
+        return summary
+    started = time.perf_counter()
+    ensure_ray(config)
+    summary.startup_s = time.perf_counter() - started
+    started = time.perf_counter()
+    export_models_once(config, checkpoint, card)
+    keys = keys or {}
+    writer = RunWriter(
+        store, ledger, run_id=run.run_id, scan_date=summary.scan_date, sessions_per_file=config.output.sessions_per_file
+    )
+    summary.nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    max_in_flight = config.ray.max_in_flight or 4 * cpus  # sessions analysing or awaiting scores: bounds memory
+    analyses = _Analyses(
+        sessions, config, card, slots=max(1, cpus - int(config.scoring.num_cpus * config.scoring.actors))
+    )
+    batcher = CropBatcher(config.scoring.batch_size)
+    waiting: dict[str, SessionAnalysis] = {}  # analysed sessions awaiting their scores
+    # The first analyses go first: they take the workers Ray has already started, while the
+    # actors, whose first batch comes only when an analysis ends, start processes of their own.
+    analyses.submit(0, max_in_flight)
+    scorers = _Scorers(config, checkpoint, has_gpu=ray.cluster_resources().get("GPU", 0) > 0)
+    log.info(
+        "run %s: %d sessions on %d Ray node(s), model %s, %d scoring actor(s)",
+        run.run_id, len(sessions), summary.nodes, card.version, len(scorers.actors),
+    )  # fmt: skip
+    bar = _Progress(len(sessions), progress)
+
+    def finish(analysis: SessionAnalysis, scores: np.ndarray | None) -> None:
+        done = assemble_session(analysis, scores, run, keys.get(analysis.session.session_id))
+        writer.add(done)
+        summary.count(done.row, started)
+        bar.advance()
+
+    def analysed(analysis: SessionAnalysis) -> None:
+        if analysis.error is not None or analysis.n_crops == 0:
+            finish(analysis, None)
+            return
+        waiting[analysis.session.session_id] = analysis
+        batcher.add(analysis.session.session_id, analysis.frames.crops)
+
+    def scored(batch: Batch, scores: np.ndarray | None, failure: str | None) -> None:
+        if scores is not None:
+            for sid, session_scores in batcher.scored(batch, scores):
+                finish(waiting.pop(sid), session_scores)
+            return
+        lost = [sid for sid in batch.session_ids() if sid in batcher]
+        batcher.drop(lost)
+        for sid in lost:
+            analysis = waiting.pop(sid)
+            finish(SessionAnalysis.failed(analysis.session, failure or "scoring failed", video=analysis.video), None)
+
+    try:
+        while analyses.todo or analyses.running or scorers.running or batcher.queued:
+            analyses.submit(batcher.pending, max_in_flight)
+            scorers.feed(batcher, force=(not analyses.todo and not analyses.running) or scorers.idle)
+            ready, _ = ray.wait([*analyses.running, *scorers.running], num_returns=1, timeout=1.0)
+            for ref in ready:
+                if ref in analyses.running:
+                    analysed(analyses.take(ref))
+                else:
+                    scored(*scorers.take(ref))
+            for analysis in analyses.expired():
+                finish(analysis, None)
+        writer.flush()
+        summary.backend = scorers.backend()
+    finally:
+        bar.close()
+        scorers.close()
+    summary.wall_s = time.perf_counter() - started
+    summary.files = [str(p) for p in writer.files]
+    return summary

@@ -1,0 +1,118 @@
+"""How per-frame results become one session verdict: the spoof score, the ratios, the decision.
+
+Pure functions over the typed records, so every rule here is unit-tested without video.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Literal
+
+import numpy as np
+
+from pipeline.config import AggregateConfig, DecisionConfig
+from pipeline.schema import DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF, STATUS_FAILED, STATUS_NO_FACE, STATUS_OK
+from pipeline.session.records import FrameRecords, SessionAggregate
+from pipeline.signals.collector import SessionVerdicts
+
+REASON_SPOOF_SCORE = "spoof_score"
+REASON_NO_FACE = "no_face"
+REASON_SWAP = "swap"
+REASON_STATIC = "static"
+REASON_NO_BLINK = "no_blink"
+REASON_MULTI_FACE = "multi_face"
+REASON_OCCLUDED = "occluded:"  # followed by the region, e.g. occluded:mouth
+
+_SEVERITY = {"ignore": 0, DECISION_LIVE: 0, DECISION_REVIEW: 1, DECISION_SPOOF: 2}
+
+
+def pool_scores(
+    scores: Sequence[float], method: Literal["mean", "median", "topk"] = "mean", topk: int = 5
+) -> float | None:
+    """One session score from frame spoof probabilities: mean, median, or mean of the ``topk`` highest.
+
+    >>> pool_scores([0.1, 0.2, 0.9], "topk", topk=2)
+    0.55
+    """
+    if len(scores) == 0:
+        return None
+    values = np.asarray(scores, dtype=np.float64)
+    if method == "mean":
+        return float(values.mean())
+    if method == "median":
+        return float(np.median(values))
+    if method == "topk":
+        if topk < 1:
+            raise ValueError(f"topk must be >= 1, got {topk}")
+        return float(np.sort(values)[-topk:].mean())
+    raise ValueError(f"pooling method must be mean, median or topk, got {method!r}")
+
+
+def decide(score: float, threshold: float, review_band: float) -> str:
+    """``spoof`` at or above ``threshold + band``, ``live`` at or below ``threshold - band``, else ``review``."""
+    if score >= threshold + review_band:
+        return DECISION_SPOOF
+    if score <= threshold - review_band:
+        return DECISION_LIVE
+    return DECISION_REVIEW
+
+
+def signal_reasons(verdicts: SessionVerdicts, multi_face_ratio: float, rules: DecisionConfig) -> list[tuple[str, str]]:
+    """``(reason, action)`` of every session signal that fired, in a fixed order; signals
+    that were not computed (None) never fire."""
+    fired = []
+    if verdicts.swap_detected:
+        fired.append((REASON_SWAP, rules.swap))
+    if verdicts.static:
+        fired.append((REASON_STATIC, rules.static))
+    if verdicts.no_blink:
+        fired.append((REASON_NO_BLINK, rules.no_blink))
+    fired += [(REASON_OCCLUDED + region, rules.occluded) for region in verdicts.occluded_regions or ()]
+    if multi_face_ratio >= rules.multi_face_ratio:
+        fired.append((REASON_MULTI_FACE, rules.multi_face))
+    return [(reason, action) for reason, action in fired if action != "ignore"]
+
+
+def aggregate_session(
+    frames: FrameRecords,
+    *,
+    threshold: float,
+    config: AggregateConfig,
+    rules: DecisionConfig | None = None,
+    verdicts: SessionVerdicts | None = None,
+    error: str | None = None,
+) -> SessionAggregate:
+    """The session columns that come from its frames (their faces and spoof scores) and its
+    signal verdicts.
+
+    A session with an ``error`` is ``failed`` with no decision; one where no sampled frame
+    has a face is ``no_face`` and goes to ``review``. Otherwise the decision is the most
+    severe of the spoof score's and the fired signals' actions, and ``reasons`` names the
+    score (when it is not live) and each fired signal.
+    """
+    if error is not None:
+        return SessionAggregate(status=STATUS_FAILED, error=error)
+    scores = frames.spoof_score[~np.isnan(frames.spoof_score)].astype(np.float64)
+    n = len(frames)
+    face_ratio = float(np.count_nonzero(frames.n_faces >= 1)) / n if n else 0.0
+    multi_face_ratio = float(np.count_nonzero(frames.n_faces >= 2)) / n if n else 0.0
+    base = SessionAggregate(
+        status=STATUS_NO_FACE,
+        frames_sampled=n,
+        frames_scored=len(scores),
+        face_ratio=face_ratio,
+        multi_face_ratio=multi_face_ratio,
+        spoof_score=pool_scores(scores.tolist(), config.method, config.topk),
+        spoof_score_max=float(scores.max()) if len(scores) else None,
+    )
+    if not len(scores):
+        return replace(base, decision=DECISION_REVIEW, reasons=(REASON_NO_FACE,))
+    assert base.spoof_score is not None
+    decision = decide(base.spoof_score, threshold, config.review_band)
+    reasons = [REASON_SPOOF_SCORE] if decision != DECISION_LIVE else []
+    for reason, action in signal_reasons(verdicts or SessionVerdicts(), multi_face_ratio, rules or DecisionConfig()):
+        reasons.append(reason)
+        if _SEVERITY[action] > _SEVERITY[decision]:
+            decision = action
+    return replace(base, status=STATUS_OK, decision=decision, reasons=tuple(reasons))

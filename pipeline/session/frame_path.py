@@ -1,0 +1,239 @@
+"""The one path every sampled frame takes, in the scan and everywhere that measures or
+learns from it: the benchmark, the signal and scan evaluations, the occlusion model's
+training data and the tests.
+
+Per frame: MediaPipe face detection, the main face picked and followed from the previous
+frame, the scorer's crop (the model card's :class:`~pipeline.faces.crop.CropSpec`), and with
+signals on, the face-mesh crop and its tracked landmarks, then the session signals. Per
+session: :meth:`FramePath.new_session`, :meth:`FramePath.step` per frame, then
+:meth:`FramePath.finish` gives the :class:`SessionFrames`.
+
+The MediaPipe graphs and the occlusion model are loaded once per process and shared by
+every path built in it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.checkpoint import DEFAULT_ONNX_CACHE
+from pipeline.config import DetectConfig, SignalsConfig
+from pipeline.faces.crop import CropSpec
+from pipeline.faces.detect import Detections, FaceDetector, crop_main_face
+from pipeline.faces.landmarks import FaceMesh
+from pipeline.schema import REGIONS
+from pipeline.session.records import FrameRecords
+from pipeline.signals.collector import SessionSignals, SessionVerdicts
+from pipeline.signals.occlusion import DEFAULT_OCCLUSION_DIR, MESH_CROP_SCALE, MESH_CROP_SIZE, OcclusionScorer
+from pipeline.video.decode import SampledFrame
+
+MESH_CROP = CropSpec(size=MESH_CROP_SIZE, scale=MESH_CROP_SCALE)  # what face mesh runs on
+
+
+@lru_cache(maxsize=2)
+def shared_detector(model_selection: int, min_confidence: float) -> FaceDetector:
+    """The process's MediaPipe face detector for these settings."""
+    return FaceDetector(model_selection=model_selection, min_confidence=min_confidence)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=1)
+def shared_face_mesh() -> FaceMesh:
+    """The process's tracking face mesh (reset at every new session)."""
+    return FaceMesh(tracking=True)
+
+
+@lru_cache(maxsize=2)
+def shared_occlusion(model_dir: str, cache_dir: str) -> OcclusionScorer:
+    """The process's occlusion model (its ONNX export cached in ``cache_dir``)."""
+    return OcclusionScorer(model_dir, cache_dir=cache_dir)
+
+
+@dataclass
+class StageCost:
+    """CPU seconds, wall seconds and items of one stage of the path (kept when timed)."""
+
+    name: str
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    items: int = 0
+
+    def add(self, cpu_s: float, wall_s: float, items: int = 1) -> None:
+        self.cpu_s += cpu_s
+        self.wall_s += wall_s
+        self.items += items
+
+
+@dataclass(frozen=True)
+class FrameStep:
+    """What one frame gave: its detections, the main face (index and box), the scorer's
+    crop, and the face-mesh crop and landmarks (None where there is none)."""
+
+    detections: Detections
+    main: int | None = None
+    box: tuple[float, float, float, float] | None = None
+    crop: np.ndarray | None = None
+    mesh_crop: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class SessionFrames:
+    """A session after the per-frame path: its frame records, the crops of its frames with a
+    face (``crops[i]`` belongs to the i-th such frame), and the signals' verdicts."""
+
+    records: FrameRecords
+    crops: np.ndarray  # uint8 (K, S, S, 3)
+    verdicts: SessionVerdicts
+
+
+@dataclass
+class _Columns:
+    frame_index: list[int] = field(default_factory=list)
+    pts_s: list[float] = field(default_factory=list)
+    n_faces: list[int] = field(default_factory=list)
+    face_score: list[float] = field(default_factory=list)
+    bbox: list[tuple[float, float, float, float]] = field(default_factory=list)
+    similarity_prev: list[float] = field(default_factory=list)
+    ear_left: list[float] = field(default_factory=list)
+    ear_right: list[float] = field(default_factory=list)
+    occlusion: list[np.ndarray] = field(default_factory=list)
+
+
+_NO_BOX = (np.nan, np.nan, np.nan, np.nan)
+
+
+class FramePath:
+    """The per-frame path for one crop spec and one detection and signals config.
+
+    >>> path = FramePath(card.crop_spec, DetectConfig(), SignalsConfig())  # doctest: +SKIP
+    >>> result = path.run(video.sampled())  # doctest: +SKIP
+    >>> result.records.ear_left, result.verdicts.blink_count  # doctest: +SKIP
+
+    ``timed=True`` keeps the CPU and wall time of detection (with the crop) and of the
+    signals (face mesh, similarity, occlusion, verdicts) in :attr:`costs`.
+    """
+
+    def __init__(
+        self,
+        crop: CropSpec,
+        detect: DetectConfig,
+        signals: SignalsConfig,
+        *,
+        cache_dir: str | Path = DEFAULT_ONNX_CACHE,
+        timed: bool = False,
+    ) -> None:
+        self.crop_spec = crop
+        self.detect = detect
+        self.signals_config = signals
+        self.detector = shared_detector(detect.model_selection, detect.min_confidence)
+        self.mesh = shared_face_mesh() if signals.enabled else None
+        self.occlusion = None
+        if signals.enabled and signals.occlusion.enabled:
+            self.occlusion = shared_occlusion(str(signals.occlusion.model or DEFAULT_OCCLUSION_DIR), str(cache_dir))
+        self.timed = timed
+        self.costs = {name: StageCost(name) for name in ("detect", "signals")}
+        self.new_session()
+
+    @property
+    def signals(self) -> SessionSignals | None:
+        """The current session's signal series (times, EARs, similarities, face shapes), kept
+        after :meth:`finish` until the next session starts; None with signals off."""
+        return self._signals
+
+    def new_session(self) -> None:
+        """Start a session: forget the followed face, the tracked mesh and the signals so far."""
+        self._followed: tuple[float, float, float, float] | None = None
+        self._columns = _Columns()
+        self._crops: list[np.ndarray] = []
+        self._signals = SessionSignals(self.signals_config, self.occlusion) if self.mesh is not None else None
+        if self.mesh is not None:
+            self.mesh.reset()
+
+    def step(self, frame: SampledFrame) -> FrameStep:
+        """Run one sampled frame through the path and record its columns."""
+        clock = _Clock(self.timed)
+        detections = self.detector.detect(frame.image)
+        follow = self._followed if self.detect.follow_face else None
+        main, crop = crop_main_face(frame.image, detections, self.crop_spec, rule=self.detect.main_face, follow=follow)
+        box = None if main is None else detections.box(main)
+        clock.charge(self.costs["detect"])
+        cols = self._columns
+        cols.frame_index.append(frame.index)
+        cols.pts_s.append(frame.pts_s)
+        cols.n_faces.append(len(detections))
+        cols.face_score.append(np.nan if main is None else float(detections.scores[main]))
+        cols.bbox.append(_NO_BOX if box is None else box)
+        if box is not None and crop is not None:
+            self._followed = box
+            self._crops.append(crop)
+        mesh_crop = landmarks = None
+        if self._signals is not None and self.mesh is not None:
+            if box is not None:
+                mesh_crop = MESH_CROP.crop(frame.image, box)
+                landmarks = self.mesh.landmarks(mesh_crop)
+            values = self._signals.add(frame.pts_s, crop, mesh_crop, landmarks)
+            cols.similarity_prev.append(values.similarity_prev)
+            cols.ear_left.append(values.ear_left)
+            cols.ear_right.append(values.ear_right)
+            cols.occlusion.append(values.occlusion)
+            clock.charge(self.costs["signals"])
+        return FrameStep(detections, main, box, crop, mesh_crop, landmarks)
+
+    def finish(self) -> SessionFrames:
+        """The session's records, crops and verdicts (call :meth:`new_session` before the next one)."""
+        clock = _Clock(self.timed)
+        verdicts = self._signals.finish() if self._signals is not None else SessionVerdicts()
+        if self._signals is not None:
+            clock.charge(self.costs["signals"], items=0)
+        cols = self._columns
+        n = len(cols.frame_index)
+        records = FrameRecords.empty(n)
+
+        def column(values: list, width: int | None = None) -> np.ndarray:
+            if len(values) != n:  # signals off: the column stays null
+                return np.full((n,) if width is None else (n, width), np.nan, np.float32)
+            return np.asarray(values, np.float32).reshape((n,) if width is None else (n, width))
+
+        records = FrameRecords(
+            frame_index=np.asarray(cols.frame_index, np.int32),
+            pts_s=np.asarray(cols.pts_s, np.float64),
+            n_faces=np.asarray(cols.n_faces, np.int32),
+            face_score=np.asarray(cols.face_score, np.float32),
+            bbox=np.asarray(cols.bbox, np.float32).reshape(n, 4),
+            spoof_score=records.spoof_score,
+            similarity_prev=column(cols.similarity_prev),
+            ear_left=column(cols.ear_left),
+            ear_right=column(cols.ear_right),
+            occlusion=column(cols.occlusion, len(REGIONS)),
+        )
+        size = self.crop_spec.size
+        crops = np.stack(self._crops) if self._crops else np.zeros((0, size, size, 3), np.uint8)
+        return SessionFrames(records, crops, verdicts)
+
+    def run(self, frames: Iterable[SampledFrame]) -> SessionFrames:
+        """One whole session: every frame of ``frames`` through :meth:`step`, then :meth:`finish`."""
+        self.new_session()
+        for frame in frames:
+            self.step(frame)
+        return self.finish()
+
+
+class _Clock:
+    """Charges the CPU and wall time since the last charge to a stage, when timing is on."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.cpu, self.wall = (time.process_time(), time.perf_counter()) if enabled else (0.0, 0.0)
+
+    def charge(self, cost: StageCost, items: int = 1) -> None:
+        if not self.enabled:
+            return
+        cpu, wall = time.process_time(), time.perf_counter()
+        cost.add(cpu - self.cpu, wall - self.wall, items)
+        self.cpu, self.wall = cpu, wall

@@ -1,0 +1,185 @@
+"""The typed records one session produces: its frame columns, its signal verdicts, its row.
+
+- :class:`FrameRecords`: every sampled frame's columns as parallel arrays (in the spirit of
+  supervision's ``Detections``), validated at construction; NaN stands for null.
+- :class:`~pipeline.signals.collector.SessionVerdicts` (defined with the signals that make
+  it): what the session signals concluded (blinks, swap, static, occlusion).
+- :class:`SessionAggregate`: what the frames add up to (status, counts, scores, decision).
+- :class:`SessionRow`: one row of the ``sessions`` dataset; its fields are the schema's
+  columns, in the schema's order (a test holds them equal).
+
+A missing value is a typed default here, never a dict key that silently becomes null.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline.schema import FRAME_SCHEMA, REGIONS
+
+_FLOAT_COLUMNS = ("face_score", "spoof_score", "similarity_prev", "ear_left", "ear_right")
+
+
+def _nan(n: int, *shape: int) -> np.ndarray:
+    return np.full((n, *shape), np.nan, np.float32)
+
+
+@dataclass(frozen=True)
+class FrameRecords:
+    """The frame columns of one session: one entry per sampled frame, NaN where null.
+
+    ``bbox`` is the main face's ``(x, y, w, h)`` in pixels of the upright frame and
+    ``occlusion`` one probability per region of :data:`~pipeline.schema.REGIONS`; the frames
+    with a main face (:attr:`has_face`) are the ones with a crop, in order.
+
+    >>> records = FrameRecords.empty(2)
+    >>> len(records), records.has_face.tolist()
+    (2, [False, False])
+    """
+
+    frame_index: np.ndarray  # int32 (N,)
+    pts_s: np.ndarray  # float64 (N,), seconds from the first decoded frame
+    n_faces: np.ndarray  # int32 (N,)
+    face_score: np.ndarray  # float32 (N,)
+    bbox: np.ndarray  # float32 (N, 4)
+    spoof_score: np.ndarray  # float32 (N,)
+    similarity_prev: np.ndarray  # float32 (N,)
+    ear_left: np.ndarray  # float32 (N,)
+    ear_right: np.ndarray  # float32 (N,)
+    occlusion: np.ndarray  # float32 (N, len(REGIONS))
+
+    def __post_init__(self) -> None:
+        n = len(self.frame_index)
+        shapes = {
+            f.name: (n, 4) if f.name == "bbox" else (n, len(REGIONS)) if f.name == "occlusion" else (n,)
+            for f in fields(self)
+        }
+        for name, shape in shapes.items():
+            value = getattr(self, name)
+            if not isinstance(value, np.ndarray) or value.shape != shape:
+                got = value.shape if isinstance(value, np.ndarray) else type(value).__name__
+                raise ValueError(f"FrameRecords.{name} must be an array of shape {shape}, got {got}")
+
+    def __len__(self) -> int:
+        return len(self.frame_index)
+
+    @classmethod
+    def empty(cls, n: int = 0) -> FrameRecords:
+        """``n`` frames without a face, signal or score."""
+        return cls(
+            frame_index=np.arange(n, dtype=np.int32),
+            pts_s=np.zeros(n, np.float64),
+            n_faces=np.zeros(n, np.int32),
+            face_score=_nan(n),
+            bbox=_nan(n, 4),
+            spoof_score=_nan(n),
+            similarity_prev=_nan(n),
+            ear_left=_nan(n),
+            ear_right=_nan(n),
+            occlusion=_nan(n, len(REGIONS)),
+        )
+
+    @property
+    def has_face(self) -> np.ndarray:
+        """Which frames have a main face (and so a crop), as a boolean mask."""
+        return ~np.isnan(self.bbox[:, 0])
+
+    @property
+    def face_pts_s(self) -> np.ndarray:
+        """The times of the frames with a main face: crop ``i`` was taken at ``face_pts_s[i]``."""
+        return self.pts_s[self.has_face]
+
+    def with_scores(self, scores: np.ndarray) -> FrameRecords:
+        """A copy whose ``spoof_score`` holds ``scores[i]`` on the i-th frame with a face."""
+        mask = self.has_face
+        if len(scores) != int(mask.sum()):
+            raise ValueError(f"{len(scores)} scores for {int(mask.sum())} frames with a face")
+        spoof = _nan(len(self))
+        spoof[mask] = scores
+        return FrameRecords(**{f.name: getattr(self, f.name) for f in fields(self)} | {"spoof_score": spoof})
+
+    def to_table(self, *, session_id: str, model_version: str, run_id: str) -> pa.Table:
+        """The ``frames`` dataset rows of this session (NaN becomes null)."""
+        n = len(self)
+        columns: dict[str, Any] = {
+            "session_id": pa.array([session_id] * n, pa.string()),
+            "frame_index": self.frame_index,
+            "pts_s": self.pts_s,
+            "n_faces": self.n_faces,
+            **{f"bbox_{k}": self.bbox[:, i] for i, k in enumerate("xywh")},
+            **{name: getattr(self, name) for name in _FLOAT_COLUMNS},
+            **{f"occlusion_{r}": self.occlusion[:, i] for i, r in enumerate(REGIONS)},
+            "model_version": pa.array([model_version] * n, pa.string()),
+            "run_id": pa.array([run_id] * n, pa.string()),
+        }
+        arrays = [
+            columns[f.name]
+            if isinstance(columns[f.name], pa.Array)
+            else pa.array(columns[f.name], f.type, from_pandas=True)
+            for f in FRAME_SCHEMA
+        ]
+        return pa.Table.from_arrays(arrays, schema=FRAME_SCHEMA)
+
+
+@dataclass(frozen=True)
+class SessionAggregate:
+    """The session columns that come from its frames: status, counts, pooled scores, decision."""
+
+    status: str
+    error: str | None = None
+    frames_sampled: int = 0
+    frames_scored: int = 0
+    face_ratio: float | None = None
+    multi_face_ratio: float | None = None
+    spoof_score: float | None = None
+    spoof_score_max: float | None = None
+    decision: str | None = None
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """One row of the ``sessions`` dataset: the fields are the schema's columns, in order."""
+
+    session_id: str
+    source: str
+    status: str
+    error: str | None
+    duration_s: float | None
+    width: int | None
+    height: int | None
+    rotation: int | None
+    frames_decoded: int
+    frames_sampled: int
+    frames_scored: int
+    face_ratio: float | None
+    multi_face_ratio: float | None
+    spoof_score: float | None
+    spoof_score_max: float | None
+    decision: str | None
+    reasons: tuple[str, ...]
+    swap_detected: bool | None
+    swap_at_s: float | None
+    static: bool | None
+    blink_count: int | None
+    blinks: tuple[tuple[float, float], ...] | None
+    occluded_regions: tuple[str, ...] | None
+    model_version: str
+    threshold: float
+    run_id: str
+    scanned_at: datetime
+    input_key: str | None
+    extra: dict[str, str] | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as column values, ready for :func:`pipeline.schema.to_table`."""
+        row = asdict(self)
+        row["reasons"] = list(self.reasons)
+        row["occluded_regions"] = None if self.occluded_regions is None else list(self.occluded_regions)
+        row["blinks"] = None if self.blinks is None else [{"start_s": s, "end_s": e} for s, e in self.blinks]
+        return row

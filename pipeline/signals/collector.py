@@ -1,0 +1,122 @@
+"""The per-frame signals of one session and the session verdicts they lead to.
+
+For every sampled frame with a face, :class:`~pipeline.session.frame_path.FramePath` hands
+over the scorer's crop, the face-mesh crop and its landmarks; the landmarks give the eye
+aspect ratios (blinks), the face shape (the identity cue of swap detection) and the places
+of the region crops (occlusion), and the scorer's crop gives the similarity to the previous
+face. At the end of the session these series become the
+:class:`SessionVerdicts`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.config import SignalsConfig
+from pipeline.schema import REGIONS
+from pipeline.signals.blinks import count_blinks, eye_aspect_ratios, no_blink
+from pipeline.signals.occlusion import OcclusionScorer, occluded_regions
+from pipeline.signals.swap import detect_static, detect_swap, face_shape, similarity
+
+_NO_OCCLUSION = np.full(len(REGIONS), np.nan, np.float32)
+
+
+@dataclass(frozen=True)
+class FrameSignals:
+    """One frame's signal columns; NaN where not computed (no face, no landmarks, covered eye)."""
+
+    ear_left: float = math.nan
+    ear_right: float = math.nan
+    similarity_prev: float = math.nan
+    occlusion: np.ndarray = field(default_factory=lambda: _NO_OCCLUSION)  # (len(REGIONS),) probabilities
+
+
+@dataclass(frozen=True)
+class SessionVerdicts:
+    """What the session signals concluded; None where a signal was not computed or the
+    session had no face to judge (signals off, no face, fewer than two frames).
+
+    ``blinks`` holds each counted blink as ``(start_s, end_s)``: the first shut and the
+    first reopened sample. The report draws these, never a recount.
+    """
+
+    blink_count: int | None = None
+    blinks: tuple[tuple[float, float], ...] | None = None
+    no_blink: bool = False
+    swap_detected: bool | None = None
+    swap_at_s: float | None = None
+    static: bool | None = None
+    occluded_regions: tuple[str, ...] | None = None
+
+
+class SessionSignals:
+    """Collects one session's per-frame signals; :meth:`add` per sampled frame, then :meth:`finish`."""
+
+    def __init__(self, config: SignalsConfig, occlusion: OcclusionScorer | None) -> None:
+        self.config = config
+        self.occlusion = occlusion
+        self.times: list[float] = []
+        self.ear_left: list[float] = []
+        self.ear_right: list[float] = []
+        self.similarity_prev: list[float] = []
+        self.shapes: list[np.ndarray | None] = []
+        self.occlusion_scores: list[np.ndarray] = []
+        self._prev_crop: np.ndarray | None = None
+
+    def add(
+        self,
+        t: float,
+        crop: np.ndarray | None = None,
+        mesh_crop: np.ndarray | None = None,
+        landmarks: np.ndarray | None = None,
+    ) -> FrameSignals:
+        """Signals of one sampled frame: ``crop`` is the scorer's crop of the main face (None
+        without a face), ``mesh_crop`` and ``landmarks`` the face mesh's (None without landmarks)."""
+        ear_l = ear_r = sim = math.nan
+        shape = None
+        scores = _NO_OCCLUSION
+        if crop is not None:
+            sim = similarity(self._prev_crop, crop) if self._prev_crop is not None else math.nan
+            self._prev_crop = crop
+            if landmarks is not None and mesh_crop is not None:
+                ear_l, ear_r = eye_aspect_ratios(landmarks)
+                shape = face_shape(landmarks)
+                if self.occlusion is not None:
+                    scores = self.occlusion.score_many([(mesh_crop, landmarks)])[0]
+                    self.occlusion_scores.append(scores)
+                    # Face mesh still places the lids of a covered eye; such an EAR would make false blinks.
+                    covered = {r for r, s in zip(REGIONS, scores, strict=False) if s >= self.occlusion.thresholds[r]}
+                    ear_l = math.nan if "left_eye" in covered else ear_l
+                    ear_r = math.nan if "right_eye" in covered else ear_r
+        self.times.append(t)
+        self.ear_left.append(ear_l)
+        self.ear_right.append(ear_r)
+        self.similarity_prev.append(sim)
+        self.shapes.append(shape)
+        return FrameSignals(
+            ear_left=ear_l, ear_right=ear_r, similarity_prev=sim, occlusion=np.asarray(scores, np.float32)
+        )
+
+    def finish(self) -> SessionVerdicts:
+        """The session verdicts; all None where the session had no face to judge."""
+        faces = any(s is not None for s in self.shapes)
+        if not faces or len(self.times) < 2:
+            return SessionVerdicts()
+        blinks = count_blinks(self.times, self.ear_left, self.ear_right, self.config.blinks)
+        swap = detect_swap(self.times, self.similarity_prev, self.shapes, self.config.swap)
+        regions = None
+        if self.occlusion is not None:
+            scores = np.asarray(self.occlusion_scores, dtype=np.float32).reshape(-1, len(REGIONS))
+            regions = tuple(occluded_regions(scores, self.occlusion.thresholds, self.config.occlusion.min_fraction))
+        return SessionVerdicts(
+            blink_count=len(blinks),
+            blinks=tuple(blinks),
+            no_blink=no_blink(self.times, self.ear_left, self.ear_right, blinks, self.config.blinks),
+            swap_detected=swap.detected,
+            swap_at_s=swap.at_s,
+            static=detect_static(self.times, self.similarity_prev, self.config.static),
+            occluded_regions=regions,
+        )

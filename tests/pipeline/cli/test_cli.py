@@ -1,0 +1,142 @@
+"""The CLI end to end: real PyAV, MediaPipe, Ray and the shipped network; Parquet read back with DuckDB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline.checkpoint import save_checkpoint
+from pipeline.cli.main import main
+from pipeline.schema import FRAME_COLUMNS, SESSION_COLUMNS
+from pipeline.scoring.model import ModelCard, create_model
+from tests.videos import (
+    write_empty,
+    write_face_video,
+    write_no_face_video,
+    write_sideways_face_video,
+    write_text_as_video,
+)
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("archive")
+    write_face_video(root / "face.mp4")
+    (root / "phone uploads").mkdir()
+    write_sideways_face_video(root / "phone uploads" / "sélfie 1.mp4")
+    write_no_face_video(root / "no_face.mkv")
+    write_empty(root / "empty.mp4")
+    write_text_as_video(root / "text.mp4")
+    return root
+
+
+@pytest.fixture(scope="module")
+def scanned(mixed_folder: Path, tmp_path_factory, ray_session, shipped_model) -> Path:
+    out = tmp_path_factory.mktemp("reports")
+    assert main(["scan", str(mixed_folder), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def sessions(out: Path) -> dict[str, dict]:
+    rel = duckdb.sql(f"select * from read_parquet('{out}/sessions/*/*.parquet', hive_partitioning=true)")
+    return {row["session_id"]: row for row in (dict(zip(rel.columns, r, strict=False)) for r in rel.fetchall())}
+
+
+def test_one_row_per_input_with_the_right_status(scanned: Path):
+    rows = sessions(scanned)
+    assert set(rows) == {"face", "phone uploads/sélfie 1", "no_face", "empty", "text"}
+    assert {k: v["status"] for k, v in rows.items()} == {
+        "face": "ok",
+        "phone uploads/sélfie 1": "ok",
+        "no_face": "no_face",
+        "empty": "failed",
+        "text": "failed",
+    }
+
+
+def test_failures_carry_a_reason(scanned: Path):
+    rows = sessions(scanned)
+    assert "empty" in rows["empty"]["error"]
+    assert "not a readable video" in rows["text"]["error"]
+    assert rows["face"]["error"] is None
+
+
+def test_faces_are_found_in_the_sideways_phone_video(scanned: Path):
+    phone = sessions(scanned)["phone uploads/sélfie 1"]
+    assert phone["rotation"] == 90 and (phone["width"], phone["height"]) == (640, 480)
+    assert phone["face_ratio"] > 0.8 and phone["frames_scored"] >= 8
+
+
+def test_scored_sessions_have_scores_and_decisions(scanned: Path):
+    for sid in ("face", "phone uploads/sélfie 1"):
+        row = sessions(scanned)[sid]
+        assert 0.0 <= row["spoof_score"] <= row["spoof_score_max"] <= 1.0
+        assert row["decision"] in ("live", "spoof", "review")
+        assert row["model_version"] and row["run_id"] and row["scanned_at"] is not None
+    assert sessions(scanned)["no_face"]["decision"] == "review"
+
+
+def test_frames_dataset_matches_sessions(scanned: Path):
+    counts = dict(
+        duckdb.sql(
+            f"select session_id, count(*) from read_parquet('{scanned}/frames/*/*.parquet') group by 1"
+        ).fetchall()
+    )
+    rows = sessions(scanned)
+    for sid, row in rows.items():
+        assert counts.get(sid, 0) == row["frames_sampled"]
+    scored = duckdb.sql(
+        f"select count(*) from read_parquet('{scanned}/frames/*/*.parquet')"
+        " where session_id = 'face' and spoof_score is not null"
+    ).fetchall()[0][0]
+    assert scored == rows["face"]["frames_scored"]
+
+
+def test_every_contract_column_is_present_and_no_temporary_file_is_left(scanned: Path):
+    for dataset, columns in (("sessions", SESSION_COLUMNS), ("frames", FRAME_COLUMNS)):
+        got = duckdb.sql(
+            f"select * from read_parquet('{scanned}/{dataset}/*/*.parquet', hive_partitioning=true) limit 0"
+        ).columns
+        assert set(columns) <= set(got) and "scan_date" in got
+    assert not [p for p in scanned.rglob("*") if p.name.startswith(".")]
+    assert list((scanned / "_runs").glob("*.json"))
+
+
+def test_manifest_extra_columns_reach_the_output(mixed_folder: Path, tmp_path: Path, ray_session, shipped_model):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"session_id,uri,customer\nc-1,{mixed_folder / 'face.mp4'},4711\n")
+    assert (
+        main(["scan", str(manifest), "--out", str(tmp_path / "out"), "--quiet", "--set", "aggregate.method=median"])
+        == 0
+    )
+    (row,) = sessions(tmp_path / "out").values()
+    assert row["session_id"] == "c-1" and row["extra"] == {"customer": "4711"} and row["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["scan", "{tmp}/missing", "--out", "{tmp}/out"], "no such file"),
+        (["scan", "{videos}", "--out", "{tmp}/out", "--set", "decode.sample_fps=0"], "decode.sample_fps"),
+        (["scan", "{videos}", "--out", "{tmp}/out", "--config", "{tmp}/nope.yaml"], "cannot read config"),
+        (["scan", "{videos}", "--out", "{tmp}/out", "--model", "{tmp}/no_model"], "no model card"),
+        (["scan", "{videos}", "--out", "{tmp}/out", "--model", "{tmp}/untrained"], "untrained"),
+    ],
+)
+def test_bad_usage_exits_2_naming_the_problem_and_writes_nothing(
+    argv, message, tmp_path: Path, mixed_folder: Path, capsys
+):
+    card = ModelCard()
+    save_checkpoint(create_model(card), card, tmp_path / "untrained")
+    argv = [a.format(tmp=tmp_path, videos=mixed_folder) for a in argv]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_flag_exits_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["scan", "x", "--out", "y", "--no-such-flag"])
+    assert exc.value.code == 2

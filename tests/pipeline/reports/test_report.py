@@ -1,0 +1,177 @@
+"""liveness report: one self-contained HTML file, checked in a real headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.cli.main import main
+from pipeline.run.ledger import Ledger
+from pipeline.run.output import RunWriter
+from pipeline.session.evidence import encode_jpeg
+from pipeline.storage import Store
+from tests.helpers import ROOT, add_rows
+from tests.videos import face_scene
+
+ARTIFACTS = ROOT / ".artifacts"
+TODAY = datetime.now(UTC).date().isoformat()
+
+
+@pytest.fixture(scope="module")
+def output(tmp_path_factory) -> Path:
+    """A day of 12 sessions: spoof with a swap, occluded mouth, several live, one failed."""
+    out = tmp_path_factory.mktemp("report-out")
+    store = Store(out)
+    writer = RunWriter(store, Ledger(store), run_id="r1", scan_date=TODAY)
+    now = datetime.now(UTC)
+    rng = np.random.default_rng(0)
+    thumb = encode_jpeg(face_scene()[90:390, 170:470], 112, 80)
+    for i in range(12):
+        sid = f"session-{i:02d}"
+        swap = i == 0
+        score = [0.93, 0.6, 0.35][i] if i < 3 else 0.05 + 0.01 * i
+        decision = "spoof" if i in (0, 1) else "review" if i == 2 else "live"
+        t = np.arange(36) / 12
+        ear = 0.3 + 0.01 * rng.standard_normal(36)
+        ear[[10, 25]] = 0.08
+        frames = [
+            {
+                "session_id": sid,
+                "frame_index": j,
+                "pts_s": float(t[j]),
+                "n_faces": 1,
+                "spoof_score": float(score + 0.02 * rng.standard_normal()),
+                "similarity_prev": None if j == 0 else (0.2 if swap and j == 18 else 0.9),
+                "ear_left": float(ear[j]),
+                "ear_right": float(ear[j]),
+                "occlusion_mouth": 0.9 if i == 2 else 0.05,
+                "run_id": "r1",
+            }
+            for j in range(36)
+        ]
+        evidence = (
+            [
+                {
+                    "session_id": sid,
+                    "frame_index": j,
+                    "pts_s": float(t[j]),
+                    "kind": k,
+                    "spoof_score": score,
+                    "jpeg": thumb,
+                    "run_id": "r1",
+                }
+                for j, k in ((5, "top_spoof"), (17, "before_swap"), (18, "after_swap"))
+            ]
+            if decision != "live"
+            else []
+        )
+        add_rows(
+            writer,
+            {
+                "session_id": sid,
+                "source": f"/archive/{sid}.mp4",
+                "status": "ok",
+                "decision": decision,
+                "spoof_score": score,
+                "spoof_score_max": score + 0.05,
+                "reasons": (
+                    ["spoof_score", "swap"]
+                    if swap
+                    else ["spoof_score"]
+                    if decision == "spoof"
+                    else ["occluded:mouth"]
+                    if i == 2
+                    else []
+                ),
+                "swap_detected": swap,
+                "swap_at_s": 1.5 if swap else None,
+                "blink_count": 2,
+                "occluded_regions": ["mouth"] if i == 2 else [],
+                "face_ratio": 1.0,
+                "multi_face_ratio": 0.0,
+                "threshold": 0.5,
+                "model_version": "test",
+                "run_id": "r1",
+                "scanned_at": now,
+            },
+            frames,
+            evidence,
+        )
+    add_rows(
+        writer,
+        {
+            "session_id": "broken",
+            "source": "/archive/broken.mp4",
+            "status": "failed",
+            "error": "empty file (0 bytes)",
+            "run_id": "r1",
+            "scanned_at": now,
+        },
+        [],
+    )
+    writer.flush()
+    return out
+
+
+def test_report_ranks_sessions_and_is_self_contained(output: Path, capsys):
+    assert main(["report", "--out", str(output), "--top", "5"]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    assert path == output / f"report-{TODAY}.html"
+    page = path.read_text()
+    assert not re.search(r"(src|href)=['\"]https?://", page)  # nothing to fetch: it opens offline
+    ranked = re.findall(r"<tr><td>(\d+)</td><td>([^<]+)</td>", page)
+    assert [sid for _, sid in ranked[:3]] == ["session-00", "session-01", "session-02"] and len(ranked) == 13
+    assert "swap at 1.50 s" in page and "blocked regions: <b>mouth</b>" in page
+    assert page.count("data:image/jpeg;base64,") == 9  # three flagged sessions, three thumbnails each
+
+
+def test_report_errors_are_usage_errors(output: Path, tmp_path: Path, capsys):
+    assert main(["report", "--out", str(output), "--date", "1999-01-01"]) == 2
+    assert "no session was scanned on 1999-01-01" in capsys.readouterr().err
+    assert main(["report", "--out", str(tmp_path / "empty")]) == 2
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_report_renders_in_headless_chromium(output: Path, tmp_path: Path):
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (.ci/run does)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    page = tmp_path / "report.html"
+    assert main(["report", "--out", str(output), "--output", str(page)]) == 0
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [browser, *flags, "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    loaded = int(re.search(r'data-images-loaded="(\d+)"', dom).group(1))
+    total = int(re.search(r'data-images-total="(\d+)"', dom).group(1))
+    rows = int(re.search(r'data-table-rows="(\d+)"', dom).group(1))
+    assert rows == 13 and total == 1 + 3 + 9 and loaded == total  # histogram, 3 timelines, 9 thumbnails: all decoded
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "report-screenshot.png"
+    subprocess.run(
+        [browser, *flags, "--window-size=1280,2400", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
+    assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 50_000

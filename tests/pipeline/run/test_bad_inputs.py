@@ -1,0 +1,192 @@
+"""Every kind of bad input becomes a failed row with a readable reason while the run goes on;
+worker and actor crashes are retried, replaced, and lose nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import psutil
+import pytest
+
+from pipeline.cli.main import main
+from pipeline.config import DecodeConfig, DetectConfig, SignalsConfig
+from pipeline.faces.crop import CropSpec
+from pipeline.session.analyse import analyse_session
+from pipeline.video.sources import list_sessions
+from tests.videos import (
+    write_audio_only,
+    write_bit_flipped,
+    write_empty,
+    write_face_video,
+    write_huge_resolution,
+    write_text_as_video,
+    write_truncated,
+    write_unknown_codec,
+)
+
+
+def rows(out: Path) -> dict[str, dict]:
+    rel = duckdb.sql(f"select * from read_parquet('{out}/sessions/*/*.parquet')")
+    return {r[0]: dict(zip(rel.columns, r, strict=False)) for r in rel.fetchall()}
+
+
+@pytest.fixture(scope="module")
+def bad_archive(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bad")
+    face = write_face_video(root / "good.mp4", n=8)
+    write_empty(root / "zero.mp4")
+    write_truncated(root / "truncated.mp4", face)
+    write_text_as_video(root / "not_video.mp4")
+    write_audio_only(root / "audio_only.mp4")
+    write_bit_flipped(root / "bit_flipped.mp4", face)
+    write_unknown_codec(root / "unknown_codec.avi")
+    write_huge_resolution(root / "huge.mp4")
+    os.mkfifo(root / "hangs.mp4")  # opening it blocks until a writer comes: a decode that hangs
+    names = sorted(p.name for p in root.iterdir())
+    (root / "manifest.csv").write_text(
+        "session_id,uri\n" + "".join(f"{Path(n).stem},{n}\n" for n in names) + "nowhere,missing/nowhere.mp4\n"
+    )
+    return root
+
+
+def test_every_bad_input_is_a_failed_row_and_the_run_goes_on(
+    bad_archive: Path, tmp_path: Path, ray_session, shipped_model
+):
+    out = tmp_path / "out"
+    # the timeout counts a session's time on its worker, the worker's first model loading included:
+    # leave room for a cold start
+    assert (
+        main(["scan", str(bad_archive / "manifest.csv"), "--out", str(out), "--quiet", "--set", "decode.timeout_s=25"])
+        == 0
+    )
+    got = rows(out)
+    assert got["good"]["status"] == "ok" and got["good"]["spoof_score"] is not None
+    expected_errors = {
+        "zero": "empty file",
+        "truncated": "",
+        "not_video": "not a readable video",
+        "audio_only": "no video stream (streams: audio)",
+        "unknown_codec": "unsupported video codec",
+        "huge": "resolution 4100x4100 exceeds",
+        "hangs": "timed out after 25 s",
+        "nowhere": "file not found",
+    }
+    for sid, reason in expected_errors.items():
+        assert got[sid]["status"] == "failed", sid
+        assert reason in got[sid]["error"], (sid, got[sid]["error"])
+    # a corrupt bitstream either fails with a reason or decodes with concealed errors
+    flipped = got["bit_flipped"]
+    assert flipped["status"] in ("ok", "no_face") or flipped["error"]
+    assert set(got) == set(expected_errors) | {"good", "bit_flipped"}
+
+
+def test_a_file_that_vanishes_after_listing_is_a_failed_analysis(tmp_path: Path):
+    video = write_face_video(tmp_path / "soon_gone.mp4", n=4)
+    [session] = list_sessions([str(video)], ["mp4"])
+    video.unlink()
+    result = analyse_session(session, DecodeConfig(), DetectConfig(), SignalsConfig(), crop=CropSpec(size=64))
+    assert result.error == "file not found" and len(result.frames.records) == 0 and result.n_crops == 0
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _scan(inputs: Path, out: Path, *extra: str) -> subprocess.Popen:
+    argv = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "scan",
+        str(inputs),
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        "output.sessions_per_file=1",
+        *extra,
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _kill_matching(proc: subprocess.Popen, match, times: int, timeout: float = 300) -> int:
+    """SIGKILL a descendant of ``proc`` for which ``match(process)`` holds, ``times`` times; returns kills done."""
+    killed, deadline = 0, time.monotonic() + timeout
+    while killed < times and proc.poll() is None and time.monotonic() < deadline:
+        for p in _descendants(proc.pid):
+            try:
+                if match(p):
+                    p.send_signal(signal.SIGKILL)
+                    killed += 1
+                    time.sleep(1.0)
+                    break
+            except (psutil.Error, OSError):
+                continue
+        time.sleep(0.1)
+    return killed
+
+
+def test_a_session_that_keeps_crashing_its_worker_is_retried_then_failed(tmp_path: Path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_face_video(inputs / "fine.mp4", n=6)
+    fifo = inputs / "crasher.mp4"
+    os.mkfifo(fifo)
+
+    def blocked_on_the_fifo(p: psutil.Process) -> bool:
+        """A thread of ``p`` waits in open() for the FIFO's writer (the kernel's wait_for_partner)."""
+        for task in os.listdir(f"/proc/{p.pid}/task"):
+            try:
+                if Path(f"/proc/{p.pid}/task/{task}/wchan").read_text() == "wait_for_partner":
+                    return True
+            except OSError:
+                continue
+        return False
+
+    proc = _scan(inputs, tmp_path / "out", "--set", "ray.session_retries=2", "--set", "decode.timeout_s=300")
+    killed = _kill_matching(proc, blocked_on_the_fifo, times=3)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert killed == 3  # the first try and both retries
+    got = rows(tmp_path / "out")
+    assert got["fine"]["status"] == "ok"
+    assert got["crasher"]["status"] == "failed" and "worker failed while analysing" in got["crasher"]["error"]
+
+
+def test_a_scoring_actor_killed_mid_run_is_replaced_and_nothing_is_lost(tmp_path: Path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(6):
+        write_face_video(inputs / f"v{i}.mp4", n=10)
+    out = tmp_path / "out"
+    proc = _scan(inputs, out, "--set", "scoring.batch_size=4")
+
+    arenas = []
+
+    def scoring_actor_after_first_commit(p: psutil.Process) -> bool:
+        if "ScoringActor" in " ".join(p.cmdline()) and len(list(out.glob("sessions/*/*.parquet"))) >= 1:
+            arenas.append(p.environ().get("MALLOC_ARENA_MAX"))
+            return True
+        return False
+
+    killed = _kill_matching(proc, scoring_actor_after_first_commit, times=1)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert killed == 1
+    assert arenas == ["2"]  # the processes of a Ray the scan started get few malloc arenas
+    got = rows(out)
+    assert sorted(got) == [f"v{i}" for i in range(6)]
+    assert all(r["status"] == "ok" and r["frames_scored"] >= 4 for r in got.values())
+    frames = duckdb.sql(
+        f"select count(*) from read_parquet('{out}/frames/*/*.parquet') where spoof_score is null and n_faces > 0"
+    ).fetchall()[0][0]
+    assert frames == 0

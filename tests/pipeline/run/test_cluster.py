@@ -1,0 +1,125 @@
+"""``--ray-address`` against a real two-node Ray cluster started on this machine (loopback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import duckdb
+import psutil
+import pytest
+
+from pipeline.cli.main import main
+from tests.videos import write_face_video, write_no_face_video, write_sideways_face_video, write_text_as_video
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray(*args: str, env: dict) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ray.scripts.scripts", *args], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def two_node_cluster():
+    """A head node (1 CPU) and a second node (2 CPUs) joined over loopback; torn down by their temp dir."""
+    temp_dir = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's socket paths must stay short
+    port = _free_port()
+    env = os.environ | {"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    try:
+        _ray(
+            "start",
+            "--head",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            "--num-gpus=0",
+            f"--temp-dir={temp_dir}",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            env=env,
+        )
+        _ray(
+            "start",
+            f"--address=127.0.0.1:{port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--num-gpus=0",
+            "--disable-usage-stats",
+            env=env,
+        )
+        yield f"127.0.0.1:{port}"
+    finally:
+        for p in psutil.process_iter(["cmdline"]):
+            cmdline = " ".join(p.info["cmdline"] or [])
+            if temp_dir in cmdline or f"127.0.0.1:{port}" in cmdline:
+                try:
+                    p.kill()
+                except psutil.Error:
+                    pass
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cluster-in")
+    for i in range(3):
+        write_face_video(root / f"face{i}.mp4", n=8 + 2 * i)
+    write_sideways_face_video(root / "phone.mp4", n=8)
+    write_no_face_video(root / "none.mp4", n=6)
+    write_text_as_video(root / "broken.mp4")
+    return root
+
+
+def _rows(out: Path) -> dict[str, tuple]:
+    rel = duckdb.sql(
+        "select session_id, status, error, frames_sampled, frames_scored, round(spoof_score, 5), decision"
+        f" from read_parquet('{out}/sessions/*/*.parquet')"
+    )
+    return {r[0]: r[1:] for r in rel.fetchall()}
+
+
+def _frames(out: Path) -> list[tuple]:
+    return duckdb.sql(
+        f"select session_id, frame_index, n_faces, round(spoof_score, 5) from read_parquet('{out}/frames/*/*.parquet')"
+        " order by 1, 2"
+    ).fetchall()
+
+
+def test_cluster_scan_equals_a_local_scan(
+    two_node_cluster: str, archive: Path, tmp_path: Path, ray_session, shipped_model
+):
+    cluster_out, local_out = tmp_path / "cluster", tmp_path / "local"
+    scan = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "scan",
+            str(archive),
+            "--out",
+            str(cluster_out),
+            "--quiet",
+            "--ray-address",
+            two_node_cluster,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert scan.returncode == 0, scan.stderr[-3000:]
+    assert main(["scan", str(archive), "--out", str(local_out), "--quiet"]) == 0
+    assert _rows(cluster_out) == _rows(local_out)
+    assert _frames(cluster_out) == _frames(local_out)
+    [summary] = [json.loads(p.read_text()) for p in (cluster_out / "_runs").glob("*.json")]
+    assert summary["nodes"] == 2 and summary["sessions"] == 6

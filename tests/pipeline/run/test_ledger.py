@@ -1,0 +1,213 @@
+"""Incremental runs and exactly-once commits: the ledger, its recovery, and real runs killed part way."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline.cli.main import main
+from pipeline.run.ledger import COMMITTED_DIR, UNCOMMITTED_DIR, Ledger, input_identity
+from pipeline.run.output import RunWriter
+from pipeline.storage import Store
+from tests.helpers import add_rows
+from tests.videos import write_face_video, write_no_face_video
+
+
+def session_counts(out: Path) -> dict[str, int]:
+    if not list(out.glob("sessions/*/*.parquet")):
+        return {}
+    return dict(
+        duckdb.sql(f"select session_id, count(*) from read_parquet('{out}/sessions/*/*.parquet') group by 1").fetchall()
+    )
+
+
+def frame_sessions(out: Path) -> dict[str, int]:
+    """Frames per session, counting each session's rows once per committed scan."""
+    if not list(out.glob("frames/*/*.parquet")):
+        return {}
+    return dict(
+        duckdb.sql(
+            f"select session_id, count(distinct run_id) from read_parquet('{out}/frames/*/*.parquet') group by 1"
+        ).fetchall()
+    )
+
+
+# ------------------------------------------------------------------ units, no Ray
+
+
+def test_input_identity_follows_size_and_mtime_or_content(tmp_path: Path):
+    video = tmp_path / "a.mp4"
+    video.write_bytes(b"x" * 100)
+    first = input_identity(str(video))
+    os.utime(video, ns=(1_000_000_000, 2_000_000_000))
+    assert input_identity(str(video)) != first
+    content = input_identity(str(video), "content")
+    os.utime(video, ns=(3_000_000_000, 4_000_000_000))
+    assert input_identity(str(video), "content") == content and content.startswith("sha256:")
+    assert input_identity(str(tmp_path / "gone.mp4")) == "missing"
+
+
+def _rows(chunk: int) -> tuple[dict, list[dict]]:
+    sid = f"s{chunk}"
+    session = {
+        "session_id": sid,
+        "source": f"/v/{sid}.mp4",
+        "status": "ok",
+        "run_id": "r",
+        "scanned_at": None,
+        "input_key": f"key{chunk}",
+    }
+    return session, [{"session_id": sid, "frame_index": 0, "pts_s": 0.0, "n_faces": 1, "run_id": "r"}]
+
+
+def _commit_chunks(out: Path, n: int) -> Store:
+    from datetime import datetime
+
+    store = Store(out)
+    writer = RunWriter(store, Ledger(store), run_id="run", scan_date="2026-11-23", sessions_per_file=1)
+    for i in range(n):
+        session, frames = _rows(i)
+        add_rows(writer, session | {"scanned_at": datetime.now(UTC)}, frames)
+    return store
+
+
+def test_recovery_completes_or_sets_aside_every_crash_state(tmp_path: Path):
+    store = _commit_chunks(tmp_path, 3)
+    ledger = Ledger(store)
+    assert ledger.done() == {"key0", "key1", "key2"}
+    # crash after the sessions file of chunk 1, before its ledger entry
+    (tmp_path / COMMITTED_DIR / "run-00001.parquet").unlink()
+    # crash after the frames file of chunk 2, before its sessions file
+    (tmp_path / "sessions/scan_date=2026-11-23/run-00002.parquet").unlink()
+    (tmp_path / COMMITTED_DIR / "run-00002.parquet").unlink()
+    # crash while writing a file
+    (tmp_path / "sessions/scan_date=2026-11-23/.run-00003.parquet.tmp").write_bytes(b"PAR1 half")
+    assert ledger.done() == {"key0", "key1"}  # what a dry run sees before recovery
+    found = ledger.recover()
+    assert found.ledger_rebuilt == ["run-00001"]
+    assert found.set_aside == ["frames/scan_date=2026-11-23/run-00002.parquet"]
+    assert found.temporaries_removed == 1
+    assert ledger.done() == {"key0", "key1"}
+    assert (tmp_path / UNCOMMITTED_DIR / "frames/scan_date=2026-11-23/run-00002.parquet").is_file()
+    assert sorted(p.name for p in tmp_path.glob("frames/*/*.parquet")) == ["run-00000.parquet", "run-00001.parquet"]
+    assert not ledger.recover()  # nothing left to do
+
+
+def test_a_second_writer_is_refused(tmp_path: Path):
+    first, second = Ledger(Store(tmp_path)), Ledger(Store(tmp_path))
+    first.lock()
+    try:
+        with pytest.raises(Exception, match="another liveness run"):
+            second.lock()
+    finally:
+        first.unlock()
+    second.lock()
+    second.unlock()
+
+
+# ------------------------------------------------------------------ real runs
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("nightly")
+    write_face_video(root / "a.mp4", n=8)
+    write_no_face_video(root / "b.mp4", n=6)
+    return root
+
+
+def test_incremental_runs_rescan_and_new_model(archive: Path, tmp_path: Path, ray_session, shipped_model, capsys):
+    out = tmp_path / "out"
+    assert main(["scan", str(archive), "--out", str(out), "--quiet"]) == 0
+    assert session_counts(out) == {"a": 1, "b": 1}
+
+    assert main(["scan", str(archive), "--out", str(out), "--quiet"]) == 0  # same command: nothing new
+    assert session_counts(out) == {"a": 1, "b": 1}
+    assert frame_sessions(out) == {"a": 1, "b": 1}
+    runs = sorted((out / "_runs").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    assert json.loads(runs[-1].read_text())["skipped"] == 2
+
+    write_face_video(archive / "c.mp4", n=6)
+    capsys.readouterr()
+    assert main(["scan", str(archive), "--out", str(out), "--dry-run"]) == 0
+    listing = capsys.readouterr().out
+    assert "scan\tc\t" in listing and "skip\ta\t" in listing and "1 to scan, 2 skipped" in listing
+    assert "c" not in session_counts(out)  # a dry run writes nothing
+
+    assert main(["scan", str(archive), "--out", str(out), "--quiet"]) == 0  # the new file only
+    assert session_counts(out) == {"a": 1, "b": 1, "c": 1}
+
+    assert main(["scan", str(archive / "a.mp4"), "--out", str(out), "--quiet", "--rescan"]) == 0
+    assert session_counts(out) == {"a": 2, "b": 1, "c": 1}
+
+    model = shutil.copytree(shipped_model, tmp_path / "model-v2")
+    card = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps(card | {"version": "test-v2"}))
+    assert main(["scan", str(archive), "--out", str(out), "--quiet", "--model", str(model)]) == 0
+    versions = duckdb.sql(
+        "select session_id, list(distinct model_version order by model_version)"
+        f" from read_parquet('{out}/sessions/*/*.parquet') group by 1"
+    ).fetchall()
+    assert {sid: v for sid, v in versions} == {s: sorted([card["version"], "test-v2"]) for s in ("a", "b", "c")}
+
+
+def _scan_process(inputs: Path, out: Path) -> subprocess.Popen:
+    argv = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "scan",
+        str(inputs),
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        "output.sessions_per_file=1",
+        "--set",
+        "ray.num_cpus=2",
+        "--set",
+        "scoring.batch_size=4",
+    ]  # small batches: sessions commit one by one, not all in one last batch
+    return subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ | {"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    )
+
+
+def _kill_after(proc: subprocess.Popen, out: Path, committed: int, timeout: float = 240) -> int:
+    """SIGKILL the run (and its Ray processes) once ``committed`` sessions files exist; returns how many there were."""
+    deadline = time.monotonic() + timeout
+    while (
+        proc.poll() is None and time.monotonic() < deadline and len(list(out.glob("sessions/*/*.parquet"))) < committed
+    ):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)  # Ray's local processes share the driver's fate
+    proc.wait()
+    return len(list(out.glob("sessions/*/*.parquet")))
+
+
+@pytest.mark.parametrize("kill_points", [(0, 2, 5)], ids=["before-any-commit,after-2,after-5"])
+def test_runs_killed_at_several_points_end_with_every_session_exactly_once(tmp_path_factory, kill_points):
+    inputs = tmp_path_factory.mktemp("kill-inputs")
+    for i in range(10):
+        (write_face_video if i % 2 == 0 else write_no_face_video)(inputs / f"v{i}.mp4", n=6)
+    out = tmp_path_factory.mktemp("kill-out")
+    seen = []
+    for point in kill_points:
+        seen.append(_kill_after(_scan_process(inputs, out), out, point))
+    final = _scan_process(inputs, out)
+    _, err = final.communicate(timeout=600)
+    assert final.returncode == 0, err.decode()[-2000:]
+    assert seen == sorted(seen) and seen[-1] < 10, f"kills did not land mid-run: {seen}"
+    assert session_counts(out) == {f"v{i}": 1 for i in range(10)}
+    assert set(frame_sessions(out).values()) == {1}
+    assert not list(out.rglob(".*.tmp"))

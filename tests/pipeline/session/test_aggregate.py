@@ -1,0 +1,119 @@
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from pipeline.config import AggregateConfig, DecisionConfig
+from pipeline.session.aggregate import aggregate_session, decide, pool_scores
+from pipeline.session.records import FrameRecords
+from pipeline.signals.collector import SessionVerdicts
+
+
+def frames(scores, faces=None) -> FrameRecords:
+    """Frame records with these spoof scores (None: no score) and face counts."""
+    faces = faces or [1 if s is not None else 0 for s in scores]
+    records = FrameRecords.empty(len(scores))
+    spoof = np.array([np.nan if s is None else s for s in scores], np.float32)
+    return replace(records, n_faces=np.array(faces, np.int32), spoof_score=spoof)
+
+
+def test_pooling_methods():
+    s = [0.1, 0.2, 0.3, 0.9]
+    assert pool_scores(s, "mean") == pytest.approx(0.375)
+    assert pool_scores(s, "median") == pytest.approx(0.25)
+    assert pool_scores(s, "topk", topk=2) == pytest.approx(0.6)
+    assert pool_scores(s, "topk", topk=10) == pytest.approx(0.375)
+    assert pool_scores([], "mean") is None
+    with pytest.raises(ValueError, match="pooling method"):
+        pool_scores(s, "max")
+
+
+def test_decision_band_around_threshold():
+    assert decide(0.9, 0.5, 0.1) == "spoof"
+    assert decide(0.6, 0.5, 0.1) == "spoof"
+    assert decide(0.55, 0.5, 0.1) == "review"
+    assert decide(0.45, 0.5, 0.1) == "review"
+    assert decide(0.4, 0.5, 0.1) == "live"
+    assert decide(0.5, 0.5, 0.0) == "spoof"
+
+
+def test_ok_session_row():
+    row = aggregate_session(frames([0.9, 0.8, None, 0.7], faces=[1, 2, 0, 1]), threshold=0.5, config=AggregateConfig())
+    assert row.status == "ok"
+    assert row.frames_sampled == 4 and row.frames_scored == 3
+    assert row.face_ratio == 0.75 and row.multi_face_ratio == 0.25
+    assert row.spoof_score == pytest.approx(0.8) and row.spoof_score_max == pytest.approx(0.9)
+    assert row.decision == "spoof" and list(row.reasons) == ["spoof_score", "multi_face"]
+
+
+def test_live_session_has_no_reasons():
+    row = aggregate_session(frames([0.05, 0.1]), threshold=0.5, config=AggregateConfig())
+    assert row.decision == "live" and list(row.reasons) == []
+
+
+def test_no_face_session_goes_to_review():
+    row = aggregate_session(frames([None, None]), threshold=0.5, config=AggregateConfig())
+    assert row.status == "no_face" and row.decision == "review" and list(row.reasons) == ["no_face"]
+    assert row.spoof_score is None and row.face_ratio == 0.0
+
+
+def test_failed_session_has_error_and_no_decision():
+    row = aggregate_session(FrameRecords.empty(), threshold=0.5, config=AggregateConfig(), error="empty file (0 bytes)")
+    assert row.status == "failed" and row.error == "empty file (0 bytes)" and row.decision is None
+
+
+def test_topk_pooling_catches_a_short_attack():
+    scores = [0.1] * 18 + [0.95, 0.95]
+    assert aggregate_session(frames(scores), threshold=0.5, config=AggregateConfig()).decision == "live"
+    assert (
+        aggregate_session(frames(scores), threshold=0.5, config=AggregateConfig(method="topk", topk=2)).decision
+        == "spoof"
+    )
+
+
+def test_signals_follow_the_rules():
+    signals = SessionVerdicts(swap_detected=True, swap_at_s=1.5, static=False, blink_count=2, occluded_regions=())
+    row = aggregate_session(frames([0.1, 0.1]), threshold=0.5, config=AggregateConfig(), verdicts=signals)
+    assert row.decision == "spoof" and list(row.reasons) == ["swap"]
+    relaxed = DecisionConfig(swap="review")
+    assert (
+        aggregate_session(
+            frames([0.1, 0.1]), threshold=0.5, config=AggregateConfig(), rules=relaxed, verdicts=signals
+        ).decision
+        == "review"
+    )
+    ignored = DecisionConfig(swap="ignore")
+    row = aggregate_session(
+        frames([0.1, 0.1]), threshold=0.5, config=AggregateConfig(), rules=ignored, verdicts=signals
+    )
+    assert row.decision == "live" and list(row.reasons) == []
+
+
+def test_review_signals_do_not_soften_a_spoof_score():
+    signals = SessionVerdicts(no_blink=True, occluded_regions=("mouth", "nose"))
+    row = aggregate_session(frames([0.9, 0.9]), threshold=0.5, config=AggregateConfig(), verdicts=signals)
+    assert row.decision == "spoof" and list(row.reasons) == [
+        "spoof_score",
+        "no_blink",
+        "occluded:mouth",
+        "occluded:nose",
+    ]
+    row = aggregate_session(frames([0.1, 0.1]), threshold=0.5, config=AggregateConfig(), verdicts=signals)
+    assert row.decision == "review" and list(row.reasons) == ["no_blink", "occluded:mouth", "occluded:nose"]
+
+
+def test_multi_face_ratio_rule():
+    many = frames([0.1] * 10, faces=[2] * 3 + [1] * 7)
+    row = aggregate_session(many, threshold=0.5, config=AggregateConfig())
+    assert (
+        row.multi_face_ratio == pytest.approx(0.3) and row.decision == "review" and list(row.reasons) == ["multi_face"]
+    )
+    row = aggregate_session(many, threshold=0.5, config=AggregateConfig(), rules=DecisionConfig(multi_face_ratio=0.5))
+    assert row.decision == "live" and list(row.reasons) == []
+
+
+def test_static_stream_is_spoof_by_default():
+    row = aggregate_session(
+        frames([0.1, 0.1]), threshold=0.5, config=AggregateConfig(), verdicts=SessionVerdicts(static=True)
+    )
+    assert row.decision == "spoof" and list(row.reasons) == ["static"]

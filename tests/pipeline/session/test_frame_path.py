@@ -1,0 +1,55 @@
+"""One per-frame path: the benchmark and the evaluations see exactly the frames the scan sees."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.cli.bench import stage_session
+from pipeline.config import ScanConfig
+from pipeline.scoring.model import DEFAULT_MODEL_DIR, read_card
+from pipeline.session.analyse import analyse_session
+from pipeline.session.frame_path import FramePath
+from pipeline.video.decode import VideoReader
+from pipeline.video.sources import Session
+from tests.videos import write_rendered_session
+from training.eval_signals import session_frames
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory, face_sources):
+    return write_rendered_session(tmp_path_factory.mktemp("frame-path") / "swap.mp4", face_sources)
+
+
+def _assert_same(a, b) -> None:
+    for name in a.records.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(a.records, name), getattr(b.records, name), err_msg=name)
+    np.testing.assert_array_equal(a.crops, b.crops)
+    assert a.verdicts == b.verdicts
+
+
+def test_benchmark_and_evaluation_frames_equal_the_scans(rendered):
+    config, card = ScanConfig(), read_card(DEFAULT_MODEL_DIR)
+    session = Session("swap", str(rendered))
+    scan = analyse_session(session, config.decode, config.detect, config.signals, crop=card.crop_spec)
+    assert scan.error is None and scan.n_crops >= 20
+    assert scan.frames.verdicts.swap_detected  # the session is a real test of the signals, not an empty one
+    bench, _ = stage_session(FramePath(card.crop_spec, config.detect, config.signals, timed=True), session, config)
+    _assert_same(scan.frames, bench)
+    with VideoReader(rendered, sample_fps=config.decode.sample_fps, max_frames=config.decode.max_frames) as video:
+        decoded = list(video.sampled())
+    evaluation = session_frames(
+        FramePath(card.crop_spec, config.detect, config.signals), [f.image for f in decoded], [f.pts_s for f in decoded]
+    )
+    _assert_same(scan.frames, evaluation)
+
+
+def test_the_path_follows_the_main_face_and_forgets_it_between_sessions(rendered):
+    config, card = ScanConfig(), read_card(DEFAULT_MODEL_DIR)
+    path = FramePath(card.crop_spec, config.detect, config.signals)
+    with VideoReader(rendered, sample_fps=config.decode.sample_fps) as video:
+        frames = list(video.sampled())
+    first = path.run(frames)
+    second = path.run(frames)  # the same video again: nothing carried over from the first run
+    _assert_same(first, second)
+    assert len(first.crops) == int(first.records.has_face.sum())

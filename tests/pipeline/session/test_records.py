@@ -1,0 +1,75 @@
+"""The typed records of a session: validated frame columns, the session row and the schema."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+import numpy as np
+import pytest
+
+from pipeline.config import ScanConfig
+from pipeline.schema import FRAME_SCHEMA, SESSION_SCHEMA
+from pipeline.session.analyse import SessionAnalysis, VideoFacts
+from pipeline.session.assemble import RunContext, assemble_session
+from pipeline.session.frame_path import SessionFrames
+from pipeline.session.records import FrameRecords, SessionRow
+from pipeline.signals.collector import SessionVerdicts
+from pipeline.video.sources import Session
+from tests.helpers import session_row
+
+
+def test_the_session_row_type_is_the_sessions_schema():
+    assert [f.name for f in fields(SessionRow)] == SESSION_SCHEMA.names
+
+
+def test_frame_records_refuse_columns_of_the_wrong_length():
+    records = FrameRecords.empty(3)
+    with pytest.raises(ValueError, match=r"ear_left must be an array of shape \(3,\)"):
+        replace(records, ear_left=np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match=r"bbox must be an array of shape \(3, 4\)"):
+        replace(records, bbox=np.zeros((3, 2), np.float32))
+
+
+def _faces(n: int, with_face: list[bool]) -> FrameRecords:
+    bbox = np.array([[10, 20, 30, 40] if f else [np.nan] * 4 for f in with_face], np.float32)
+    return replace(FrameRecords.empty(n), pts_s=np.arange(n) / 10, n_faces=np.array(with_face, np.int32), bbox=bbox)
+
+
+def test_scores_land_on_the_frames_with_a_face_and_nan_is_null_in_the_table():
+    records = _faces(4, [True, False, True, True]).with_scores(np.array([0.1, 0.2, 0.3], np.float32))
+    assert records.face_pts_s.tolist() == pytest.approx([0.0, 0.2, 0.3])
+    table = records.to_table(session_id="s", model_version="m", run_id="r")
+    assert table.schema == FRAME_SCHEMA
+    assert table.column("spoof_score").to_pylist() == pytest.approx([0.1, None, 0.2, 0.3], nan_ok=False)
+    assert table.column("ear_left").null_count == 4 and table.column("bbox_x").to_pylist()[1] is None
+    with pytest.raises(ValueError, match="2 scores for 3 frames"):
+        records.with_scores(np.zeros(2, np.float32))
+
+
+def test_a_session_row_carries_the_verdicts_and_the_stored_blinks():
+    verdicts = SessionVerdicts(
+        blink_count=1, blinks=((0.1, 0.2),), swap_detected=True, swap_at_s=0.3, static=False, occluded_regions=()
+    )
+    frames = SessionFrames(_faces(4, [True] * 4), np.zeros((4, 8, 8, 3), np.uint8), verdicts)
+    analysis = SessionAnalysis(
+        session=Session("s", "/v/s.mp4", {"channel": "app"}), frames=frames, video=VideoFacts(2.0, 64, 48, 0, 24)
+    )
+    run = RunContext(
+        run_id="r", scanned_at=session_row().scanned_at, model_version="m", threshold=0.5, config=ScanConfig()
+    )
+    done = assemble_session(analysis, np.array([0.1, 0.1, 0.2, 0.1], np.float32), run, "key")
+    row = done.row
+    assert (row.status, row.decision, row.reasons) == ("ok", "spoof", ("swap",))
+    assert (row.swap_detected, row.swap_at_s, row.blink_count, row.blinks) == (True, 0.3, 1, ((0.1, 0.2),))
+    assert (row.width, row.height, row.frames_decoded, row.input_key, row.extra) == (
+        64,
+        48,
+        24,
+        "key",
+        {"channel": "app"},
+    )
+    assert row.to_dict()["blinks"] == [{"start_s": 0.1, "end_s": 0.2}]
+    assert done.frames is not None and done.frames.num_rows == 4 and done.evidence is not None
+    failed = assemble_session(SessionAnalysis.failed(analysis.session, "empty file (0 bytes)"), None, run, None)
+    assert (failed.row.status, failed.row.error, failed.row.decision, failed.frames, failed.evidence) == (
+        "failed", "empty file (0 bytes)", None, None, None)  # fmt: skip

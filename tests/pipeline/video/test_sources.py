@@ -1,0 +1,89 @@
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.video.sources import list_sessions
+
+EXT = ["mp4", "mov", "mkv"]
+
+
+def touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+def test_directory_is_recursive_and_ids_are_relative_paths_without_extension(tmp_path: Path):
+    touch(tmp_path / "a.mp4")
+    touch(tmp_path / "day 1" / "sélfie ü.MOV")
+    touch(tmp_path / "day 1" / "notes.txt")
+    touch(tmp_path / ".hidden" / "x.mp4")
+    sessions = list_sessions([str(tmp_path)], EXT)
+    assert [s.session_id for s in sessions] == ["a", "day 1/sélfie ü"]
+
+
+def test_single_file_and_glob(tmp_path: Path):
+    touch(tmp_path / "x" / "one.mp4")
+    touch(tmp_path / "x" / "two.mkv")
+    assert [s.session_id for s in list_sessions([str(tmp_path / "x" / "one.mp4")], EXT)] == ["one"]
+    got = list_sessions([str(tmp_path / "x" / "*.m*")], EXT)
+    assert sorted(s.session_id for s in got) == ["one", "two"]
+
+
+def test_same_file_twice_is_scanned_once(tmp_path: Path):
+    f = touch(tmp_path / "a.mp4")
+    assert len(list_sessions([str(f), str(tmp_path)], EXT)) == 1
+
+
+def test_colliding_ids_keep_their_extension(tmp_path: Path):
+    touch(tmp_path / "a.mp4")
+    touch(tmp_path / "a.mov")
+    assert sorted(s.session_id for s in list_sessions([str(tmp_path)], EXT)) == ["a.mov", "a.mp4"]
+
+
+def test_csv_manifest_carries_extra_columns_and_resolves_relative_uris(tmp_path: Path):
+    touch(tmp_path / "v" / "1.mp4")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("session_id,uri,customer,channel\ns-1,v/1.mp4,42,app\ns-2,/abs/2.mp4,43,\n")
+    sessions = list_sessions([str(manifest)], EXT)
+    assert [s.session_id for s in sessions] == ["s-1", "s-2"]
+    assert sessions[0].uri == str(tmp_path / "v" / "1.mp4")
+    assert sessions[1].uri == "/abs/2.mp4"
+    assert sessions[0].extra == {"customer": "42", "channel": "app"}
+
+
+def test_parquet_manifest(tmp_path: Path):
+    path = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"session_id": ["a"], "uri": ["a.mp4"], "n": [1]}), path)
+    (s,) = list_sessions([str(path)], EXT)
+    assert s.session_id == "a" and s.extra == {"n": "1"}
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [("id,uri\n1,a.mp4\n", "lacks column"), ("session_id,uri\n,a.mp4\n", "must not be empty")],
+)
+def test_bad_manifests(tmp_path: Path, content, match):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(content)
+    with pytest.raises(InputError, match=match):
+        list_sessions([str(manifest)], EXT)
+
+
+def test_missing_input_and_empty_glob(tmp_path: Path):
+    with pytest.raises(InputError, match="no such file"):
+        list_sessions([str(tmp_path / "nope")], EXT)
+    with pytest.raises(InputError, match="matches no file"):
+        list_sessions([str(tmp_path / "*.mp4")], EXT)
+
+
+def test_relative_inputs_become_absolute_uris(tmp_path: Path, monkeypatch):
+    touch(tmp_path / "in" / "a.mp4")
+    (tmp_path / "in" / "m.csv").write_text("session_id,uri\nm-1,a.mp4\n")
+    monkeypatch.chdir(tmp_path)
+    for arg in ("in", "in/a.mp4", "in/*.mp4", "in/m.csv"):
+        (s,) = list_sessions([arg], EXT)
+        assert s.uri == str(tmp_path / "in" / "a.mp4"), arg
