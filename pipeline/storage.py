@@ -14,6 +14,7 @@ scan passes these variables on to its Ray workers.
 
 from __future__ import annotations
 
+import builtins
 import os
 import posixpath
 from urllib.parse import urlparse
@@ -82,7 +83,7 @@ class Store:
     def exists(self, relative: str) -> bool:
         return self.fs.get_file_info(self.path(relative)).type != pafs.FileType.NotFound
 
-    def list(self, relative: str, suffix: str = "") -> list[str]:
+    def list(self, relative: str, suffix: str = "") -> builtins.list[str]:
         """Relative paths of the files under ``relative`` (recursively) ending with ``suffix``, sorted."""
         selector = pafs.FileSelector(self.path(relative), recursive=True, allow_not_found=True)
         base = len(self.root) + 1
@@ -92,7 +93,7 @@ class Store:
             if i.type == pafs.FileType.File and i.path.endswith(suffix)
         )
 
-    def committed(self, relative: str) -> list[str]:
+    def committed(self, relative: str) -> builtins.list[str]:
         """The Parquet files under ``relative`` that readers see: temporaries are hidden (``.name``)."""
         return [p for p in self.list(relative, ".parquet") if not posixpath.basename(p).startswith(".")]
 
@@ -128,7 +129,7 @@ class Store:
         with self.fs.open_input_stream(self.path(relative)) as f:
             return f.read()
 
-    def read_parquet(self, relative: str, columns: list[str] | None = None) -> pa.Table:
+    def read_parquet(self, relative: str, columns: builtins.list[str] | None = None) -> pa.Table:
         return pq.read_table(self.path(relative), filesystem=self.fs, columns=columns)
 
     def move(self, relative: str, to: str) -> None:

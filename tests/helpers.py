@@ -1,8 +1,13 @@
-"""Helpers shared by many tests: typed rows with defaults, free ports, reading an output back."""
+"""Helpers shared by many tests: typed rows with defaults, free ports, reading an output back, scan processes."""
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,16 +59,71 @@ def session_row(**fields: Any) -> SessionRow:
     return SessionRow(**(base | fields))
 
 
-def free_port() -> int:
-    """A TCP port on the loopback interface that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(twin_offset: int = 0) -> int:
+    """A loopback TCP port that nothing listens on now; with ``twin_offset``, ``port + twin_offset`` is free too."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if not twin_offset:
+            return port
+        if port + twin_offset < 65536:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + twin_offset))
+                    return port
+                except OSError:
+                    continue
+    raise RuntimeError("no free port pair")
 
 
-def read_sessions(out: str, **options: Any) -> list[dict]:
-    """Every committed ``sessions`` row of a local output folder, as dicts."""
+def read_sessions(out: str | Path, **options: Any) -> list[dict]:
+    """Every committed ``sessions`` row of an output (``options`` go to ``pyarrow.dataset``, e.g. ``filesystem``)."""
     return ds.dataset(f"{out}/sessions", format="parquet", partitioning="hive", **options).to_table().to_pylist()
+
+
+def sessions_by_id(out: str | Path, **options: Any) -> dict[str, dict]:
+    """The ``sessions`` rows of an output keyed by session id; fails if a session has more than one row."""
+    rows = read_sessions(out, **options)
+    by_id = {r["session_id"]: r for r in rows}
+    assert len(by_id) == len(rows), f"{len(rows) - len(by_id)} repeated session rows in {out}"
+    return by_id
+
+
+def scan_process(
+    inputs: Path, out: Path, *options: str, stdout: int = subprocess.PIPE, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """``python -m pipeline.cli scan`` of ``inputs`` into ``out``, one session per file, as a child (stderr piped)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "scan",
+        str(inputs),
+        "--out",
+        str(out),
+        "--quiet",
+        "--set",
+        "output.sessions_per_file=1",
+        *options,
+    ]
+    return subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE, env=env)
+
+
+def kill_when(
+    proc: subprocess.Popen, ready: Callable[[], bool], *, timeout: float, poll_s: float, grace_s: float = 0.0
+) -> None:
+    """SIGKILL ``proc`` (itself, not its children) ``grace_s`` after ``ready()`` holds, it exits or ``timeout``
+    passes, checking every ``poll_s``; then reap it."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(poll_s)
+        if grace_s:
+            time.sleep(grace_s)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
 
 
 def add_rows(writer: RunWriter, session: dict, frames: list[dict], evidence: list[dict] | None = None) -> None:

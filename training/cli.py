@@ -200,6 +200,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if main is None:
         print(f"liveness predict: no face found in {args.image}", file=sys.stderr)
         return 1
+    assert crop is not None  # crop_main_face gives (None, None) or (index, crop)
     score = float(scorer(crop[None])[0])
     result = {
         "image": str(args.image),

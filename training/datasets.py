@@ -99,7 +99,7 @@ def augment(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             image = image[:, ::-1]
         zoom = rng.uniform(1.0, 1.12)
         dx, dy = rng.uniform(-0.05, 0.05, 2) * size
-        m = cv2.getRotationMatrix2D((size / 2, size / 2), rng.uniform(-8, 8), zoom)
+        m: np.ndarray = cv2.getRotationMatrix2D((size / 2, size / 2), rng.uniform(-8, 8), zoom)
         m[:, 2] += (dx, dy)
         image = cv2.warpAffine(np.ascontiguousarray(image), m, (size, size), borderMode=cv2.BORDER_REFLECT)
         gain, bias = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)

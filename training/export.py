@@ -21,12 +21,14 @@ def parity_crops(spec: CropSpec) -> np.ndarray:
 
     from pipeline.faces.detect import FaceDetector, crop_main_face
 
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
+    with open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), "rb") as f:
         hopper = np.asarray(Image.open(f).convert("RGB"))
     crops = []
     with FaceDetector() as detector:
         for image in (hopper, skimage.data.astronaut()):
             _, crop = crop_main_face(image, detector.detect(image), spec)
+            if crop is None:  # no face: fail as the flip below would (TypeError), but say why
+                raise TypeError("parity_crops: no face found in a sample photo")
             crops.append(crop)
     crops += [c[:, ::-1] for c in crops]
     return np.ascontiguousarray(np.stack(crops))

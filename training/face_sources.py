@@ -81,6 +81,12 @@ class FaceSource:
         return float(np.hypot(lx - rx, ly - ry))
 
 
+def _xy(point: np.ndarray) -> tuple[float, float]:
+    """An (x, y) landmark point as a pair of floats."""
+    x, y = point
+    return float(x), float(y)
+
+
 def _make_source(subject_id: str, name: str, image: np.ndarray, face_mesh: FaceMesh) -> FaceSource | None:
     landmarks = face_mesh.landmarks(image)
     if landmarks is None:
@@ -89,10 +95,10 @@ def _make_source(subject_id: str, name: str, image: np.ndarray, face_mesh: FaceM
     x0, y0 = landmarks.min(axis=0)
     x1, y1 = landmarks.max(axis=0)
     centers = {
-        "left_eye": tuple(float(v) for v in landmarks[LEFT_IRIS_CENTER]),
-        "right_eye": tuple(float(v) for v in landmarks[RIGHT_IRIS_CENTER]),
-        "nose": tuple(float(v) for v in landmarks[list(NOSE_IDX)].mean(axis=0)),
-        "mouth": tuple(float(v) for v in landmarks[list(LIPS_IDX)].mean(axis=0)),
+        "left_eye": _xy(landmarks[LEFT_IRIS_CENTER]),
+        "right_eye": _xy(landmarks[RIGHT_IRIS_CENTER]),
+        "nose": _xy(landmarks[list(NOSE_IDX)].mean(axis=0)),
+        "mouth": _xy(landmarks[list(LIPS_IDX)].mean(axis=0)),
     }
     assert set(centers) == set(REGIONS)
     image = np.ascontiguousarray(image)
@@ -117,7 +123,7 @@ def _lfw_face(grey: np.ndarray, tone: np.ndarray) -> np.ndarray:
     padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     # Smooth the replicated streaks so the border reads as out-of-focus background.
     blurred = cv2.GaussianBlur(padded, (0, 0), 12)
-    inner = np.zeros(padded.shape[:2], np.float32)
+    inner: np.ndarray = np.zeros(padded.shape[:2], np.float32)
     inner[pad:-pad, pad:-pad] = 1.0
     inner = cv2.GaussianBlur(inner, (0, 0), 6)[..., None]
     return (padded * inner + blurred * (1.0 - inner)).astype(np.uint8)

@@ -45,6 +45,7 @@ DEFAULT_EPS = 1e-7
 """Default probability clip for :func:`cross_entropy`."""
 
 ArrayLike = Sequence[float] | np.ndarray
+AttackTypes = Sequence[str] | np.ndarray
 
 
 # --------------------------------------------------------------------------- validation
@@ -307,7 +308,7 @@ def det_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndar
 # ------------------------------------------------------------------------ ISO 30107-3
 
 
-def apcer(scores: ArrayLike, labels: ArrayLike, attack_types: Sequence[str], threshold: float) -> dict[str, float]:
+def apcer(scores: ArrayLike, labels: ArrayLike, attack_types: AttackTypes, threshold: float) -> dict[str, float]:
     """APCER per attack type at ``threshold``.
 
     For each attack type present among the attack rows, the proportion of that type's
@@ -326,7 +327,7 @@ def apcer(scores: ArrayLike, labels: ArrayLike, attack_types: Sequence[str], thr
     return out
 
 
-def apcer_max(scores: ArrayLike, labels: ArrayLike, attack_types: Sequence[str], threshold: float) -> float:
+def apcer_max(scores: ArrayLike, labels: ArrayLike, attack_types: AttackTypes, threshold: float) -> float:
     """The system APCER of ISO/IEC 30107-3: the maximum of :func:`apcer` over attack types.
 
     NaN when there is no attack presentation.
@@ -351,7 +352,7 @@ def bpcer(scores: ArrayLike, labels: ArrayLike, threshold: float) -> float:
     return float(np.mean(bona >= t)) if bona.size else math.nan
 
 
-def acer(scores: ArrayLike, labels: ArrayLike, attack_types: Sequence[str], threshold: float) -> float:
+def acer(scores: ArrayLike, labels: ArrayLike, attack_types: AttackTypes, threshold: float) -> float:
     """ACER at ``threshold``: ``(APCER_max + BPCER) / 2``. NaN if either is undefined."""
     worst = apcer_max(scores, labels, attack_types, threshold)
     return (worst + bpcer(scores, labels, threshold)) / 2.0
@@ -403,7 +404,7 @@ def eer(scores: ArrayLike, labels: ArrayLike) -> tuple[float, float]:
 def bpcer_at_apcer(
     scores: ArrayLike,
     labels: ArrayLike,
-    attack_types: Sequence[str] | None,
+    attack_types: AttackTypes | None,
     target: float,
 ) -> tuple[float, float]:
     """BPCER at a fixed APCER: ``(bpcer, threshold)``.
@@ -446,7 +447,7 @@ def choose_threshold(
     labels: ArrayLike,
     method: str = "eer",
     *,
-    attack_types: Sequence[str] | None = None,
+    attack_types: AttackTypes | None = None,
 ) -> float:
     """Calibrate a decision threshold (on the validation split).
 
@@ -482,7 +483,7 @@ def _json_float(x: float) -> float | None:
 def evaluation_report(
     scores: ArrayLike,
     labels: ArrayLike,
-    attack_types: Sequence[str],
+    attack_types: AttackTypes,
     threshold: float,
 ) -> dict[str, Any]:
     """Every metric above, at ``threshold``, in one JSON-serialisable dict.

@@ -197,7 +197,7 @@ def augment_regions(crops: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         image = crops[index]
         if rng.random() < 0.5:
             image = image[:, ::-1]
-        m = cv2.getRotationMatrix2D((size / 2, size / 2), rng.uniform(-10, 10), rng.uniform(0.9, 1.1))
+        m: np.ndarray = cv2.getRotationMatrix2D((size / 2, size / 2), rng.uniform(-10, 10), rng.uniform(0.9, 1.1))
         m[:, 2] += rng.uniform(-0.08, 0.08, 2) * size
         image = cv2.warpAffine(np.ascontiguousarray(image), m, (size, size), borderMode=cv2.BORDER_REFLECT)
         if rng.random() < 0.2:

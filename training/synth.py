@@ -184,8 +184,9 @@ class _Actor:
         if not self.t0 <= t < self.t1:
             return
         dx, dy, roll, yaw, pitch, ds = self.motion(t)
-        blinking = self.shut is not None and any(s <= t < s + d for s, d in self.blinks)
-        layer = self.shut if blinking else self.layer
+        layer = self.layer
+        if self.shut is not None and any(s <= t < s + d for s, d in self.blinks):
+            layer = self.shut
         matrix = plane_homography(
             layer,
             center=(self.center[0] + dx, self.center[1] + dy),
@@ -338,6 +339,7 @@ def random_spec(
     if kind in ("live", "occluded", "multi_face") and eyes_visible:
         blinks = _blink_schedule(rng, 0.0, duration_s)
     elif kind == "swap":
+        assert swap_at is not None  # set above for a swap
         blinks = _blink_schedule(rng, 0.0, swap_at)
         if swap_to == "live":
             blinks += _blink_schedule(rng, swap_at, duration_s)
@@ -382,7 +384,9 @@ class _SubjectCycler:
         others = [s for s in self.by_split[split_for_subject(primary, self.seed)] if s != primary]
         if len(others) < n_partners:  # a tiny split: borrow partners from anywhere
             others += [s for s in self.ids if s != primary and s not in others]
-        picks = self.rng.choice(len(others), size=min(n_partners, len(others)), replace=False) if others else []
+        picks: np.ndarray | list[int] = (
+            self.rng.choice(len(others), size=min(n_partners, len(others)), replace=False) if others else []
+        )
         return [primary] + [others[i] for i in picks]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import TypedDict
 
 import cv2
 import numpy as np
@@ -181,7 +182,7 @@ def background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     yy = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
     xx = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :, None]
     if style == "texture":
-        img = np.zeros((h, w, 3), np.float32)
+        img: np.ndarray = np.zeros((h, w, 3), np.float32)
         for cell, weight in ((rng.integers(48, 160), 0.7), (rng.integers(8, 24), 0.3)):
             img += weight * _low_freq_noise(rng, h, w, int(cell))[..., None]
         a, b = _random_colour(rng), _random_colour(rng)
@@ -282,7 +283,7 @@ def _ellipse_mask(shape, center, axes, angle: float = 0.0, sigma: float = 1.0) -
         angle,
         0,
         360,
-        1.0,
+        (1.0,),
         -1,
         cv2.LINE_AA,
     )
@@ -291,13 +292,13 @@ def _ellipse_mask(shape, center, axes, angle: float = 0.0, sigma: float = 1.0) -
 
 def _capsule_mask(shape, p0, p1, width: float, sigma: float = 1.0) -> np.ndarray:
     mask = np.zeros(shape[:2], np.float32)
-    cv2.line(mask, (int(p0[0]), int(p0[1])), (int(p1[0]), int(p1[1])), 1.0, max(int(width), 1), cv2.LINE_AA)
+    cv2.line(mask, (int(p0[0]), int(p0[1])), (int(p1[0]), int(p1[1])), (1.0,), max(int(width), 1), cv2.LINE_AA)
     return _soft(mask, sigma)
 
 
 def _poly_mask(shape, points, sigma: float = 1.0) -> np.ndarray:
     mask = np.zeros(shape[:2], np.float32)
-    cv2.fillPoly(mask, [np.round(points).astype(np.int32)], 1.0, cv2.LINE_AA)
+    cv2.fillPoly(mask, [np.round(points).astype(np.int32)], (1.0,), cv2.LINE_AA)
     return _soft(mask, sigma)
 
 
@@ -378,7 +379,9 @@ def close_eyes(rgb: np.ndarray, geo: FaceGeometry, skin: np.ndarray) -> np.ndarr
         ):
             line = centre + (geo.landmarks[list(lid)] - centre) * np.array(shape)
             mask = np.zeros(out.shape[:2], np.float32)
-            cv2.polylines(mask, [np.round(line).astype(np.int32)], False, 1.0, max(1, int(round(width))), cv2.LINE_AA)
+            cv2.polylines(
+                mask, [np.round(line).astype(np.int32)], False, (1.0,), max(1, int(round(width))), cv2.LINE_AA
+            )
             _paint(out, None, strength * _soft(mask, width / 4), colour)
     return out
 
@@ -418,12 +421,12 @@ def _person_canvas(src: FaceSource, rng: np.random.Generator):
         0,
         180,
         360,
-        1.0,
+        (1.0,),
         -1,
         cv2.LINE_AA,
     )
     cv2.rectangle(
-        torso, (int(shoulders[0] - half_width), int(shoulders[1])), (int(shoulders[0] + half_width), h), 1.0, -1
+        torso, (int(shoulders[0] - half_width), int(shoulders[1])), (int(shoulders[0] + half_width), h), (1.0,), -1
     )
     shading = np.linspace(1.08, 0.85, h, dtype=np.float32)[:, None, None]
     _paint(rgb, alpha, _soft(torso, 3), shirt * shading)
@@ -474,7 +477,7 @@ def portrait(src: FaceSource, rng: np.random.Generator, margin: np.ndarray) -> n
 def occluder_plan(regions: tuple[str, ...], rng: np.random.Generator) -> list[tuple[str, tuple[str, ...]]]:
     """Which occluder covers which regions: [(style, regions)]."""
     left = set(regions)
-    plan = []
+    plan: list[tuple[str, tuple[str, ...]]] = []
     if {"left_eye", "right_eye"} <= left and rng.random() < 0.6:
         plan.append(("sunglasses", ("left_eye", "right_eye")))
         left -= {"left_eye", "right_eye"}
@@ -554,7 +557,9 @@ def draw_occluders(rgb, alpha, geo: FaceGeometry, plan, rng: np.random.Generator
             pleats = np.ones(rgb.shape[:2], np.float32)
             for j in range(1, 4):
                 y = int(top + j * (bottom - top) / 4)
-                cv2.line(pleats, (int(mx - 0.7 * d), y), (int(mx + 0.7 * d), y), 0.85, max(1, int(d / 40)), cv2.LINE_AA)
+                cv2.line(
+                    pleats, (int(mx - 0.7 * d), y), (int(mx + 0.7 * d), y), (0.85,), max(1, int(d / 40)), cv2.LINE_AA
+                )
             _paint(rgb, alpha, _poly_mask(rgb.shape, poly, sigma), colour * pleats[..., None])
             for side in (-1, 1):
                 _paint(
@@ -574,12 +579,12 @@ def draw_occluders(rgb, alpha, geo: FaceGeometry, plan, rng: np.random.Generator
             outward = 1.0 if c[eye][0] > face_mid_x else -1.0
             centre, (hw, hh) = _region_box(geo, eye)
             patch = (max(0.33 * d, hw + 0.08 * d), max(0.25 * d, hh + 0.1 * d))
-            _paint(rgb, alpha, _ellipse_mask(rgb.shape, centre, patch, 0, sigma), np.float32([25, 22, 20]))
+            _paint(rgb, alpha, _ellipse_mask(rgb.shape, centre, patch, 0, sigma), np.array([25, 22, 20], np.float32))
             _paint(
                 rgb,
                 alpha,
                 _capsule_mask(rgb.shape, c[eye], c[eye] + (outward * 0.9 * d, -0.45 * d), 0.05 * d, sigma),
-                np.float32([20, 18, 16]),
+                np.array([20, 18, 16], np.float32),
             )
         elif style == "card":
             (region,) = regions
@@ -639,12 +644,40 @@ def _region_box(geo: FaceGeometry, region: str) -> tuple[np.ndarray, tuple[float
 
 # --------------------------------------------------------------------------- print and replay
 
+Range = tuple[float, float]  # (low, high)
+
+
+class PrintRanges(TypedDict):
+    """The ranges of :data:`PRINT`."""
+
+    margin: tuple[Range, Range, Range, Range]
+    border: Range
+    black: Range
+    white: Range
+    saturation: Range
+    blur: Range
+    halftone: Range
+
+
+class ReplayRanges(TypedDict):
+    """The ranges of :data:`REPLAY`."""
+
+    margin: tuple[Range, Range, Range, Range]
+    gamma: Range
+    grid: Range
+    moire: Range
+    moire_period: Range
+    glare: Range
+    bezel: Range
+    blur: Range
+
+
 # Ranges (low, high) of the print and screen artefacts. Margins (photo shown beyond the
 # face box) and borders are in face sizes: small enough at the sides that the paper or
 # bezel edges lie inside a 1.6x crop of the face box; larger at the bottom and often at
 # the top, because face detection on these low-resolution faces needs the head outline.
 PHOTO_MARGIN = ((0.04, 0.14), (0.08, 0.4), (0.04, 0.14), (0.3, 0.6))  # left, top, right, bottom
-PRINT = {
+PRINT: PrintRanges = {
     "margin": PHOTO_MARGIN,
     "border": (0.03, 0.07),
     "black": (10.0, 30.0),
@@ -653,7 +686,7 @@ PRINT = {
     "blur": (0.7, 1.6),
     "halftone": (0.05, 0.12),
 }
-REPLAY = {
+REPLAY: ReplayRanges = {
     "margin": PHOTO_MARGIN,
     "gamma": (0.7, 1.3),
     "grid": (0.08, 0.18),
@@ -690,7 +723,7 @@ def _fingers_on_edges(rgb, alpha, rng, sheet_box, s: float) -> None:
         nail = _ellipse_mask(
             rgb.shape, tip - (inward + tilt) * width * 0.15, (width * 0.28, width * 0.22), palm_angle, 1.0
         )
-        _paint(rgb, None, 0.25 * nail, np.float32([250, 225, 215]))
+        _paint(rgb, None, 0.25 * nail, np.array([250, 225, 215], np.float32))
 
 
 def print_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
@@ -711,7 +744,7 @@ def print_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     u = (xx * math.cos(angle) + yy * math.sin(angle)) * (2 * np.pi / period)
     v = (-xx * math.sin(angle) + yy * math.cos(angle)) * (2 * np.pi / period)
     dots = 0.5 + 0.5 * np.cos(u) * np.cos(v)
-    photo *= (1.0 - rng.uniform(*PRINT["halftone"]) * dots)[..., None]
+    np.multiply(photo, (1.0 - rng.uniform(*PRINT["halftone"]) * dots)[..., None], out=photo)
 
     bl, bt, br, bb = (border * FACE_PX).astype(int)
     paper = np.float32(rng.uniform(225, 252)) * rng.uniform(0.96, 1.02, 3).astype(np.float32)
@@ -746,8 +779,12 @@ def replay_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     up = SCREEN_UPSAMPLE
     photo = cv2.resize(photo, None, fx=up, fy=up, interpolation=cv2.INTER_LINEAR)
     sh, sw = photo.shape[:2]
-    cast = np.float32([1.0, 1.0, 1.0]) + rng.uniform(-0.06, 0.06, 3).astype(np.float32) + np.float32([-0.04, 0.0, 0.07])
-    screen = 255.0 * (photo / 255.0) ** rng.uniform(*REPLAY["gamma"]) * cast * rng.uniform(1.0, 1.15)
+    cast = (
+        np.array([1.0, 1.0, 1.0], np.float32)
+        + rng.uniform(-0.06, 0.06, 3).astype(np.float32)
+        + np.array([-0.04, 0.0, 0.07], np.float32)
+    )
+    screen: np.ndarray = 255.0 * (photo / 255.0) ** rng.uniform(*REPLAY["gamma"]) * cast * rng.uniform(1.0, 1.15)
 
     yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float32)
     stripe = np.full((sh, sw, 3), 0.35, np.float32)
@@ -783,22 +820,22 @@ def replay_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     alpha = np.zeros(rgb.shape[:2], np.float32)
     body = np.zeros(rgb.shape[:2], np.float32)
     radius = int(min(bezel) * 1.5 + 4)
-    cv2.rectangle(body, (pad + radius, pad), (pad + dev_w - radius, pad + dev_h), 1.0, -1)
-    cv2.rectangle(body, (pad, pad + radius), (pad + dev_w, pad + dev_h - radius), 1.0, -1)
+    cv2.rectangle(body, (pad + radius, pad), (pad + dev_w - radius, pad + dev_h), (1.0,), -1)
+    cv2.rectangle(body, (pad, pad + radius), (pad + dev_w, pad + dev_h - radius), (1.0,), -1)
     for corner in (
         (pad + radius, pad + radius),
         (pad + dev_w - radius, pad + radius),
         (pad + radius, pad + dev_h - radius),
         (pad + dev_w - radius, pad + dev_h - radius),
     ):
-        cv2.circle(body, corner, radius, 1.0, -1, cv2.LINE_AA)
+        cv2.circle(body, corner, radius, (1.0,), -1, cv2.LINE_AA)
     bezel_col = np.float32(rng.uniform(8, 40)) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
     bezel_img = bezel_col + 25.0 * np.linspace(0, 1, rgb.shape[1], dtype=np.float32)[None, :, None] * rng.uniform(
         0.2, 1.0
     )
     _paint(rgb, alpha, _soft(body, 1.0), bezel_img)
     edge = np.zeros_like(body)
-    cv2.rectangle(edge, (pad, pad), (pad + dev_w, pad + dev_h), 1.0, max(2, int(up)))
+    cv2.rectangle(edge, (pad, pad), (pad + dev_w, pad + dev_h), (1.0,), max(2, int(up)))
     _paint(rgb, None, _soft(edge * body, 1.0) * rng.uniform(0.1, 0.35), 255.0)
     rgb[pad + bt : pad + bt + sh, pad + bl : pad + bl + sw] = screen
     if rng.random() < 0.5:

@@ -31,11 +31,13 @@ def write_video(
     time_base = Fraction(1, 6000)  # exact for 24, 25, 30, 50 and 60 fps; < 2**16 for mpeg4
     times = iter(times_s) if times_s is not None else None
     with av.open(str(path), "w") as container:
-        stream = None
+        stream: av.VideoStream | None = None
         for i, rgb in enumerate(frames):
             if stream is None:
                 h, w = rgb.shape[:2]
-                stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+                added = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1000))
+                assert isinstance(added, av.VideoStream), f"{codec} is not a video codec"
+                stream = added
                 stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
                 stream.time_base = time_base
                 stream.codec_context.time_base = time_base

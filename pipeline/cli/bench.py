@@ -366,7 +366,7 @@ class BenchResult:
         stage_rates = {
             f"{n}_per_s": round(s.items / max(s.wall_s, 1e-12), 1) for n, s in self.stages.items() if n != "signals"
         }
-        slowest = max(per_crop, key=per_crop.get)
+        slowest = max(per_crop, key=per_crop.__getitem__)
         return {
             "scorer_crops_per_s": round(scorer_rate, 1),
             "pipeline_crops_per_s": round(pipeline_rate, 2),

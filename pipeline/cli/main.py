@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -285,7 +286,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-COMMANDS = {"scan": cmd_scan, "demo": cmd_demo, "query": cmd_query, "report": cmd_report, "bench": cmd_bench}
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "scan": cmd_scan,
+    "demo": cmd_demo,
+    "query": cmd_query,
+    "report": cmd_report,
+    "bench": cmd_bench,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

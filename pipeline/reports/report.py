@@ -98,7 +98,7 @@ def histogram_png(sessions: list[dict], threshold: float | None) -> str:
     FigureCanvasAgg(fig)
     ax = fig.subplots()
     scores = [s["spoof_score"] for s in sessions if s["spoof_score"] is not None]
-    ax.hist(scores, bins=np.linspace(0, 1, 41), color="#4a78b5")
+    ax.hist(scores, bins=np.linspace(0, 1, 41).tolist(), color="#4a78b5")
     if threshold is not None:
         ax.axvline(threshold, color="#c0392b", ls="--", label=f"threshold {threshold:.3f}")
         ax.legend(loc="upper center")
@@ -112,6 +112,12 @@ def _series(frames: list[dict], column: str) -> tuple[np.ndarray, np.ndarray]:
     t = np.array([f["pts_s"] for f in frames], dtype=np.float64)
     v = np.array([np.nan if f.get(column) is None else f[column] for f in frames], dtype=np.float64)
     return t, v
+
+
+def blink_spans(session: dict) -> list[tuple[float, float]]:
+    """The blinks the scan counted, as it stored them (``start_s``, ``end_s``): the report
+    draws these and never counts again, so what it shows is the session's ``blink_count``."""
+    return [(b["start_s"], b["end_s"]) for b in session.get("blinks") or []]
 
 
 def timeline_png(session: dict, frames: list[dict]) -> str:
@@ -130,8 +136,8 @@ def timeline_png(session: dict, frames: list[dict]) -> str:
     _, ear_r = _series(frames, "ear_right")
     ax_ear.plot(t, ear_l, lw=1, label="left eye")
     ax_ear.plot(t, ear_r, lw=1, label="right eye")
-    for k, blink in enumerate(session.get("blinks") or []):  # the blinks the scan counted, as it stored them
-        ax_ear.axvspan(blink["start_s"], blink["end_s"], color="#f1c40f", alpha=0.4, label="blink" if k == 0 else None)
+    for k, (start, end) in enumerate(blink_spans(session)):
+        ax_ear.axvspan(start, end, color="#f1c40f", alpha=0.4, label="blink" if k == 0 else None)
     ax_ear.set_ylabel("EAR", fontsize=8)
     ax_ear.legend(loc="upper right", fontsize=7, ncol=3)
     _, sim = _series(frames, "similarity_prev")

@@ -86,9 +86,13 @@ class _Analyses:
         import ray
 
         env = task_env()  # workers read s3:// inputs with the driver's storage settings
-        self._remote = ray.remote(
-            num_cpus=1, max_retries=config.ray.session_retries, runtime_env={"env_vars": env} if env else None
-        )(analyse_session)
+        # Ray's stubs reject runtime_env=None (Ray takes it) and type remote functions by
+        # positional parameters only, while analyse_session has keyword-only ones.
+        self._remote: Any = ray.remote(
+            num_cpus=1,
+            max_retries=config.ray.session_retries,
+            runtime_env={"env_vars": env} if env else None,  # type: ignore[arg-type]
+        )(analyse_session)  # type: ignore[arg-type]
         self._config, self._card, self._slots = config, card, slots
         self.todo = list(reversed(sessions))  # popped from the end: first session first
         self.running: dict[Any, tuple[Session, float]] = {}  # ref -> (session, started)
@@ -139,7 +143,8 @@ class _Scorers:
         actor = ray.remote(
             num_cpus=s.num_cpus, num_gpus=s.num_gpus if has_gpu else 0, max_restarts=2, max_task_retries=2
         )(ScoringActor)
-        self.actors = [
+        # untyped handles: Ray types an actor's methods (``.score.remote``) only under @ray.method
+        self.actors: list[Any] = [
             actor.remote(str(checkpoint), s.backend, threads, s.onnx_cache, has_gpu) for _ in range(s.actors)
         ]
         self._backend_ref = self.actors[0].backend.remote()  # asked now, read at the end

@@ -107,7 +107,7 @@ def export_onnx(checkpoint: str | Path, path: str | Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            with_softmax(model), example, str(path), input_names=["input"], output_names=["probs"],
+            with_softmax(model), (example,), str(path), input_names=["input"], output_names=["probs"],
             dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}}, opset_version=17, dynamo=False,
         )  # fmt: skip
 

@@ -193,7 +193,6 @@ class FramePath:
             clock.charge(self.costs["signals"], items=0)
         cols = self._columns
         n = len(cols.frame_index)
-        records = FrameRecords.empty(n)
 
         def column(values: list, width: int | None = None) -> np.ndarray:
             if len(values) != n:  # signals off: the column stays null
@@ -206,7 +205,7 @@ class FramePath:
             n_faces=np.asarray(cols.n_faces, np.int32),
             face_score=np.asarray(cols.face_score, np.float32),
             bbox=np.asarray(cols.bbox, np.float32).reshape(n, 4),
-            spoof_score=records.spoof_score,
+            spoof_score=np.full(n, np.nan, np.float32),  # filled in once the crops are scored
             similarity_prev=column(cols.similarity_prev),
             ear_left=column(cols.ear_left),
             ear_right=column(cols.ear_right),

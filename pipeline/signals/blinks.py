@@ -61,7 +61,7 @@ def open_baseline(times: np.ndarray, ear: np.ndarray, config: BlinkConfig) -> np
     return out
 
 
-def _openness(ear_l: np.ndarray, ear_r: np.ndarray, ref_l: float, ref_r: float) -> np.ndarray:
+def _openness(ear_l: np.ndarray, ear_r: np.ndarray, ref_l: np.ndarray | float, ref_r: np.ndarray | float) -> np.ndarray:
     """Mean over the readable eyes of EAR / reference; NaN where neither eye is readable."""
     ratios = np.stack([ear_l / ref_l, ear_r / ref_r])  # a NaN reference leaves that eye out
     valid = np.isfinite(ratios)

@@ -155,7 +155,7 @@ def export_onnx(network: Any, card: OcclusionCard, path: str | Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapped, example, str(path), input_names=["crops"], output_names=["probs"],
+            wrapped, (example,), str(path), input_names=["crops"], output_names=["probs"],
             dynamic_axes={"crops": {0: "batch"}, "probs": {0: "batch"}}, opset_version=17, dynamo=False,
         )  # fmt: skip
     network.eval()  # export puts the wrapper back in its former mode; keep the network in eval

@@ -39,7 +39,7 @@ def _strip_extension(relative: str) -> str:
 
 
 def _videos_under(root: Path, extensions: set[str]) -> list[Path]:
-    found = []
+    found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(

@@ -14,11 +14,11 @@ from pipeline.schema import REGIONS
 from pipeline.signals.occlusion import OcclusionCard, OcclusionScorer, load_occlusion_checkpoint, read_occlusion_card
 from training.face_sources import load_face_sources
 from training.occlusion import (
-    ScannerFacePath,
     choose_thresholds,
     frame_metrics,
     predict,
     render_region_data,
+    scanner_path,
     subjects_by_split,
     train_occlusion,
 )
@@ -60,11 +60,9 @@ def test_region_data_keeps_to_its_subjects_and_labels_the_covered_regions():
     sources = load_face_sources()
     splits = subjects_by_split(sources, 0)
     assert not set(splits["train"]) & set(splits["test"]) and not set(splits["val"]) & set(splits["test"])
-    path = ScannerFacePath()
-    try:
-        data = render_region_data(sources, splits["test"][:3], 24, OcclusionCard(), np.random.default_rng(1), path)
-    finally:
-        path.close()
+    data = render_region_data(
+        sources, splits["test"][:3], 24, OcclusionCard(), np.random.default_rng(1), scanner_path()
+    )
     assert data.frames_rendered >= 24 and 0 < len(data) <= data.frames_rendered
     assert set(data.subjects) <= set(splits["test"][:3])
     assert data.crops.shape == (len(data), 4, 40, 40, 3) and data.crops.dtype == np.uint8

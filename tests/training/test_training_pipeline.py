@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -19,8 +17,9 @@ from pipeline.cli.main import main
 from pipeline.faces.crop import CropSpec
 from pipeline.faces.detect import FaceDetector, crop_main_face
 from pipeline.scoring.model import DEFAULT_MODEL_DIR, load_checkpoint, read_card
+from tests.helpers import kill_when
 from tests.videos import face_scene
-from training.preprocess import preprocess, read_image_rgb
+from training.preprocess import preprocess, read_crop_spec, read_image_rgb
 
 SIZE = 64
 
@@ -60,6 +59,27 @@ def processed(raw: Path, tmp_path_factory) -> Path:
     return out
 
 
+def train_args(processed: Path, out: Path, *settings: str) -> list[str]:
+    """``liveness train`` on the tiny crops at their size and batches of 4, with ``key=value`` settings."""
+    args = [
+        "train",
+        "--data",
+        str(processed),
+        "--out",
+        str(out),
+        "--set",
+        f"input_size={SIZE}",
+        "--set",
+        "batch_size=4",
+    ]
+    return args + [arg for setting in settings for arg in ("--set", setting)]
+
+
+def resumable_args(processed: Path, out: Path, epochs: int) -> list[str]:
+    """Training runs of one batch per epoch that never stop early: a kill lands in a known epoch."""
+    return train_args(processed, out, f"epochs={epochs}", "max_train_batches=1", "patience=100")
+
+
 def test_training_crop_equals_scanner_crop(raw: Path, processed: Path):
     image = read_image_rgb(raw / "live" / "s0_0.png")
     with FaceDetector() as detector:
@@ -69,23 +89,7 @@ def test_training_crop_equals_scanner_crop(raw: Path, processed: Path):
 
 def test_a_few_steps_of_training_give_a_loadable_checkpoint_and_card(processed: Path, tmp_path: Path):
     out = tmp_path / "ckpt"
-    argv = [
-        "train",
-        "--data",
-        str(processed),
-        "--out",
-        str(out),
-        "--set",
-        f"input_size={SIZE}",
-        "--set",
-        "epochs=2",
-        "--set",
-        "batch_size=4",
-        "--set",
-        "max_train_batches=2",
-        "--set",
-        "version=test-tiny",
-    ]
+    argv = train_args(processed, out, "epochs=2", "max_train_batches=2", "version=test-tiny")
     assert main(argv) == 0
     model, card = load_checkpoint(out)
     assert card.trained and card.version == "test-tiny" and card.input_size == SIZE and card.crop_scale == 1.6
@@ -114,24 +118,25 @@ def test_a_few_steps_of_training_give_a_loadable_checkpoint_and_card(processed: 
 @pytest.fixture(scope="module")
 def tiny_model(processed: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny")
-    main(
-        [
-            "train",
-            "--data",
-            str(processed),
-            "--out",
-            str(out),
-            "--set",
-            f"input_size={SIZE}",
-            "--set",
-            "epochs=1",
-            "--set",
-            "batch_size=4",
-            "--set",
-            "max_train_batches=1",
-        ]
-    )
+    assert main(train_args(processed, out, "epochs=1", "max_train_batches=1")) == 0
     return out
+
+
+def test_the_crops_rule_the_cards_crop(processed: Path, tmp_path: Path, capsys):
+    """preprocess records the crop; train takes it from there and refuses a setting that contradicts it."""
+    assert read_crop_spec(processed) == CropSpec(size=SIZE, scale=1.6)
+    args = ["train", "--data", str(processed), "--out", str(tmp_path / "m"), "--set", "epochs=1"]
+    assert main([*args, "--set", "crop_scale=2.0"]) == 2
+    assert "crop_scale=2.0 conflicts with the crops" in capsys.readouterr().err
+    assert main([*args, "--set", f"input_size={SIZE * 2}"]) == 2
+    assert f"input_size={SIZE * 2} conflicts" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+    (processed / "crop_spec.json").rename(tmp_path / "spec.json")
+    try:
+        assert main(args) == 2
+        assert "crop_spec.json not found" in capsys.readouterr().err
+    finally:
+        (tmp_path / "spec.json").rename(processed / "crop_spec.json")
 
 
 def test_predict_on_a_face_image(raw: Path, tiny_model: Path, capsys):
@@ -194,11 +199,16 @@ def test_evaluate_writes_every_key_the_plot_and_the_threshold_into_the_card(
     assert updated.threshold_method == "bpcer20" and updated.metrics["acer"] == written["acer"]
 
 
-def test_evaluate_leaves_the_shipped_card_alone_unless_told(processed: Path, tmp_path: Path, capsys):
+def test_evaluate_leaves_the_shipped_card_alone_unless_told(raw: Path, processed: Path, tmp_path: Path, capsys):
     assert main(["evaluate", "--data", str(processed)]) == 2
     assert "shipped model" in capsys.readouterr().err
+    # the shipped model is never measured on crops it was not made for (these are 64 px)
+    assert main(["evaluate", "--data", str(processed), "--no-card", "--out", str(tmp_path)]) == 2
+    assert "were cut at 64 px, scale 1.6; this model needs 128 px" in capsys.readouterr().err
+    own = tmp_path / "processed128"
+    preprocess(raw, own, crop=read_card(DEFAULT_MODEL_DIR).crop_spec)
     before = (DEFAULT_MODEL_DIR / "model.json").read_bytes()
-    assert main(["evaluate", "--data", str(processed), "--no-card", "--out", str(tmp_path)]) == 0
+    assert main(["evaluate", "--data", str(own), "--no-card", "--out", str(tmp_path)]) == 0
     assert (DEFAULT_MODEL_DIR / "model.json").read_bytes() == before
     assert set(EVALUATION_KEYS) <= set(json.loads((tmp_path / "evaluation.json").read_text()))
 
@@ -228,47 +238,20 @@ def test_data_check_names_a_subject_found_in_two_splits(processed: Path, tmp_pat
     assert "FAIL" in report and "subject `s0`: test, train" in report
 
 
-def _train_args(processed: Path, out: Path, epochs: int) -> list[str]:
-    return [
-        "train",
-        "--data",
-        str(processed),
-        "--out",
-        str(out),
-        "--set",
-        f"input_size={SIZE}",
-        "--set",
-        f"epochs={epochs}",
-        "--set",
-        "batch_size=4",
-        "--set",
-        "max_train_batches=1",
-        "--set",
-        "patience=100",
-    ]
-
-
 def test_training_killed_mid_run_resumes_where_it_stopped(processed: Path, tmp_path: Path, caplog):
     caplog.set_level(logging.INFO)
     out = tmp_path / "ckpt"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", *_train_args(processed, out, 200)],
+        [sys.executable, "-m", "pipeline.cli", *resumable_args(processed, out, 200)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        deadline = time.monotonic() + 300
-        while not (out / "resume.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1.0)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    kill_when(proc, (out / "resume.pt").exists, timeout=300, poll_s=0.2, grace_s=1.0)
     assert (out / "resume.pt").exists() and not (out / "model.json").exists()
     import torch
 
     done = int(torch.load(out / "resume.pt", weights_only=True)["epoch"]) + 1
-    assert main(_train_args(processed, out, done + 2)) == 0
+    assert main(resumable_args(processed, out, done + 2)) == 0
     assert f"resuming after epoch {done}" in caplog.text
     card = read_card(out)
     assert [h["epoch"] for h in card.history] == list(range(1, done + 3))
@@ -281,5 +264,5 @@ def test_resume_with_another_configuration_is_refused(processed: Path, tmp_path:
     import torch
 
     torch.save({"config": "something else", "epoch": 0}, out / "resume.pt")
-    assert main(_train_args(processed, out, 3)) == 2
+    assert main(resumable_args(processed, out, 3)) == 2
     assert "another configuration" in capsys.readouterr().err

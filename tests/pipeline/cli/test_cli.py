@@ -1,4 +1,4 @@
-"""The CLI end to end: real PyAV, MediaPipe, Ray and the shipped network; Parquet read back with DuckDB."""
+"""The CLI end to end: real PyAV, MediaPipe, Ray and the shipped network; Parquet read back with pyarrow and DuckDB."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pipeline.checkpoint import save_checkpoint
 from pipeline.cli.main import main
 from pipeline.schema import FRAME_COLUMNS, SESSION_COLUMNS
 from pipeline.scoring.model import ModelCard, create_model
+from tests.helpers import sessions_by_id
 from tests.videos import (
     write_empty,
     write_face_video,
@@ -39,13 +40,8 @@ def scanned(mixed_folder: Path, tmp_path_factory, ray_session, shipped_model) ->
     return out
 
 
-def sessions(out: Path) -> dict[str, dict]:
-    rel = duckdb.sql(f"select * from read_parquet('{out}/sessions/*/*.parquet', hive_partitioning=true)")
-    return {row["session_id"]: row for row in (dict(zip(rel.columns, r, strict=False)) for r in rel.fetchall())}
-
-
 def test_one_row_per_input_with_the_right_status(scanned: Path):
-    rows = sessions(scanned)
+    rows = sessions_by_id(scanned)
     assert set(rows) == {"face", "phone uploads/sélfie 1", "no_face", "empty", "text"}
     assert {k: v["status"] for k, v in rows.items()} == {
         "face": "ok",
@@ -57,25 +53,25 @@ def test_one_row_per_input_with_the_right_status(scanned: Path):
 
 
 def test_failures_carry_a_reason(scanned: Path):
-    rows = sessions(scanned)
+    rows = sessions_by_id(scanned)
     assert "empty" in rows["empty"]["error"]
     assert "not a readable video" in rows["text"]["error"]
     assert rows["face"]["error"] is None
 
 
 def test_faces_are_found_in_the_sideways_phone_video(scanned: Path):
-    phone = sessions(scanned)["phone uploads/sélfie 1"]
+    phone = sessions_by_id(scanned)["phone uploads/sélfie 1"]
     assert phone["rotation"] == 90 and (phone["width"], phone["height"]) == (640, 480)
     assert phone["face_ratio"] > 0.8 and phone["frames_scored"] >= 8
 
 
 def test_scored_sessions_have_scores_and_decisions(scanned: Path):
     for sid in ("face", "phone uploads/sélfie 1"):
-        row = sessions(scanned)[sid]
+        row = sessions_by_id(scanned)[sid]
         assert 0.0 <= row["spoof_score"] <= row["spoof_score_max"] <= 1.0
         assert row["decision"] in ("live", "spoof", "review")
         assert row["model_version"] and row["run_id"] and row["scanned_at"] is not None
-    assert sessions(scanned)["no_face"]["decision"] == "review"
+    assert sessions_by_id(scanned)["no_face"]["decision"] == "review"
 
 
 def test_frames_dataset_matches_sessions(scanned: Path):
@@ -84,7 +80,7 @@ def test_frames_dataset_matches_sessions(scanned: Path):
             f"select session_id, count(*) from read_parquet('{scanned}/frames/*/*.parquet') group by 1"
         ).fetchall()
     )
-    rows = sessions(scanned)
+    rows = sessions_by_id(scanned)
     for sid, row in rows.items():
         assert counts.get(sid, 0) == row["frames_sampled"]
     scored = duckdb.sql(
@@ -111,8 +107,8 @@ def test_manifest_extra_columns_reach_the_output(mixed_folder: Path, tmp_path: P
         main(["scan", str(manifest), "--out", str(tmp_path / "out"), "--quiet", "--set", "aggregate.method=median"])
         == 0
     )
-    (row,) = sessions(tmp_path / "out").values()
-    assert row["session_id"] == "c-1" and row["extra"] == {"customer": "4711"} and row["status"] == "ok"
+    (row,) = sessions_by_id(tmp_path / "out").values()
+    assert row["session_id"] == "c-1" and row["extra"] == [("customer", "4711")] and row["status"] == "ok"
 
 
 @pytest.mark.parametrize(

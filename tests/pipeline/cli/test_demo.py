@@ -7,6 +7,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.cli.main import main
+from tests.helpers import sessions_by_id
 
 
 def test_demo_scans_every_sample_and_prints_a_summary(tmp_path: Path, ray_session, shipped_model, capsys, monkeypatch):
@@ -16,11 +17,7 @@ def test_demo_scans_every_sample_and_prints_a_summary(tmp_path: Path, ray_sessio
     assert "demo sessions" in printed and "reports" in printed
     report = next((tmp_path / "demo" / "reports").glob("report-*.html"))
     assert "Flagged sessions" in report.read_text() and f"{report.name}" in printed.replace("\n", "")
-    rows = dict(
-        duckdb.sql(
-            f"select session_id, status from read_parquet('{tmp_path}/demo/reports/sessions/*/*.parquet')"
-        ).fetchall()
-    )
+    rows = {sid: r["status"] for sid, r in sessions_by_id(tmp_path / "demo" / "reports").items()}
     manifest = dict(
         duckdb.sql(f"select session_id, kind from read_csv('{tmp_path}/demo/inputs/manifest.csv')").fetchall()
     )
@@ -33,8 +30,7 @@ def test_demo_scans_every_sample_and_prints_a_summary(tmp_path: Path, ray_sessio
 
 def check_signals_against_truth(tmp_path: Path) -> None:
     """Each demo session was rendered with known truth: the scan must find it."""
-    rel = duckdb.sql(f"select * from read_parquet('{tmp_path}/demo/reports/sessions/*/*.parquet')")
-    rows = {r[0]: dict(zip(rel.columns, r, strict=False)) for r in rel.fetchall()}
+    rows = sessions_by_id(tmp_path / "demo" / "reports")
     manifest = duckdb.sql(f"select * from read_csv('{tmp_path}/demo/inputs/manifest.csv', all_varchar=true)")
     truth = {r[0]: dict(zip(manifest.columns, r, strict=False)) for r in manifest.fetchall()}
     for sid, t in truth.items():

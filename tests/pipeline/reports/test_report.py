@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli.main import main
+from pipeline.reports.report import blink_spans
 from pipeline.run.ledger import Ledger
 from pipeline.run.output import RunWriter
 from pipeline.session.evidence import encode_jpeg
@@ -93,6 +94,7 @@ def output(tmp_path_factory) -> Path:
                 "swap_detected": swap,
                 "swap_at_s": 1.5 if swap else None,
                 "blink_count": 2,
+                "blinks": [(float(t[10]), float(t[11])), (float(t[25]), float(t[26]))],
                 "occluded_regions": ["mouth"] if i == 2 else [],
                 "face_ratio": 1.0,
                 "multi_face_ratio": 0.0,
@@ -175,3 +177,11 @@ def test_report_renders_in_headless_chromium(output: Path, tmp_path: Path):
         timeout=120,
     )
     assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 50_000
+
+
+def test_the_report_draws_the_blinks_the_scan_stored_never_a_recount():
+    """With non-default blink settings the scan's count differs from what default thresholds
+    would find in the EAR series: the report must show the scan's blinks, and all of them."""
+    stored = {"blink_count": 1, "blinks": [{"start_s": 1.0, "end_s": 1.25}]}
+    assert blink_spans(stored) == [(1.0, 1.25)] and len(blink_spans(stored)) == stored["blink_count"]
+    assert blink_spans({"blink_count": None, "blinks": None}) == []  # written before blinks were stored

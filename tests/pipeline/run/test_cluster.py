@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,13 +14,8 @@ import psutil
 import pytest
 
 from pipeline.cli.main import main
+from tests.helpers import free_port, sessions_by_id
 from tests.videos import write_face_video, write_no_face_video, write_sideways_face_video, write_text_as_video
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ray(*args: str, env: dict) -> None:
@@ -35,7 +29,7 @@ def _ray(*args: str, env: dict) -> None:
 def two_node_cluster():
     """A head node (1 CPU) and a second node (2 CPUs) joined over loopback; torn down by their temp dir."""
     temp_dir = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's socket paths must stay short
-    port = _free_port()
+    port = free_port()
     env = os.environ | {"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
     try:
         _ray(
@@ -82,11 +76,17 @@ def archive(tmp_path_factory) -> Path:
 
 
 def _rows(out: Path) -> dict[str, tuple]:
-    rel = duckdb.sql(
-        "select session_id, status, error, frames_sampled, frames_scored, round(spoof_score, 5), decision"
-        f" from read_parquet('{out}/sessions/*/*.parquet')"
-    )
-    return {r[0]: r[1:] for r in rel.fetchall()}
+    return {
+        sid: (
+            r["status"],
+            r["error"],
+            r["frames_sampled"],
+            r["frames_scored"],
+            None if r["spoof_score"] is None else round(r["spoof_score"], 5),
+            r["decision"],
+        )
+        for sid, r in sessions_by_id(out).items()
+    }
 
 
 def _frames(out: Path) -> list[tuple]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
-import time
+from collections import Counter
 from datetime import UTC
 from pathlib import Path
 
@@ -16,19 +14,18 @@ import duckdb
 import pytest
 
 from pipeline.cli.main import main
+from pipeline.errors import LedgerBusy
 from pipeline.run.ledger import COMMITTED_DIR, UNCOMMITTED_DIR, Ledger, input_identity
 from pipeline.run.output import RunWriter
 from pipeline.storage import Store
-from tests.helpers import add_rows
+from tests.helpers import add_rows, kill_when, read_sessions, scan_process
 from tests.videos import write_face_video, write_no_face_video
 
 
 def session_counts(out: Path) -> dict[str, int]:
     if not list(out.glob("sessions/*/*.parquet")):
         return {}
-    return dict(
-        duckdb.sql(f"select session_id, count(*) from read_parquet('{out}/sessions/*/*.parquet') group by 1").fetchall()
-    )
+    return dict(Counter(r["session_id"] for r in read_sessions(out)))
 
 
 def frame_sessions(out: Path) -> dict[str, int]:
@@ -107,7 +104,7 @@ def test_a_second_writer_is_refused(tmp_path: Path):
     first, second = Ledger(Store(tmp_path)), Ledger(Store(tmp_path))
     first.lock()
     try:
-        with pytest.raises(Exception, match="another liveness run"):
+        with pytest.raises(LedgerBusy, match="another liveness run"):
             second.lock()
     finally:
         first.unlock()
@@ -154,44 +151,31 @@ def test_incremental_runs_rescan_and_new_model(archive: Path, tmp_path: Path, ra
     card = json.loads((model / "model.json").read_text())
     (model / "model.json").write_text(json.dumps(card | {"version": "test-v2"}))
     assert main(["scan", str(archive), "--out", str(out), "--quiet", "--model", str(model)]) == 0
-    versions = duckdb.sql(
-        "select session_id, list(distinct model_version order by model_version)"
-        f" from read_parquet('{out}/sessions/*/*.parquet') group by 1"
-    ).fetchall()
-    assert {sid: v for sid, v in versions} == {s: sorted([card["version"], "test-v2"]) for s in ("a", "b", "c")}
+    versions: dict[str, set[str]] = {}
+    for r in read_sessions(out):
+        versions.setdefault(r["session_id"], set()).add(r["model_version"])
+    assert {sid: sorted(v) for sid, v in versions.items()} == {
+        s: sorted([card["version"], "test-v2"]) for s in ("a", "b", "c")
+    }
 
 
 def _scan_process(inputs: Path, out: Path) -> subprocess.Popen:
-    argv = [
-        sys.executable,
-        "-m",
-        "pipeline.cli",
-        "scan",
-        str(inputs),
-        "--out",
-        str(out),
-        "--quiet",
-        "--set",
-        "output.sessions_per_file=1",
+    return scan_process(
+        inputs,
+        out,
         "--set",
         "ray.num_cpus=2",
         "--set",
-        "scoring.batch_size=4",
-    ]  # small batches: sessions commit one by one, not all in one last batch
-    return subprocess.Popen(
-        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ | {"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+        "scoring.batch_size=4",  # small batches: sessions commit one by one, not all in one last batch
+        stdout=subprocess.DEVNULL,
+        env=os.environ | {"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"},
     )
 
 
-def _kill_after(proc: subprocess.Popen, out: Path, committed: int, timeout: float = 240) -> int:
-    """SIGKILL the run (and its Ray processes) once ``committed`` sessions files exist; returns how many there were."""
-    deadline = time.monotonic() + timeout
-    while (
-        proc.poll() is None and time.monotonic() < deadline and len(list(out.glob("sessions/*/*.parquet"))) < committed
-    ):
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)  # Ray's local processes share the driver's fate
-    proc.wait()
+def _kill_after(proc: subprocess.Popen, out: Path, committed: int) -> int:
+    """SIGKILL the run (and so its Ray processes, which share the driver's fate) once ``committed`` sessions files
+    exist; returns how many there were."""
+    kill_when(proc, lambda: len(list(out.glob("sessions/*/*.parquet"))) >= committed, timeout=240, poll_s=0.02)
     return len(list(out.glob("sessions/*/*.parquet")))
 
 

@@ -4,44 +4,28 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
 
 from pipeline.cli.main import main
 from pipeline.storage import Store
+from tests.helpers import free_port, sessions_by_id
 from tests.videos import write_empty, write_face_video, write_no_face_video
 
 BUCKET = "kyc"
-
-
-def _free_port() -> int:
-    """A loopback port whose gRPC twin (port + 10000, SeaweedFS's rule) is free too."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + 10000 < 65536:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port + 10000))
-                    return port
-                except OSError:
-                    continue
-    raise RuntimeError("no free port pair")
 
 
 @pytest.fixture(scope="module")
 def s3_server(tmp_path_factory):
     weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     data = tmp_path_factory.mktemp("seaweedfs")
-    ports = {name: _free_port() for name in ("master", "volume", "filer", "s3")}
+    # each port's gRPC twin (port + 10000, SeaweedFS's rule) must be free too
+    ports = {name: free_port(twin_offset=10000) for name in ("master", "volume", "filer", "s3")}
     proc = subprocess.Popen(
         [
             weed,
@@ -103,13 +87,6 @@ def _upload(admin: pafs.S3FileSystem, local: Path, key: str) -> None:
         f.write(local.read_bytes())
 
 
-def _sessions(admin: pafs.S3FileSystem, prefix: str) -> dict[str, dict]:
-    table = ds.dataset(
-        f"{BUCKET}/{prefix}/sessions", filesystem=admin, format="parquet", partitioning="hive"
-    ).to_table()
-    return {r["session_id"]: r for r in table.to_pylist()}
-
-
 def test_scan_reads_and_writes_object_storage(s3_server, tmp_path: Path, ray_session, shipped_model, capsys):
     admin = s3_server
     local = tmp_path / "videos"
@@ -138,7 +115,7 @@ def test_scan_reads_and_writes_object_storage(s3_server, tmp_path: Path, ray_ses
         )
         == 0
     )
-    rows = _sessions(admin, "out")
+    rows = sessions_by_id(f"{BUCKET}/out", filesystem=admin)
     assert {k: v["status"] for k, v in rows.items()} == {
         "face": "ok",
         "none": "no_face",
@@ -154,12 +131,7 @@ def test_scan_reads_and_writes_object_storage(s3_server, tmp_path: Path, ray_ses
 
     # the same scan of the local copy gives the same scores
     assert main(["scan", str(local / "face.mp4"), "--out", str(tmp_path / "local-out"), "--quiet"]) == 0
-    local_rows = {
-        r["session_id"]: r
-        for r in ds.dataset(tmp_path / "local-out" / "sessions", format="parquet", partitioning="hive")
-        .to_table()
-        .to_pylist()
-    }
+    local_rows = sessions_by_id(tmp_path / "local-out")
     assert abs(local_rows["face"]["spoof_score"] - rows["face"]["spoof_score"]) < 1e-6
 
     capsys.readouterr()
