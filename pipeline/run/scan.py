@@ -5,7 +5,8 @@ run as Ray tasks, one per session, a bounded number ahead of scoring, so memory 
 however many sessions there are (:class:`_Analyses`); their crops are pooled across
 sessions into batches (:class:`~pipeline.run.batcher.CropBatcher`) for scoring actors that
 load the model once (:class:`_Scorers`); a session is assembled into its rows when all its
-crops are scored, and committed in chunks (:class:`~pipeline.run.output.RunWriter`).
+crops are scored (:class:`_Sessions`), and committed in chunks
+(:class:`~pipeline.run.output.RunWriter`).
 """
 
 from __future__ import annotations
@@ -196,6 +197,54 @@ class _Scorers:
             ray.kill(actor)
 
 
+class _Sessions:
+    """Sessions from their analysis to their commit: queued for scores, then assembled into
+    rows, written, counted; a session whose scoring failed for good becomes a failed row."""
+
+    def __init__(
+        self,
+        run: RunContext,
+        keys: dict[str, str],
+        batcher: CropBatcher,
+        writer: RunWriter,
+        summary: ScanSummary,
+        progress: _Progress,
+        started: float,
+    ) -> None:
+        self.run, self.keys, self.batcher, self.writer = run, keys, batcher, writer
+        self.summary, self.progress, self.started = summary, progress, started
+        self.waiting: dict[str, SessionAnalysis] = {}  # analysed sessions awaiting their scores
+
+    def analysed(self, analysis: SessionAnalysis) -> None:
+        """A finished analysis: its crops go to the batcher, or it is committed at once (no crop)."""
+        if analysis.error is not None or analysis.n_crops == 0:
+            self.commit(analysis, None)
+            return
+        self.waiting[analysis.session.session_id] = analysis
+        self.batcher.add(analysis.session.session_id, analysis.frames.crops)
+
+    def scored(self, batch: Batch, scores: np.ndarray | None, failure: str | None) -> None:
+        """A batch's scores (or its failure for good): commit the sessions it completes (or fails)."""
+        if scores is not None:
+            for sid, session_scores in self.batcher.scored(batch, scores):
+                self.commit(self.waiting.pop(sid), session_scores)
+            return
+        lost = [sid for sid in batch.session_ids() if sid in self.batcher]
+        self.batcher.drop(lost)
+        for sid in lost:
+            analysis = self.waiting.pop(sid)
+            self.commit(
+                SessionAnalysis.failed(analysis.session, failure or "scoring failed", video=analysis.video), None
+            )
+
+    def commit(self, analysis: SessionAnalysis, scores: np.ndarray | None) -> None:
+        """Assemble one session's rows and hand them to the writer."""
+        done = assemble_session(analysis, scores, self.run, self.keys.get(analysis.session.session_id))
+        self.writer.add(done)
+        self.summary.count(done.row, self.started)
+        self.progress.advance()
+
+
 def run_scan(
     sessions: list[Session],
     config: ScanConfig,
@@ -237,7 +286,6 @@ def run_scan(
         sessions, config, card, slots=max(1, cpus - int(config.scoring.num_cpus * config.scoring.actors))
     )
     batcher = CropBatcher(config.scoring.batch_size)
-    waiting: dict[str, SessionAnalysis] = {}  # analysed sessions awaiting their scores
     # The first analyses go first: they take the workers Ray has already started, while the
     # actors, whose first batch comes only when an analysis ends, start processes of their own.
     analyses.submit(0, max_in_flight)
@@ -246,31 +294,7 @@ def run_scan(
         "run %s: %d sessions on %d Ray node(s), model %s, %d scoring actor(s)",
         run.run_id, len(sessions), summary.nodes, card.version, len(scorers.actors),
     )  # fmt: skip
-    bar = _Progress(len(sessions), progress)
-
-    def finish(analysis: SessionAnalysis, scores: np.ndarray | None) -> None:
-        done = assemble_session(analysis, scores, run, keys.get(analysis.session.session_id))
-        writer.add(done)
-        summary.count(done.row, started)
-        bar.advance()
-
-    def analysed(analysis: SessionAnalysis) -> None:
-        if analysis.error is not None or analysis.n_crops == 0:
-            finish(analysis, None)
-            return
-        waiting[analysis.session.session_id] = analysis
-        batcher.add(analysis.session.session_id, analysis.frames.crops)
-
-    def scored(batch: Batch, scores: np.ndarray | None, failure: str | None) -> None:
-        if scores is not None:
-            for sid, session_scores in batcher.scored(batch, scores):
-                finish(waiting.pop(sid), session_scores)
-            return
-        lost = [sid for sid in batch.session_ids() if sid in batcher]
-        batcher.drop(lost)
-        for sid in lost:
-            analysis = waiting.pop(sid)
-            finish(SessionAnalysis.failed(analysis.session, failure or "scoring failed", video=analysis.video), None)
+    sessions_done = _Sessions(run, keys, batcher, writer, summary, _Progress(len(sessions), progress), started)
 
     try:
         while analyses.todo or analyses.running or scorers.running or batcher.queued:
@@ -279,15 +303,15 @@ def run_scan(
             ready, _ = ray.wait([*analyses.running, *scorers.running], num_returns=1, timeout=1.0)
             for ref in ready:
                 if ref in analyses.running:
-                    analysed(analyses.take(ref))
+                    sessions_done.analysed(analyses.take(ref))
                 else:
-                    scored(*scorers.take(ref))
+                    sessions_done.scored(*scorers.take(ref))
             for analysis in analyses.expired():
-                finish(analysis, None)
+                sessions_done.commit(analysis, None)
         writer.flush()
         summary.backend = scorers.backend()
     finally:
-        bar.close()
+        sessions_done.progress.close()
         scorers.close()
     summary.wall_s = time.perf_counter() - started
     summary.files = [str(p) for p in writer.files]

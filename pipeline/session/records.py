@@ -117,10 +117,13 @@ class FrameRecords:
             "model_version": pa.array([model_version] * n, pa.string()),
             "run_id": pa.array([run_id] * n, pa.string()),
         }
+        # Copied (np.array), not wrapped: Arrow would share the numpy buffers, and arrays that came
+        # back from a Ray worker live in its object store, which a buffered table would then keep
+        # whole (crops included) until its chunk is written.
         arrays = [
             columns[f.name]
             if isinstance(columns[f.name], pa.Array)
-            else pa.array(columns[f.name], f.type, from_pandas=True)
+            else pa.array(np.array(columns[f.name]), f.type, from_pandas=True)
             for f in FRAME_SCHEMA
         ]
         return pa.Table.from_arrays(arrays, schema=FRAME_SCHEMA)

@@ -73,3 +73,14 @@ def test_a_session_row_carries_the_verdicts_and_the_stored_blinks():
     failed = assemble_session(SessionAnalysis.failed(analysis.session, "empty file (0 bytes)"), None, run, None)
     assert (failed.row.status, failed.row.error, failed.row.decision, failed.frames, failed.evidence) == (
         "failed", "empty file (0 bytes)", None, None, None)  # fmt: skip
+
+
+def test_the_frames_table_owns_its_data():
+    """A buffered table must not keep the records' buffers alive: those that come back from
+    a Ray worker live in its object store, with the session's crops beside them."""
+    records = _faces(3, [True, True, True]).with_scores(np.array([0.1, 0.2, 0.3], np.float32))
+    table = records.to_table(session_id="s", model_version="m", run_id="r")
+    records.spoof_score[:] = 0.9
+    records.frame_index[:] = 7
+    assert table.column("spoof_score").to_pylist() == pytest.approx([0.1, 0.2, 0.3])
+    assert table.column("frame_index").to_pylist() == [0, 1, 2]
