@@ -26,3 +26,15 @@ def shipped_model() -> Path:
     card = read_card(DEFAULT_MODEL_DIR)
     assert card.trained, "models/default must hold a trained model"
     return DEFAULT_MODEL_DIR
+
+
+REAL = Path(__file__).resolve().parent.parent.parent / "shared" / "real"
+
+
+@pytest.fixture(scope="session")
+def real_material() -> Path:
+    """The real, licensed material beside the project (``../shared/real``); tests that need
+    it skip with the reason when it is not there."""
+    if not (REAL / "images").is_dir():
+        pytest.skip(f"the real material is not at {REAL} (it ships beside the project, not in it)")
+    return REAL

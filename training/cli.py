@@ -53,8 +53,20 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
         "evaluate", help="ISO/IEC 30107-3 evaluation of a checkpoint; threshold chosen on the validation split"
     )
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="checkpoint directory")
-    p.add_argument("--data", type=Path, required=True, help="preprocessed folder (with crops.csv)")
-    p.add_argument("--out", type=Path, help="where evaluation.json and roc_det.png go (default: the model directory)")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="preprocessed folder (with crops.csv): the model's own test split")
+    source.add_argument(
+        "--images",
+        type=Path,
+        help="labels CSV (path, label live|spoof, attack, subject, split): every scorer on real images",
+    )
+    p.add_argument("--split", help="with --images: only the rows of this split")
+    p.add_argument("--scorer", action="append", default=[], metavar="NAME=DIR", help="with --images: another scorer")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="where the JSON and ROC/DET plot go (default: the model directory; ./evaluation-images with --images)",
+    )
     p.add_argument("--threshold-method", help="eer | bpcerN (e.g. bpcer20); default: the card's method")
     p.add_argument("--seed", type=int, default=0, help="split seed for crops without a split column")
     p.add_argument("--no-card", action="store_true", help="leave the model card as it is")
@@ -77,10 +89,15 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--seed", type=int, default=0, help="seed of the subject split, the rendering and the training")
 
-    p = sub.add_parser("predict", help="spoof score of one image")
-    p.add_argument("--image", type=Path, required=True)
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p = sub.add_parser("predict", help="every scorer on many images: one result per image")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="image files, folders (recursive) or CSV files with a path column"
+    )
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="the b2 scorer's checkpoint")
+    p.add_argument(
+        "--scorer", action="append", default=[], metavar="NAME=DIR", help="another scorer (a checkpoint with a card)"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per image per line")
 
     p = sub.add_parser("export-onnx", help="export a checkpoint to ONNX and check parity with torch")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
@@ -135,6 +152,8 @@ def _require_crops(folder: Path) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate
 
+    if args.images is not None:
+        return evaluate_on_images(args)
     _require_crops(args.data)
     if args.model.resolve() == DEFAULT_MODEL_DIR and not args.no_card:
         raise InputError("refusing to rewrite the shipped model's card: pass --model DIR (a copy) or --no-card")
@@ -150,6 +169,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def evaluate_on_images(args: argparse.Namespace) -> int:
+    """``evaluate --images``: every registered scorer on labelled images, side by side."""
+    from pipeline.config import load_scan_config
+    from pipeline.scoring.registry import resolve_scorers
+    from training.evaluate_images import evaluate_images
+
+    entries = resolve_scorers({"b2": args.model, "reference": None, **scorer_options(args.scorer)})
+    out = args.out or Path("evaluation-images")
+    report = evaluate_images(
+        args.images, entries, review_band=load_scan_config().aggregate.review_band, split=args.split, out=out
+    )
+    print(json.dumps(report, indent=2))
     return 0
 
 
@@ -185,38 +219,34 @@ def cmd_train_occlusion(args: argparse.Namespace) -> int:
 @_command("predict")
 def cmd_predict(args: argparse.Namespace) -> int:
     from pipeline.config import load_scan_config
-    from pipeline.faces.detect import FaceDetector, crop_main_face
-    from pipeline.scoring.scorers import TorchScorer
-    from pipeline.session.aggregate import decide
-    from training.preprocess import read_image_rgb
+    from pipeline.scoring.registry import resolve_scorers
+    from training.predict import image_paths, predict_images
 
-    image = read_image_rgb(args.image) if args.image.is_file() else None
-    if image is None:
-        raise InputError(f"{args.image} is not a readable image")
-    scorer = TorchScorer(args.model)
-    with FaceDetector() as detector:
-        dets = detector.detect(image)
-    main, crop = crop_main_face(image, dets, scorer.card.crop_spec)
-    if main is None:
-        print(f"liveness predict: no face found in {args.image}", file=sys.stderr)
-        return 1
-    assert crop is not None  # crop_main_face gives (None, None) or (index, crop)
-    score = float(scorer(crop[None])[0])
-    result = {
-        "image": str(args.image),
-        "spoof_score": round(score, 6),
-        "decision": decide(score, scorer.card.threshold, load_scan_config().aggregate.review_band),
-        "threshold": scorer.card.threshold,
-        "model_version": scorer.card.version,
-        "face_box": [round(float(v), 1) for v in dets.boxes[main]],
-    }
-    print(
-        json.dumps(result)
-        if args.json
-        else f"{args.image}: spoof_score={score:.4f} decision={result['decision']}"
-        f" (threshold {scorer.card.threshold:.3f})"
-    )
+    entries = resolve_scorers({"b2": args.model, "reference": None, **scorer_options(args.scorer)})
+    paths = image_paths(args.paths)
+    if not paths:
+        raise InputError(f"no image found in {' '.join(args.paths)}")
+    review_band = load_scan_config().aggregate.review_band
+    for prediction in predict_images(paths, entries, review_band=review_band):
+        if args.json:
+            print(json.dumps(prediction.to_json()), flush=True)
+        elif prediction.error or not prediction.face_found:
+            print(f"{prediction.image}: {prediction.error or 'no face found'}")
+        else:
+            scores = ", ".join(f"{name} {score:.4f}" for name, score in prediction.scores.items())
+            print(f"{prediction.image}: {prediction.decision} (spoof_score {prediction.spoof_score}; {scores})")
     return 0
+
+
+def scorer_options(options: list[str]) -> dict[str, str]:
+    """``NAME=DIR`` options as a name -> checkpoint map."""
+    out = {}
+    for option in options:
+        name, sep, path = option.partition("=")
+        if not sep or not name or not path:
+            raise InputError(f"--scorer {option!r} must look like NAME=DIR")
+        out[name] = path
+    return out
 
 
 @_command("export-onnx")

@@ -530,3 +530,21 @@ def evaluation_report(
     report["n_bona_fide"] = int(np.sum(y == 0))
     report["n_attack"] = int(np.sum(y == 1))
     return report
+
+
+def threshold_at_bpcer(scores: ArrayLike, labels: ArrayLike, target: float) -> float:
+    """The lowest threshold (most attacks caught) whose BPCER stays at or under ``target``:
+    an operating point set by how many real people may be rejected, usable where attacks
+    are too few to calibrate on. Candidates are the distinct scores, then +inf.
+
+    >>> threshold_at_bpcer([0.1, 0.2, 0.3, 0.9], [0, 0, 0, 1], 0.34)
+    0.3
+    """
+    s, y = _validate(scores, labels)
+    goal = _check_target(target)
+    live = np.sort(s[y == 0])
+    if live.size == 0:
+        raise ValueError("threshold_at_bpcer needs bona fide scores")
+    thresholds = _candidate_thresholds(s)
+    feasible = _frac_at_or_above(live, thresholds) <= goal
+    return float(thresholds[int(np.flatnonzero(feasible)[0])])

@@ -7,6 +7,7 @@ it works headless and leaves the process-wide matplotlib backend alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from statistics import NormalDist
 
@@ -49,37 +50,54 @@ def plot_roc_det(
     that operating point on both curves. Parent directories are created. Raises
     ValueError for invalid input or when either class is missing.
     """
-    s, y = _validate(scores, labels)
-    fpr, tpr, _ = roc_curve(s, y)  # raises if a class is missing
-    apcer_all, bpcer_all, _ = det_curve(s, y)
-    auc = roc_auc(s, y)
-    eer_rate, _eer_thr = eer(s, y)
+    return plot_roc_det_curves({"": (scores, labels, threshold)}, path, title=title)
 
-    n_min = min(int(np.sum(y == 1)), int(np.sum(y == 0)))
-    lo = min(1e-3, 0.5 / n_min)
+
+def plot_roc_det_curves(
+    curves: Mapping[str, tuple[ArrayLike, ArrayLike, float | None]],
+    path: str | Path,
+    *,
+    title: str | None = None,
+) -> Path:
+    """:func:`plot_roc_det` for several scorers side by side: ``{name: (scores, labels,
+    threshold or None)}``, one curve and one operating point per name, in one PNG."""
+    measured = {name: (*_validate(s, y), t) for name, (s, y, t) in curves.items()}
+    n_min = min(min(int(np.sum(y == 1)), int(np.sum(y == 0))) for _, y, _ in measured.values())
+    lo = min(1e-3, 0.5 / max(n_min, 1))
     hi = 1.0 - lo
 
     fig = Figure(figsize=(11, 5), dpi=100)
     FigureCanvasAgg(fig)
     ax_roc, ax_det = fig.subplots(1, 2)
-
-    ax_roc.plot(fpr, tpr, lw=2, label=f"ROC (AUC = {auc:.4f})")
     ax_roc.plot([0, 1], [0, 1], ls="--", lw=1, color="grey", label="chance")
+    diag = _probit(np.array([lo, hi]))
+    ax_det.plot(diag, diag, ls=":", lw=1, color="grey")
+    for k, (name, (s, y, threshold)) in enumerate(measured.items()):
+        color = f"C{k}"
+        fpr, tpr, _ = roc_curve(s, y)  # raises if a class is missing
+        apcer_all, bpcer_all, _ = det_curve(s, y)
+        eer_rate, _eer_thr = eer(s, y)
+        prefix = f"{name}: " if name else ""
+        ax_roc.plot(fpr, tpr, lw=2, color=color, label=f"{prefix}ROC (AUC = {roc_auc(s, y):.4f})")
+        ax_det.plot(_probit(np.clip(apcer_all, lo, hi)), _probit(np.clip(bpcer_all, lo, hi)), lw=2, color=color,
+                    label=f"{prefix}DET")  # fmt: skip
+        if not math.isnan(eer_rate):
+            e = _probit(np.clip(np.array([eer_rate]), lo, hi))[0]
+            ax_det.plot([e], [e], "o", color="red" if not name else color, label=f"{prefix}EER = {100 * eer_rate:.2f}%")
+        if threshold is not None:
+            t = float(threshold)
+            b = bpcer(s, y, t)
+            a = float(np.mean(s[y == 1] < t))
+            mark = "black" if not name else color
+            ax_roc.plot([b], [1.0 - a], "s", color=mark, label=f"{prefix}threshold {t:.4g}")
+            ax_det.plot(_probit(np.clip(np.array([a]), lo, hi)), _probit(np.clip(np.array([b]), lo, hi)), "s",
+                        color=mark, label=f"{prefix}threshold {t:.4g}")  # fmt: skip
     ax_roc.set_xlim(0, 1)
     ax_roc.set_ylim(0, 1.01)
     ax_roc.set_xlabel("BPCER (bona fide classified as attack)")
     ax_roc.set_ylabel("1 - APCER (attacks detected)")
     ax_roc.set_title("ROC")
     ax_roc.grid(alpha=0.3)
-
-    x = _probit(np.clip(apcer_all, lo, hi))
-    yv = _probit(np.clip(bpcer_all, lo, hi))
-    ax_det.plot(x, yv, lw=2, label="DET")
-    if not math.isnan(eer_rate):
-        e = _probit(np.clip(np.array([eer_rate]), lo, hi))[0]
-        ax_det.plot([e], [e], "o", color="red", label=f"EER = {100 * eer_rate:.2f}%")
-    diag = _probit(np.array([lo, hi]))
-    ax_det.plot(diag, diag, ls=":", lw=1, color="grey")
     ticks = [p for p in _DET_TICKS if lo <= p <= hi]
     tick_pos = _probit(np.array(ticks))
     for set_ticks, set_labels, set_lim in (
@@ -93,22 +111,8 @@ def plot_roc_det(
     ax_det.set_ylabel("BPCER (bona fide classified as attack)")
     ax_det.set_title("DET (normal deviate scale)")
     ax_det.grid(alpha=0.3)
-
-    if threshold is not None:
-        t = float(threshold)
-        b = bpcer(s, y, t)
-        a = float(np.mean(s[y == 1] < t))
-        ax_roc.plot([b], [1.0 - a], "s", color="black", label=f"threshold {t:.4g}")
-        ax_det.plot(
-            _probit(np.clip(np.array([a]), lo, hi)),
-            _probit(np.clip(np.array([b]), lo, hi)),
-            "s",
-            color="black",
-            label=f"threshold {t:.4g}",
-        )
-
-    ax_roc.legend(loc="lower right")
-    ax_det.legend(loc="upper right")
+    ax_roc.legend(loc="lower right", fontsize=8)
+    ax_det.legend(loc="upper right", fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -38,22 +39,41 @@ class CropBox:
         return self.y0 + self.side
 
 
+Fit = Literal["pad", "shift"]
+
+
 @dataclass(frozen=True)
 class CropSpec:
-    """A network's input crop: the square at ``scale`` around the face box, resized to
-    ``size`` x ``size`` pixels. Model cards carry it; training crops record it."""
+    """A network's input crop, resized to ``size`` x ``size`` pixels. Model cards carry it;
+    training crops record it.
+
+    - ``fit="pad"`` (the B2's): the square of side ``scale * max(w, h)`` centred on the face
+      box; what lies outside the frame is black.
+    - ``fit="shift"`` (Silent-Face's): the box's width and height each times ``scale``
+      (capped so the crop fits in the frame), moved back inside the frame, never padded.
+    """
 
     size: int
     scale: float = DEFAULT_CROP_SCALE
+    fit: Fit = "pad"
 
     def __post_init__(self) -> None:
         if not (isinstance(self.size, int) and self.size >= 1):
             raise ValueError(f"crop size must be an integer >= 1, got {self.size!r}")
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise ValueError(f"crop scale must be a finite number > 0, got {self.scale!r}")
+        if self.fit not in ("pad", "shift"):
+            raise ValueError(f"crop fit must be 'pad' or 'shift', got {self.fit!r}")
+
+    @property
+    def key(self) -> str:
+        """A short name of this crop, the same for equal specs (crops are shared by name)."""
+        return f"{self.fit}-{self.scale:g}-{self.size}"
 
     def crop(self, image: np.ndarray, box_xywh: tuple[float, float, float, float]) -> np.ndarray:
         """The crop of the face at ``box_xywh`` in ``image`` (RGB uint8)."""
+        if self.fit == "shift":
+            return shifted_crop(image, box_xywh, scale=self.scale, size=self.size)
         return crop_face(image, box_xywh, scale=self.scale, size=self.size)
 
 
@@ -98,3 +118,47 @@ def crop_face(
     square = extract_square(image, square_crop_box(box_xywh, scale))
     interpolation = cv2.INTER_AREA if square.shape[0] > size else cv2.INTER_LINEAR
     return cv2.resize(square, (size, size), interpolation=interpolation)
+
+
+def shifted_box(
+    image_wh: tuple[int, int], box_xywh: tuple[float, float, float, float], scale: float
+) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)``, inclusive pixel corners of Silent-Face's crop of a face box.
+
+    The box's width and height are each multiplied by ``scale``, capped so that the crop
+    fits in the image, centred on the box, then shifted back inside the image.
+
+    >>> shifted_box((640, 480), (300, 200, 100, 100), 2.7)
+    (215, 115, 485, 385)
+    >>> shifted_box((640, 480), (0, 0, 100, 100), 4.0)  # at the corner: shifted, not cut
+    (0, 0, 400, 400)
+    """
+    w_img, h_img = image_wh
+    x, y, w, h = box_xywh
+    if not (w > 0 and h > 0):
+        raise ValueError(f"face box must have positive width and height, got w={w}, h={h}")
+    scale = min((h_img - 1) / h, (w_img - 1) / w, scale)
+    new_w, new_h = w * scale, h * scale
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0, x1, y1 = cx - new_w / 2, cy - new_h / 2, cx + new_w / 2, cy + new_h / 2
+    if x0 < 0:
+        x1 -= x0
+        x0 = 0
+    if y0 < 0:
+        y1 -= y0
+        y0 = 0
+    if x1 > w_img - 1:
+        x0 -= x1 - w_img + 1
+        x1 = w_img - 1
+    if y1 > h_img - 1:
+        y0 -= y1 - h_img + 1
+        y1 = h_img - 1
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def shifted_crop(
+    image: np.ndarray, box_xywh: tuple[float, float, float, float], *, scale: float, size: int
+) -> np.ndarray:
+    """Silent-Face's model input: :func:`shifted_box` cut out and resized (bilinear) to ``size``."""
+    x0, y0, x1, y1 = shifted_box((image.shape[1], image.shape[0]), box_xywh, scale)
+    return cv2.resize(image[y0 : y1 + 1, x0 : x1 + 1], (size, size))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -21,6 +21,22 @@ from pipeline.errors import ModelError
 from pipeline.faces.crop import DEFAULT_CROP_SCALE, CropSpec
 
 SPOOF_CLASS = 1
+
+
+class RealEvaluation(BaseModel):
+    """Where a scorer was measured on real faces (not renders): the data, how its threshold
+    was chosen, and what it measured. Only scorers with one may decide a session by default."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    data: str = Field(
+        min_length=1, description="the real data measured on, e.g. which images, how many live and attack"
+    )
+    threshold_data: str = Field("", description="the real data the threshold was chosen on (held apart from `data`)")
+    measured_at: str = ""
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+
 DEFAULT_MODEL_DIR = MODELS_DIR / "default"
 ARCHITECTURES = ("efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "tf_efficientnet_lite2")
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
@@ -33,6 +49,7 @@ class ModelCard(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    kind: Literal["timm"] = "timm"
     architecture: str = "efficientnet_b2"
     num_classes: int = Field(2, ge=2, le=2)
     labels: list[str] = Field(default_factory=lambda: ["live", "spoof"])
@@ -55,6 +72,9 @@ class ModelCard(BaseModel):
     best_epoch: int | None = None
     history: list[dict[str, Any]] = Field(default_factory=list)
     created_at: str = ""
+    real_evaluation: RealEvaluation | None = Field(
+        None, description="its measurement on real faces; None = never measured on real data"
+    )
     notes: dict[str, Any] = Field(default_factory=dict, description="free-form facts about the model")
 
     @field_validator("architecture")
@@ -82,6 +102,11 @@ class ModelCard(BaseModel):
     def crop_spec(self) -> CropSpec:
         """The crop this model was trained on and must be given."""
         return CropSpec(size=self.input_size, scale=self.crop_scale)
+
+    @property
+    def crop_specs(self) -> tuple[CropSpec, ...]:
+        """The crops a scorer of this card is given (one)."""
+        return (self.crop_spec,)
 
 
 def create_model(card: ModelCard) -> Any:

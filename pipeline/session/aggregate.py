@@ -5,14 +5,16 @@ Pure functions over the typed records, so every rule here is unit-tested without
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 
 from pipeline.config import AggregateConfig, DecisionConfig
+from pipeline.errors import ModelError
 from pipeline.schema import DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF, STATUS_FAILED, STATUS_NO_FACE, STATUS_OK
+from pipeline.scoring.registry import ScorerEntry
 from pipeline.session.records import FrameRecords, SessionAggregate
 from pipeline.signals.collector import SessionVerdicts
 
@@ -25,6 +27,7 @@ REASON_MULTI_FACE = "multi_face"
 REASON_OCCLUDED = "occluded:"  # followed by the region, e.g. occluded:mouth
 
 _SEVERITY = {"ignore": 0, DECISION_LIVE: 0, DECISION_REVIEW: 1, DECISION_SPOOF: 2}
+Combine = Literal["most_severe", "mean"]
 
 
 def pool_scores(
@@ -116,3 +119,51 @@ def aggregate_session(
         if _SEVERITY[action] > _SEVERITY[decision]:
             decision = action
     return replace(base, status=STATUS_OK, decision=decision, reasons=tuple(reasons))
+
+
+@dataclass(frozen=True)
+class ScoreDecision:
+    """What the deciding scorers make of one face or session: the decision the scores alone
+    give, the score it rests on (0 = real, 1 = spoof), and the scorer that fired (None: live)."""
+
+    decision: str
+    spoof_score: float | None
+    fired: str | None
+
+
+def decide_scores(
+    scores: Mapping[str, float | None],
+    entries: Sequence[ScorerEntry],
+    *,
+    review_band: float,
+    deciders: Sequence[str] | None = None,
+    combine: Combine = "most_severe",
+) -> ScoreDecision:
+    """Combine the deciding scorers' scores (each against its own threshold) into one decision.
+
+    ``deciders`` names the scorers that may decide (default: those measured on real data).
+    ``most_severe``: each decider's own ``spoof`` / ``review`` / ``live`` (its threshold plus or
+    minus ``review_band``), the most severe wins and its score is the one reported.
+    ``mean``: the mean of the deciders' scores against the mean of their thresholds.
+    With no decider (or no score), the scores decide nothing: ``live`` with no score fired.
+    """
+    by_name = {e.name: e for e in entries}
+    names = [e.name for e in entries if e.measured_on_real_data] if deciders is None else list(deciders)
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ModelError(f"deciding scorers {unknown} are not registered; registered: {', '.join(by_name)}")
+    present = [(n, s) for n in names if (s := scores.get(n)) is not None]
+    if not present:
+        return ScoreDecision(DECISION_LIVE, None, None)
+    if combine == "mean":
+        score = float(np.mean([s for _, s in present]))
+        threshold = float(np.mean([by_name[n].threshold for n, _ in present]))
+        decision = decide(score, threshold, review_band)
+        return ScoreDecision(decision, score, None if decision == DECISION_LIVE else "mean")
+    ranked = sorted(
+        ((_SEVERITY[decide(s, by_name[n].threshold, review_band)], s - by_name[n].threshold, n, s) for n, s in present),
+        reverse=True,
+    )
+    level, _, name, score = ranked[0]
+    decision = next(d for d in (DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF) if _SEVERITY[d] == level)
+    return ScoreDecision(decision, float(score), None if decision == DECISION_LIVE else name)

@@ -1,0 +1,133 @@
+"""The scorers: named spoof scorers, each a checkpoint with its card, loaded and run together.
+
+Names are a contract (keys of ``scores``, prefixes of per-scorer columns): the shipped
+EfficientNet-B2 is ``b2`` (``models/default``), the Silent-Face ensemble is ``reference``
+(``models/reference``). A third scorer is a directory with a card, either a B2-style
+checkpoint (``"kind": "timm"``, the default) or ONNX files (``"kind": "onnx"``, see
+:mod:`pipeline.scoring.onnx_model`); it joins by name with no code change.
+
+Which scorers may decide: by default only those whose card records a measurement on
+real faces (``real_evaluation``). A synthetic-only scorer is still computed and shown, but
+cannot make a face ``spoof`` or ``review`` on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.checkpoint import DEFAULT_ONNX_CACHE, checkpoint_paths
+from pipeline.errors import ModelError
+from pipeline.faces.crop import CropSpec
+from pipeline.scoring.model import DEFAULT_MODEL_DIR, ModelCard, read_card
+from pipeline.scoring.onnx_model import DEFAULT_REFERENCE_DIR, OnnxEnsembleScorer, OnnxModelCard, read_onnx_card
+from pipeline.scoring.scorers import Backend, Scorer, build_scorer
+
+ScorerCard = ModelCard | OnnxModelCard
+SHIPPED_SCORERS: dict[str, Path] = {"b2": DEFAULT_MODEL_DIR, "reference": DEFAULT_REFERENCE_DIR}
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+def read_scorer_card(path: str | Path) -> ScorerCard:
+    """The validated card of the scorer checkpoint at ``path``, whatever its kind."""
+    _, card_path = checkpoint_paths(path)
+    try:
+        kind = json.loads(card_path.read_text()).get("kind", "timm")
+    except FileNotFoundError:
+        raise ModelError(f"no model card at {card_path}") from None
+    except (ValueError, OSError, AttributeError) as exc:
+        raise ModelError(f"unreadable model card {card_path}: {exc}") from exc
+    if kind == "onnx":
+        return read_onnx_card(card_path.parent)
+    if kind == "timm":
+        return read_card(path)
+    raise ModelError(f"model card {card_path}: unknown kind {kind!r}; allowed: timm, onnx")
+
+
+@dataclass(frozen=True)
+class ScorerEntry:
+    """One named scorer: where its checkpoint is and what its card says."""
+
+    name: str
+    path: Path
+    card: ScorerCard
+
+    @property
+    def measured_on_real_data(self) -> bool:
+        return self.card.real_evaluation is not None
+
+    @property
+    def threshold(self) -> float:
+        return self.card.threshold
+
+
+def resolve_scorers(models: Mapping[str, str | Path | None]) -> list[ScorerEntry]:
+    """The scorers named in ``models`` (name -> checkpoint; None = the shipped one of that
+    name), every card read and checked before any work: a missing or corrupt model is a
+    :class:`ModelError` naming the file."""
+    entries = []
+    for name, path in models.items():
+        if not NAME_PATTERN.match(name):
+            raise ModelError(f"scorer name {name!r} must be lower-case letters, digits and _ (at most 32)")
+        if path is None:
+            if name not in SHIPPED_SCORERS:
+                raise ModelError(
+                    f"scorer {name!r} needs a model directory; shipped scorers: {', '.join(SHIPPED_SCORERS)}"
+                )
+            path = SHIPPED_SCORERS[name]
+        card = read_scorer_card(path)
+        if not card.trained:
+            raise ModelError(f"the {name} model at {path} is untrained: it never scores")
+        entries.append(ScorerEntry(name, Path(path), card))
+    return entries
+
+
+def crop_specs(entries: Sequence[ScorerEntry]) -> tuple[CropSpec, ...]:
+    """Every distinct crop the scorers need, in the order they first need it."""
+    return tuple(dict.fromkeys(spec for e in entries for spec in e.card.crop_specs))
+
+
+class Scorers:
+    """The scorers of one process, loaded once: crops in, a spoof probability per scorer out."""
+
+    def __init__(
+        self,
+        entries: Sequence[ScorerEntry],
+        *,
+        backend: Backend = "auto",
+        threads: int = 0,
+        cache_dir: str | Path = DEFAULT_ONNX_CACHE,
+        gpu: bool | None = None,
+    ) -> None:
+        self.entries = list(entries)
+        self._run: dict[str, OnnxEnsembleScorer | _SingleCrop] = {}
+        for e in self.entries:
+            if isinstance(e.card, OnnxModelCard):
+                self._run[e.name] = OnnxEnsembleScorer(e.path, threads=threads)
+            else:
+                self._run[e.name] = _SingleCrop(
+                    build_scorer(e.path, backend=backend, threads=threads, cache_dir=cache_dir, gpu=gpu),
+                    e.card.crop_spec,
+                )
+
+    def backends(self) -> dict[str, str]:
+        return {name: run.name for name, run in self._run.items()}
+
+    def __call__(self, crops: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``{scorer name: spoof probabilities (N,)}`` for faces given as ``{crop key: (N, S, S, 3)}``."""
+        return {name: run(crops) for name, run in self._run.items()}
+
+
+class _SingleCrop:
+    """A one-crop scorer (the B2 backends) fed from the crops of every spec."""
+
+    def __init__(self, scorer: Scorer, spec: CropSpec) -> None:
+        self._scorer, self._key, self.name = scorer, spec.key, scorer.name
+
+    def __call__(self, crops: Mapping[str, np.ndarray]) -> np.ndarray:
+        return self._scorer(crops[self._key])

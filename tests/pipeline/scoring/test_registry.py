@@ -1,0 +1,94 @@
+"""The scorer registry: named scorers with their cards, loaded together; decisions only from
+scorers measured on real data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.errors import ModelError
+from pipeline.faces.crop import CropSpec
+from pipeline.scoring.onnx_model import DEFAULT_REFERENCE_DIR
+from pipeline.scoring.registry import Scorers, crop_specs, resolve_scorers
+from pipeline.session.aggregate import decide_scores
+from tests.videos import face_scene
+
+
+def test_the_shipped_scorers_and_their_crops():
+    b2, reference = resolve_scorers({"b2": None, "reference": None})
+    assert (b2.name, b2.measured_on_real_data) == ("b2", False)  # synthetic only: it never decides by default
+    assert reference.measured_on_real_data and reference.card.real_evaluation is not None
+    assert crop_specs([b2, reference]) == (
+        CropSpec(128, 1.6, "pad"), CropSpec(80, 2.7, "shift"), CropSpec(80, 4.0, "shift"))  # fmt: skip
+
+
+def _copy_reference(tmp_path: Path) -> Path:
+    model = tmp_path / "reference"
+    shutil.copytree(DEFAULT_REFERENCE_DIR, model)
+    return model
+
+
+def test_a_missing_or_corrupt_reference_file_is_a_model_error_naming_it(tmp_path: Path):
+    model = _copy_reference(tmp_path)
+    (model / "MiniFASNetV1SE_4.0_80x80.onnx").unlink()
+    with pytest.raises(ModelError, match="MiniFASNetV1SE_4.0_80x80.onnx .*is missing"):
+        resolve_scorers({"reference": model})
+    (model / "MiniFASNetV1SE_4.0_80x80.onnx").write_bytes(b"garbage")
+    [entry] = resolve_scorers({"reference": model})
+    with pytest.raises(ModelError, match="MiniFASNetV1SE_4.0_80x80.onnx is not a loadable ONNX model"):
+        Scorers([entry])
+    (model / "model.json").write_text(json.dumps({"kind": "tflite"}))
+    with pytest.raises(ModelError, match="unknown kind 'tflite'; allowed: timm, onnx"):
+        resolve_scorers({"reference": model})
+    with pytest.raises(ModelError, match="needs a model directory"):
+        resolve_scorers({"mine": None})
+
+
+def test_a_users_own_onnx_scorer_joins_by_its_card(tmp_path: Path):
+    """A third scorer is a folder with ONNX files and a card: here one of the reference's
+    networks alone, given a different crop and no real-data measurement."""
+    model = _copy_reference(tmp_path)
+    card = json.loads((model / "model.json").read_text())
+    card |= {"version": "mine-1", "members": card["members"][:1], "real_evaluation": None, "threshold": 0.7}
+    card["members"][0]["scale"] = 2.0
+    (model / "model.json").write_text(json.dumps(card))
+    entries = resolve_scorers({"reference": None, "mine": model})
+    assert crop_specs(entries)[-1] == CropSpec(80, 2.0, "shift") and not entries[1].measured_on_real_data
+    scorers = Scorers(entries)
+    image = face_scene()
+    box = (170.0, 90.0, 300.0, 300.0)
+    crops = {spec.key: spec.crop(image, box)[None] for spec in crop_specs(entries)}
+    scores = scorers(crops)
+    assert set(scores) == {"reference", "mine"} and all(s.shape == (1,) and 0 <= s[0] <= 1 for s in scores.values())
+
+
+def test_only_scorers_measured_on_real_data_decide(tmp_path: Path):
+    b2, reference = resolve_scorers({"b2": None, "reference": None})
+    entries = [b2, reference]
+    t = reference.threshold
+    # the synthetic-only b2 says spoof: alone it decides nothing
+    verdict = decide_scores({"b2": 0.99, "reference": t - 0.3}, entries, review_band=0.1)
+    assert (verdict.decision, verdict.fired) == ("live", None) and verdict.spoof_score == pytest.approx(t - 0.3)
+    verdict = decide_scores({"b2": 0.0, "reference": min(1.0, t + 0.11)}, entries, review_band=0.1)
+    assert (verdict.decision, verdict.fired) == ("spoof", "reference")
+    assert decide_scores({"b2": 0.99}, entries, review_band=0.1).decision == "live"  # no deciding score
+    # a user who measured b2 on their own data lets it decide through the config
+    verdict = decide_scores({"b2": 0.99, "reference": 0.0}, entries, review_band=0.1, deciders=["b2", "reference"])
+    assert (verdict.decision, verdict.fired) == ("spoof", "b2")
+    mean = decide_scores(
+        {"b2": 0.99, "reference": 0.0}, entries, review_band=0.1, deciders=["b2", "reference"], combine="mean"
+    )
+    assert mean.spoof_score == pytest.approx(0.495)
+    with pytest.raises(ModelError, match="not registered"):
+        decide_scores({"b2": 0.5}, entries, review_band=0.1, deciders=["nope"])
+
+
+def test_a_face_at_the_frame_edge_is_still_cropped_for_the_4x_crop():
+    image = np.zeros((240, 320, 3), np.uint8)
+    for box in ((0.0, 0.0, 60.0, 70.0), (280.0, 190.0, 40.0, 50.0), (10.0, 5.0, 300.0, 230.0)):
+        crop = CropSpec(80, 4.0, "shift").crop(image, box)
+        assert crop.shape == (80, 80, 3)

@@ -1,0 +1,109 @@
+"""The real material in ``../shared/real`` as a labelled image set, split by person.
+
+Builds the ``LABELS.csv`` that ``liveness evaluate --images`` reads (``path``, ``label``
+live|spoof, ``attack``, ``subject``, ``split``) from the folders the material comes in:
+
+- ``images/silent-face/``: ``image_T1.jpg`` a live person, ``image_F1.jpg`` a printed
+  photo, ``image_F2.jpg`` a tablet-screen replay (their names say which);
+- ``images/deepface/``: press photographs of real people (live); ``master.csv``'s
+  same-person pairs group them into subjects, ``img11_reflection.jpg`` is ``img11``'s person;
+- ``images/face_recognition/``: photographs of real people (live), subject from the name.
+
+Splits are by subject, so no person is on both sides: ``tune`` (thresholds may be chosen
+there) and ``test`` (held out from every choice). Subjects go to a split by a hash of their
+id. There are only two attack photos, so they are placed by hand, one on each side (the
+print photo held out in ``test``, the replay in ``tune``): with one side empty of attacks
+nothing about attacks could be chosen or checked.
+
+    uv run python -m training.real_data --real ../shared/real --out data/real_labels.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+from pathlib import Path
+
+from pipeline.atomic import write_aside
+from pipeline.errors import InputError
+from training.preprocess import IMAGE_EXTENSIONS
+
+COLUMNS = ("path", "label", "attack", "subject", "split")
+SPLITS = ("tune", "test")
+ATTACKS = {"image_F1.jpg": ("print", "test"), "image_F2.jpg": ("replay", "tune")}
+
+
+def _split(subject: str) -> str:
+    return SPLITS[int(hashlib.sha256(subject.encode()).hexdigest(), 16) % 2]
+
+
+def _deepface_subjects(folder: Path) -> dict[str, str]:
+    """Image name -> subject id: the connected groups of ``master.csv``'s same-person pairs."""
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
+    with open(folder / "master.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["Decision"].strip() == "Yes":
+                parent[root(row["file_x"])] = root(row["file_y"])
+    return {name: "deepface-" + Path(root(name)).stem for name in parent}
+
+
+def real_labels(real: Path) -> list[dict[str, str]]:
+    """One labelled row per image of the real material (paths absolute)."""
+    images = real / "images"
+    if not images.is_dir():
+        raise InputError(f"{images} not found: point --real at the shared/real folder")
+    rows = []
+    for path in sorted((images / "silent-face").glob("*.jpg")):
+        attack, split = ATTACKS.get(path.name, ("", ""))
+        subject = "silent-face-" + path.stem
+        label = "spoof" if attack else "live"
+        rows.append(
+            {"path": str(path), "label": label, "attack": attack, "subject": subject, "split": split or _split(subject)}
+        )
+    deepface = images / "deepface"
+    groups = _deepface_subjects(deepface)
+    for path in sorted(p for p in deepface.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+        name = path.name.replace("_reflection", "")
+        subject = groups.get(name, "deepface-" + Path(name).stem)
+        rows.append({"path": str(path), "label": "live", "attack": "", "subject": subject, "split": _split(subject)})
+    for path in sorted(p for p in (images / "face_recognition").iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS):
+        person = path.stem.split("_partial")[0].rstrip("0123456789")
+        subject = "face_recognition-" + person
+        rows.append({"path": str(path), "label": "live", "attack": "", "subject": subject, "split": _split(subject)})
+    return rows
+
+
+def write_labels(rows: list[dict[str, str]], out: Path) -> Path:
+    """Write the labels CSV atomically."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return write_aside(out, write)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "real")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    rows = real_labels(args.real)
+    write_labels(rows, args.out)
+    for split in SPLITS:
+        part = [r for r in rows if r["split"] == split]
+        print(f"{split}: {len(part)} images, {sum(r['label'] == 'spoof' for r in part)} attacks, "
+              f"{len({r['subject'] for r in part})} subjects")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
