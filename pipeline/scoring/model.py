@@ -9,18 +9,26 @@ error, never a silent default). Checkpoints are read and written in the one form
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.checkpoint import MODELS_DIR, checkpoint_paths, load_weights, read_checkpoint_card
 from pipeline.errors import ModelError
 from pipeline.faces.crop import DEFAULT_CROP_SCALE, CropSpec
 
 SPOOF_CLASS = 1
+
+
+def _positive_channels(value: tuple[float, float, float]) -> tuple[float, float, float]:
+    if min(value) <= 0:
+        raise ValueError(f"std must be > 0 per channel, got {value}")
+    return value
+
+
+Std = Annotated[tuple[float, float, float], AfterValidator(_positive_channels)]  # a card's per-channel std
 
 
 class RealEvaluation(BaseModel):
@@ -56,7 +64,7 @@ class ModelCard(BaseModel):
     drop_rate: float = Field(0.3, ge=0, lt=1)
     input_size: int = Field(128, ge=32, le=640)
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    std: Std = (0.229, 0.224, 0.225)
     crop_scale: float = Field(DEFAULT_CROP_SCALE, gt=0, le=8)
     threshold: float = Field(0.5, ge=0, le=1)
     threshold_method: str = "eer"
@@ -82,20 +90,6 @@ class ModelCard(BaseModel):
     def _known_architecture(cls, value: str) -> str:
         if value not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {value!r}; allowed: {', '.join(ARCHITECTURES)}")
-        return value
-
-    @field_validator("mean", "std")
-    @classmethod
-    def _finite(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if not all(math.isfinite(v) for v in value):
-            raise ValueError(f"must be finite numbers, got {value}")
-        return value
-
-    @field_validator("std")
-    @classmethod
-    def _positive_std(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if min(value) <= 0:
-            raise ValueError(f"std must be > 0 per channel, got {value}")
         return value
 
     @property

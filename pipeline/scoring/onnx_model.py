@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.checkpoint import CARD_FILE, MODELS_DIR
 from pipeline.errors import ModelError
 from pipeline.faces.crop import CropSpec, Fit
-from pipeline.scoring.model import VERSION_PATTERN, RealEvaluation
+from pipeline.scoring.model import VERSION_PATTERN, RealEvaluation, Std
 
 DEFAULT_REFERENCE_DIR = MODELS_DIR / "reference"
 
@@ -53,7 +53,7 @@ class OnnxModelCard(BaseModel):
     channels: Literal["rgb", "bgr"] = "rgb"
     pixel_scale: float = Field(1.0 / 255.0, gt=0, le=1, description="pixels 0..255 times this (1.0 keeps 0..255)")
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    std: Std = (1.0, 1.0, 1.0)
     outputs: Literal["logits", "probabilities"] = "logits"
     live_class: int = Field(ge=0, le=63, description="the output class of a live face; spoof = 1 - p(live)")
     threshold: float = Field(0.5, ge=0, le=1, description="spoof probability at or above which a face is an attack")
@@ -66,13 +66,6 @@ class OnnxModelCard(BaseModel):
     real_evaluation: RealEvaluation | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     notes: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("std")
-    @classmethod
-    def _positive_std(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if min(value) <= 0:
-            raise ValueError(f"std must be > 0 per channel, got {value}")
-        return value
 
     @property
     def crop_specs(self) -> tuple[CropSpec, ...]:
