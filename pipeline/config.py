@@ -183,6 +183,10 @@ class DecisionConfig(_Strict):
     multi_face_ratio: float = Field(
         0.2, gt=0, le=1, description="share of sampled frames with 2+ faces that fires multi_face"
     )
+    scorers: list[str] | None = Field(
+        None, description="scorers whose score may decide; null = those whose card records a real-data measurement"
+    )
+    combine: Literal["most_severe", "mean"] = Field("most_severe", description="how several deciding scores combine")
 
 
 class EvidenceConfig(_Strict):
@@ -206,10 +210,19 @@ class RayConfig(_Strict):
     session_retries: int = Field(1, ge=0)
 
 
+class ScorerConfig(_Strict):
+    """One more named scorer beside the ``b2`` (the ``model`` checkpoint)."""
+
+    model: str | None = Field(
+        None, description="checkpoint directory with its card; null = the shipped one of this name"
+    )
+
+
 class ScanConfig(_Strict):
     """Everything ``liveness scan`` can be told, with its defaults."""
 
     model: str | None = None
+    scorers: dict[str, ScorerConfig] = Field(default_factory=lambda: {"reference": ScorerConfig()})
     limit: int | None = Field(None, ge=1)
     input: InputConfig = Field(default_factory=InputConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)

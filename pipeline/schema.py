@@ -19,6 +19,7 @@ DECISION_REVIEW = "review"
 DECISIONS = (DECISION_LIVE, DECISION_SPOOF, DECISION_REVIEW)
 
 REGIONS = ("left_eye", "right_eye", "nose", "mouth")
+CONTRACT_SCORERS = ("b2", "reference")  # scorers with columns of their own; every scorer is in `scores`
 
 SESSION_FIELDS: list[pa.Field] = [
     pa.field("session_id", pa.string(), nullable=False),
@@ -36,6 +37,9 @@ SESSION_FIELDS: list[pa.Field] = [
     pa.field("multi_face_ratio", pa.float64()),
     pa.field("spoof_score", pa.float64()),
     pa.field("spoof_score_max", pa.float64()),
+    *[pa.field(f"{name}_score{suffix}", pa.float64()) for name in CONTRACT_SCORERS for suffix in ("", "_max")],
+    pa.field("scores", pa.map_(pa.string(), pa.float64())),
+    pa.field("thresholds", pa.map_(pa.string(), pa.float64())),
     pa.field("decision", pa.string()),
     pa.field("reasons", pa.list_(pa.string())),
     pa.field("swap_detected", pa.bool_()),
@@ -67,6 +71,8 @@ FRAME_FIELDS: list[pa.Field] = [
     pa.field("ear_left", pa.float32()),
     pa.field("ear_right", pa.float32()),
     *[pa.field(f"occlusion_{region}", pa.float32()) for region in REGIONS],
+    *[pa.field(f"{name}_score", pa.float32()) for name in CONTRACT_SCORERS],
+    pa.field("scores", pa.map_(pa.string(), pa.float32())),
     pa.field("model_version", pa.string()),
     pa.field("run_id", pa.string(), nullable=False),
 ]

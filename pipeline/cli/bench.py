@@ -41,6 +41,7 @@ import psutil
 from pipeline.config import ScanConfig
 from pipeline.faces.detect import FaceDetector, crop_main_face
 from pipeline.scoring.model import ModelCard
+from pipeline.scoring.registry import ScorerEntry, Scorers, crop_specs, scan_scorers
 from pipeline.session.frame_path import FramePath, SessionFrames, StageCost
 from pipeline.video.decode import VideoReader, _TimeSampler
 from pipeline.video.sources import Session
@@ -85,34 +86,45 @@ def make_sessions(
 
 @dataclass
 class StageRun:
-    """What :func:`measure_stages` measured: the stages' costs, the crops made, the scorer's
-    backend, and the crops themselves when they were left for another process to score."""
+    """What :func:`measure_stages` measured: the stages' costs, the faces cropped, the scorers'
+    backends, and the crops themselves (by crop key) when they were left for another process to score."""
 
     stages: dict[str, StageCost]
     crops: int
     backend: str = ""
-    unscored: np.ndarray | None = None
+    unscored: dict[str, np.ndarray] | None = None
 
 
 def measure_stages(
     sessions: list[Session], config: ScanConfig, checkpoint: Path, card: ModelCard, score: bool = True
 ) -> StageRun:
     """Each stage alone over every session: decoding all of a session's sampled frames, then
-    the scan's own per-frame path over them (timed per stage). ``score=False`` leaves the
-    scorer out and returns the crops to be scored elsewhere."""
-    path = FramePath(card.crop_spec, config.detect, config.signals, cache_dir=config.scoring.onnx_cache, timed=True)
+    the scan's own per-frame path over them (timed per stage), cutting every scorer's crops.
+    ``score=False`` leaves the scorers out and returns the crops to be scored elsewhere."""
+    entries = bench_scorers(config, checkpoint)
+    specs = crop_specs(entries)
+    cache = config.scoring.onnx_cache
+    path = FramePath(specs[0], config.detect, config.signals, extra_crops=specs[1:], cache_dir=cache, timed=True)
     decode = StageCost("decode")
-    crops: list[np.ndarray] = []
+    crops: dict[str, list[np.ndarray]] = {spec.key: [] for spec in specs}
     for session in sessions:
         result, decode_cost = stage_session(path, session, config)
         decode.add(*decode_cost)
-        crops.append(result.crops)
+        for key, values in result.scorer_crops.items():
+            crops[key].append(values)
     stages = {"decode": decode, "detect": path.costs["detect"], "signals": path.costs["signals"]}
-    stacked = np.concatenate(crops) if crops else np.zeros((0, card.input_size, card.input_size, 3), np.uint8)
+    empty = {spec.key: np.zeros((0, spec.size, spec.size, 3), np.uint8) for spec in specs}
+    stacked = {key: np.concatenate(parts) if parts else empty[key] for key, parts in crops.items()}
+    faces = len(stacked[specs[0].key])
     if not score:
-        return StageRun(stages, len(stacked), unscored=stacked)
+        return StageRun(stages, faces, unscored=stacked)
     stages["score"], backend = measure_scorer(stacked, config, checkpoint)
-    return StageRun(stages, len(stacked), backend)
+    return StageRun(stages, faces, backend)
+
+
+def bench_scorers(config: ScanConfig, checkpoint: Path) -> list[ScorerEntry]:
+    """The scan's scorers for this config, with the benchmarked b2 checkpoint."""
+    return scan_scorers(checkpoint, {name: s.model for name, s in config.scorers.items()})
 
 
 def stage_session(
@@ -128,24 +140,24 @@ def stage_session(
     return path.run(frames), (clock.cpu, clock.wall, len(frames))
 
 
-def measure_scorer(crops: np.ndarray, config: ScanConfig, checkpoint: Path) -> tuple[StageCost, str]:
-    """The configured scorer over ``crops`` in batches of the configured size, after one warm-up batch."""
-    from pipeline.scoring.scorers import build_scorer
-
-    scorer = build_scorer(
-        checkpoint,
+def measure_scorer(crops: dict[str, np.ndarray], config: ScanConfig, checkpoint: Path) -> tuple[StageCost, str]:
+    """The scan's scorers over the faces of ``crops`` in batches of the configured size, after
+    one warm-up batch (as the scoring actor runs them)."""
+    scorers = Scorers(
+        bench_scorers(config, checkpoint),
         backend=config.scoring.backend,
         threads=config.scoring.threads or max(1, int(config.scoring.num_cpus)),
         cache_dir=config.scoring.onnx_cache,
     )
     batch = config.scoring.batch_size
-    scorer(crops[:batch])  # warm-up: graph optimisation and first allocations are not throughput
+    n = len(next(iter(crops.values())))
+    scorers({key: v[:batch] for key, v in crops.items()})  # warm-up: graph optimisation and first allocations
     cost = StageCost("score")
     with _Clock() as clock:
-        for i in range(0, len(crops), batch):
-            scorer(crops[i : i + batch])
-    cost.add(clock.cpu, clock.wall, len(crops))
-    return cost, getattr(scorer, "name", type(scorer).__name__)
+        for i in range(0, n, batch):
+            scorers({key: v[i : i + batch] for key, v in crops.items()})
+    cost.add(clock.cpu, clock.wall, n)
+    return cost, ", ".join(f"{name}: {b}" for name, b in scorers.backends().items())
 
 
 def measure_stages_on_all_cores(
@@ -178,7 +190,11 @@ def measure_stages_on_all_cores(
             total[name].add(cost.cpu_s, cost.wall_s, cost.items)
     backend = runs[0].backend
     if gpu_scorer:
-        total["score"], backend = measure_scorer(np.concatenate([run.unscored for run in runs]), config, checkpoint)
+        unscored = [run.unscored for run in runs if run.unscored is not None]
+        keys = unscored[0].keys()
+        total["score"], backend = measure_scorer(
+            {k: np.concatenate([u[k] for u in unscored]) for k in keys}, config, checkpoint
+        )
     return total, sum(run.crops for run in runs), backend
 
 
@@ -442,6 +458,7 @@ def run_bench(
         "input_size": card.input_size,
         "signals": config.signals.enabled,
         "model_version": card.version,
+        "scorers": [e.name for e in bench_scorers(config, checkpoint)],
     }
     return BenchResult(
         settings=settings,

@@ -17,8 +17,7 @@ from rich.table import Table
 from pipeline.cli.options import EXIT_OK, scan_config_from_args
 from pipeline.reports.query import run_query
 from pipeline.reports.report import write_report
-from pipeline.run.execute import execute_scan
-from pipeline.scoring.model import DEFAULT_MODEL_DIR, read_card
+from pipeline.run.execute import execute_scan, resolve_scan_scorers
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +47,22 @@ def run_demo(args: argparse.Namespace) -> int:
     executed = execute_scan([str(manifest)], config, out / "reports", quiet=args.quiet)
     assert executed is not None  # not a dry run
     _, plan, _ = executed
-    card = read_card(config.model or DEFAULT_MODEL_DIR)
+    scorers = resolve_scan_scorers(config)
     wanted = set(plan.keys.values())
     rows = [
         r for r in run_query(str(out / "reports"), "select * from sessions").to_pylist() if r["input_key"] in wanted
     ]
     table = Table(title="demo sessions", show_header=True)
-    for column in ("session", "made as", "status", "decision", "spoof_score", "reasons / error"):
+    for column in ("session", "made as", "status", "decision", "spoof_score", "b2", "reference", "reasons / error"):
         table.add_column(column)
     for row in sorted(rows, key=lambda r: r["session_id"]):
         extra = dict(row["extra"] or [])
         made_as = extra.get("kind", "") + (
             f" ({extra['attack_type']})" if extra.get("attack_type") not in (None, "", "none") else ""
         )
-        score = "" if row["spoof_score"] is None else f"{row['spoof_score']:.3f}"
+        score, b2, reference = (
+            "" if row[k] is None else f"{row[k]:.3f}" for k in ("spoof_score", "b2_score", "reference_score")
+        )
         error = (
             row["error"] and row["error"].split(":")[0]
         )  # the reason's headline; the full text is in the report and the data
@@ -71,13 +72,19 @@ def run_demo(args: argparse.Namespace) -> int:
             row["status"],
             row["decision"] or "",
             score,
+            b2,
+            reference,
             error or ", ".join(row["reasons"] or []),
         )
     console = Console()
     console.print(table)
-    console.print(
-        f"model {card.version} (threshold {card.threshold:.3f}): {card.trained_on or 'see models/default/model.json'}"
-    )
+    for entry in scorers:
+        real = (
+            "measured on real faces, decides"
+            if entry.measured_on_real_data
+            else "synthetic data only, shown, does not decide"
+        )
+        console.print(f"scorer {entry.name}: {entry.card.version} (threshold {entry.threshold:.3f}; {real})")
     report = write_report(str(out / "reports"))
     console.print(
         f"sample videos: {out / 'inputs'}\nreports: {out / 'reports'}\nHTML report: {report}  (open it in a browser)"

@@ -62,18 +62,35 @@ COLUMNS: dict[str, dict[str, Column]] = {
         "face_ratio": Column("share of sampled frames with at least one face", "0..1", "the session failed"),
         "multi_face_ratio": Column("share of sampled frames with two or more faces", "0..1", "the session failed"),
         "spoof_score": Column(
-            "session spoof score: frame scores pooled by `aggregate.method` (mean, median or top-k mean)",
+            "the score the decision rests on: the deciding scorer's frame scores pooled by `aggregate.method`"
+            " (mean, median or top-k mean); by default only scorers measured on real data decide (the `reference`)",
             "0 = real .. 1 = spoof",
-            "no frame was scored (no face, or failed)",
+            "no frame was scored (no face, or failed), or no scorer decides",
         ),
-        "spoof_score_max": Column("highest frame spoof score of the session", "0..1", "no frame was scored"),
+        "spoof_score_max": Column("highest frame `spoof_score` of the session", "0..1", "as `spoof_score`"),
+        "b2_score": Column(
+            "the `b2` scorer's (EfficientNet-B2, synthetic data only) pooled score; shown, decides only if configured",
+            "0 = real .. 1 = spoof",
+            "no frame was scored",
+        ),
+        "b2_score_max": Column("highest frame `b2_score`", "0..1", "no frame was scored"),
+        "reference_score": Column(
+            "the `reference` scorer's (Silent-Face MiniFASNet, trained on real attacks) pooled score",
+            "0 = real .. 1 = spoof",
+            "no frame was scored",
+        ),
+        "reference_score_max": Column("highest frame `reference_score`", "0..1", "no frame was scored"),
+        "scores": Column("every scorer's pooled score, by scorer name", "map name -> 0..1", "no frame was scored"),
+        "thresholds": Column(
+            "every scorer's threshold (from its card), by scorer name", "map name -> 0..1", "no frame was scored"
+        ),
         "decision": Column(
             "`live`, `spoof` or `review`: the most severe of the score's decision (threshold ± `aggregate.review_band`)"
             " and the actions of the signals that fired (`decision` in configs/scan.yaml)",
             null="the session failed",
         ),
         "reasons": Column(
-            "why the decision is not `live`: `spoof_score`, `no_face`, `swap`, `static`, `no_blink`,"
+            "why the decision is not `live`: `spoof_score:<scorer>`, `no_face`, `swap`, `static`, `no_blink`,"
             " `occluded:<region>`, `multi_face`",
             "list of strings",
             "the session failed (empty list)",
@@ -104,8 +121,10 @@ COLUMNS: dict[str, dict[str, Column]] = {
             "list of strings",
             "no face with landmarks, or occlusion switched off",
         ),
-        "model_version": Column("version of the spoof model that scored (from its card)"),
-        "threshold": Column("the spoof model's decision threshold used"),
+        "model_version": Column("the scorers' versions (from their cards), joined by `+`, the b2's first"),
+        "threshold": Column(
+            "the threshold `spoof_score` was judged against (the deciding scorer's)", null="no scorer decided"
+        ),
         "run_id": Column("the run that wrote the row (`<UTC time>-<random>`); one run per command"),
         "scanned_at": Column("when the run started", "timestamp, UTC"),
         "input_key": Column(
@@ -128,7 +147,18 @@ COLUMNS: dict[str, dict[str, Column]] = {
         "bbox_w": Column("width of the main face box", "pixels", "no face"),
         "bbox_h": Column("height of the main face box", "pixels", "no face"),
         "spoof_score": Column(
-            "the spoof model's probability for this frame's face crop", "0 = real .. 1 = spoof", "no face"
+            "the deciding scorer's probability for this frame's face",
+            "0 = real .. 1 = spoof",
+            "no face, or no scorer decides",
+        ),
+        "b2_score": Column("the `b2` scorer's probability for this frame's face", "0 = real .. 1 = spoof", "no face"),
+        "reference_score": Column(
+            "the `reference` scorer's probability for this frame's face (its own 2.7x and 4.0x crops)",
+            "0 = real .. 1 = spoof",
+            "no face",
+        ),
+        "scores": Column(
+            "every scorer's probability for this frame's face, by scorer name", "map name -> 0..1", "no face"
         ),
         "similarity_prev": Column(
             "similarity of this frame's aligned face crop to the previous face frame's (lighting-normalised structure)",

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from pipeline.errors import ReportError
 from pipeline.reports.query import connect
-from pipeline.schema import DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF, REGIONS, RUNS_DIR
+from pipeline.schema import CONTRACT_SCORERS, DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF, REGIONS, RUNS_DIR
 from pipeline.storage import Store
 
 SEVERITY_SQL = (
@@ -120,16 +120,35 @@ def blink_spans(session: dict) -> list[tuple[float, float]]:
     return [(b["start_s"], b["end_s"]) for b in session.get("blinks") or []]
 
 
+def scorer_thresholds(session: dict) -> dict[str, float]:
+    """Each scorer's threshold as the session row stored it (a map; empty for older rows)."""
+    stored = session.get("thresholds") or {}
+    return dict(stored.items() if isinstance(stored, dict) else stored)
+
+
 def timeline_png(session: dict, frames: list[dict]) -> str:
-    """Spoof score with the threshold, eye aspect ratio with blinks, similarity with the swap point."""
+    """Each scorer's score with its threshold, side by side (the deciding score drawn thick),
+    eye aspect ratio with blinks, similarity with the swap point."""
     fig = Figure(figsize=(9, 4.6))
     FigureCanvasAgg(fig)
     ax_score, ax_ear, ax_sim = fig.subplots(3, 1, sharex=True)
     t, score = _series(frames, "spoof_score")
-    ax_score.plot(t, score, ".-", color="#c0392b", lw=1, ms=3)
-    if session.get("threshold") is not None:
+    thresholds = scorer_thresholds(session)
+    for k, name in enumerate(CONTRACT_SCORERS):
+        _, values = _series(frames, f"{name}_score")
+        if np.isfinite(values).any():
+            color = ("#2c7fb8", "#c0392b")[k % 2]
+            ax_score.plot(t, values, ".-", color=color, lw=1, ms=2, alpha=0.8, label=name)
+            if name in thresholds:
+                ax_score.axhline(
+                    thresholds[name], color=color, ls="--", lw=1, label=f"{name} threshold {thresholds[name]:.3f}"
+                )
+    if np.isfinite(score).any():
+        ax_score.plot(t, score, color="black", lw=2, alpha=0.35, label="deciding score")
+    if session.get("threshold") is not None and not thresholds:  # written before scorers had columns
         ax_score.axhline(session["threshold"], color="black", ls="--", lw=1, label="threshold")
-        ax_score.legend(loc="upper right", fontsize=7)
+    if ax_score.get_legend_handles_labels()[0]:
+        ax_score.legend(loc="upper right", fontsize=6, ncol=3)
     ax_score.set_ylim(-0.02, 1.02)
     ax_score.set_ylabel("spoof score", fontsize=8)
     _, ear_l = _series(frames, "ear_left")
@@ -262,7 +281,13 @@ def render(data: ReportData) -> str:
         out.append(
             f"<div class='session' id='s{rank}'><h3>#{rank} {html.escape(s['session_id'])} "
             f"{_decision(s['decision'], s['status'])} "
-            f"score {_e(s['spoof_score'])} (max {_e(s['spoof_score_max'])})</h3>"
+            f"score {_e(s['spoof_score'])} (max {_e(s['spoof_score_max'])})"
+            + "".join(
+                f" · {name} {_e(s.get(f'{name}_score'))}"
+                for name in CONTRACT_SCORERS
+                if s.get(f"{name}_score") is not None
+            )
+            + "</h3>"
         )
         out.append(
             f"<div class='muted'>reasons: <b>{_e(s['reasons']) or 'none'}</b> · blinks {_e(s['blink_count'])}"
@@ -299,6 +324,7 @@ def render(data: ReportData) -> str:
         "decision",
         "score",
         "max",
+        *CONTRACT_SCORERS,
         "reasons",
         "swap at (s)",
         "blinks",
@@ -319,6 +345,7 @@ def render(data: ReportData) -> str:
             _decision(s["decision"], s["status"]),
             _e(s["spoof_score"]),
             _e(s["spoof_score_max"]),
+            *(_e(s.get(f"{name}_score")) for name in CONTRACT_SCORERS),
             _e(s["reasons"]),
             _e(s["swap_at_s"]),
             _e(s["blink_count"]),

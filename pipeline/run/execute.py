@@ -7,11 +7,12 @@ import logging
 from pathlib import Path
 
 from pipeline.config import ScanConfig
-from pipeline.errors import LedgerBusy, ModelError, UsageError
+from pipeline.errors import ConfigError, LedgerBusy, ModelError, UsageError
 from pipeline.run.ledger import Ledger
 from pipeline.run.plan import ScanPlan, plan_scan
 from pipeline.run.summary import ScanSummary
 from pipeline.scoring.model import DEFAULT_MODEL_DIR, ModelCard, read_card
+from pipeline.scoring.registry import ScorerEntry, scan_scorers
 from pipeline.storage import Store
 from pipeline.video.sources import Session, list_sessions
 
@@ -33,11 +34,24 @@ def resolve_model(config: ScanConfig) -> tuple[Path, ModelCard]:
     return path, card
 
 
+def resolve_scan_scorers(config: ScanConfig) -> list[ScorerEntry]:
+    """The scan's scorers (the b2 first), every card checked, and the deciding ones named in
+    the config registered, before any work starts."""
+    resolve_model(config)
+    scorers = scan_scorers(config.model, {name: s.model for name, s in config.scorers.items()})
+    unknown = [n for n in config.decision.scorers or [] if n not in {e.name for e in scorers}]
+    if unknown:
+        raise ConfigError(
+            f"decision.scorers names {unknown}, which are not scorers; scorers: {', '.join(e.name for e in scorers)}"
+        )
+    return scorers
+
+
 def prepare_scan(
     inputs: list[str], config: ScanConfig, out: Path | str
-) -> tuple[list[Session], Path, ModelCard, Store]:
-    """Everything checked before work starts: the model, the output directory, the inputs."""
-    checkpoint, card = resolve_model(config)
+) -> tuple[list[Session], list[ScorerEntry], Store]:
+    """Everything checked before work starts: the models, the output directory, the inputs."""
+    scorers = resolve_scan_scorers(config)
     try:
         store = Store(out)
     except (ValueError, OSError) as exc:
@@ -47,7 +61,7 @@ def prepare_scan(
     sessions = list_sessions(inputs, config.input.extensions)
     if not sessions:
         raise UsageError(f"no video found in {' '.join(inputs)} (extensions: {', '.join(config.input.extensions)})")
-    return sessions, checkpoint, card, store
+    return sessions, scorers, store
 
 
 def print_plan(plan: ScanPlan) -> None:
@@ -66,10 +80,10 @@ def execute_scan(
     from pipeline.run.scan import run_scan
     from pipeline.run.summary import print_summary, write_summary
 
-    sessions, checkpoint, card, store = prepare_scan(inputs, config, out)
+    sessions, scorers, store = prepare_scan(inputs, config, out)
     ledger = Ledger(store)
     if dry_run:
-        print_plan(plan_scan(sessions, config, card, checkpoint, ledger, rescan=rescan))
+        print_plan(plan_scan(sessions, config, scorers, ledger, rescan=rescan))
         return None
     try:
         ledger.lock()
@@ -77,7 +91,7 @@ def execute_scan(
         raise UsageError(str(exc)) from exc
     try:
         ledger.recover()
-        plan = plan_scan(sessions, config, card, checkpoint, ledger, rescan=rescan)
+        plan = plan_scan(sessions, config, scorers, ledger, rescan=rescan)
         if plan.skipped:
             log.info(
                 "%d of %d sessions already scanned with this model and settings: skipped (--rescan to force)",
@@ -87,8 +101,7 @@ def execute_scan(
         summary = run_scan(
             plan.todo,
             config,
-            checkpoint=checkpoint,
-            card=card,
+            scorers=scorers,
             store=store,
             ledger=ledger,
             keys=plan.keys,

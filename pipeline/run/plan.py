@@ -5,13 +5,12 @@ Used by ``liveness scan`` before any work (and alone by ``--dry-run``, which wri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from pipeline.checkpoint import weights_digest
 from pipeline.config import ScanConfig
 from pipeline.run.ledger import Ledger, input_identity, input_key, scan_fingerprint
-from pipeline.scoring.model import ModelCard
+from pipeline.scoring.registry import ScorerEntry, scorer_digest
 from pipeline.signals.occlusion import DEFAULT_OCCLUSION_DIR, read_occlusion_card
 from pipeline.video.sources import Session
 
@@ -20,7 +19,7 @@ SCAN_FORCED = "--rescan"
 SKIP_DONE = "already scanned with this model and settings"
 
 
-def result_settings(config: ScanConfig, card: ModelCard) -> dict:
+def result_settings(config: ScanConfig, scorers: Sequence[ScorerEntry]) -> dict:
     """The settings that change a session's rows: a change to any of them rescans every input."""
     occlusion = config.signals.enabled and config.signals.occlusion.enabled
     return {
@@ -32,7 +31,8 @@ def result_settings(config: ScanConfig, card: ModelCard) -> dict:
         "signals": config.signals.model_dump(),
         "aggregate": config.aggregate.model_dump(),
         "decision": config.decision.model_dump(),
-        "threshold": card.threshold,
+        "thresholds": {e.name: e.threshold for e in scorers},
+        "scorers": [e.name for e in scorers],
     }
 
 
@@ -50,8 +50,7 @@ class ScanPlan:
 def plan_scan(
     sessions: list[Session],
     config: ScanConfig,
-    card: ModelCard,
-    checkpoint: Path,
+    scorers: Sequence[ScorerEntry],
     ledger: Ledger,
     *,
     rescan: bool = False,
@@ -60,9 +59,9 @@ def plan_scan(
 
     ``limit`` applies to the sessions to scan, so a nightly ``--limit`` run makes progress.
     """
-    plan = ScanPlan(
-        fingerprint=scan_fingerprint(card.version, weights_digest(checkpoint), result_settings(config, card))
-    )
+    versions = "+".join(e.card.version for e in scorers)
+    digests = "+".join(scorer_digest(e) for e in scorers)
+    plan = ScanPlan(fingerprint=scan_fingerprint(versions, digests, result_settings(config, scorers)))
     done = set() if rescan else ledger.done()
     for session in sessions:
         key = input_key(session.uri, input_identity(session.uri, config.input.identity), plan.fingerprint)

@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,8 @@ from pipeline.run.output import RunWriter
 from pipeline.run.ray_env import ensure_ray, task_env
 from pipeline.run.summary import ScanSummary
 from pipeline.scoring.model import ModelCard
-from pipeline.scoring.scorers import ScoringActor, spoof_onnx
+from pipeline.scoring.registry import ScorerEntry, ScoringActor, crop_specs
+from pipeline.scoring.scorers import spoof_onnx
 from pipeline.session.analyse import SessionAnalysis, analyse_session
 from pipeline.session.assemble import RunContext, assemble_session
 from pipeline.signals.occlusion import DEFAULT_OCCLUSION_DIR, occlusion_onnx
@@ -69,12 +69,13 @@ class _Progress:
             self._bar.stop()
 
 
-def export_models_once(config: ScanConfig, checkpoint: Path, card: ModelCard) -> None:
+def export_models_once(config: ScanConfig, b2: ScorerEntry) -> None:
     """Make the ONNX exports the workers load (the spoof model's and the occlusion model's),
     here and once per model: workers then never import torch, and several of them starting
     at once do not all export the same model."""
     if config.scoring.backend != "torch":
-        spoof_onnx(checkpoint, card, config.scoring.onnx_cache)
+        assert isinstance(b2.card, ModelCard)
+        spoof_onnx(b2.path, b2.card, config.scoring.onnx_cache)
     if config.signals.enabled and config.signals.occlusion.enabled:
         occlusion_onnx(config.signals.occlusion.model or DEFAULT_OCCLUSION_DIR, config.scoring.onnx_cache)
 
@@ -83,7 +84,9 @@ class _Analyses:
     """Analysis tasks in flight: as many as there are CPUs free for them, so each starts at
     once and its timeout counts its own running time, not time spent queued behind another."""
 
-    def __init__(self, sessions: Sequence[Session], config: ScanConfig, card: ModelCard, slots: int) -> None:
+    def __init__(
+        self, sessions: Sequence[Session], config: ScanConfig, scorers: Sequence[ScorerEntry], slots: int
+    ) -> None:
         import ray
 
         env = task_env()  # workers read s3:// inputs with the driver's storage settings
@@ -94,7 +97,8 @@ class _Analyses:
             max_retries=config.ray.session_retries,
             runtime_env={"env_vars": env} if env else None,  # type: ignore[arg-type]
         )(analyse_session)  # type: ignore[arg-type]
-        self._config, self._card, self._slots = config, card, slots
+        self._config, self._slots = config, slots
+        self._crops = crop_specs(scorers)  # the first (the b2's) is the main crop
         self.todo = list(reversed(sessions))  # popped from the end: first session first
         self.running: dict[Any, tuple[Session, float]] = {}  # ref -> (session, started)
 
@@ -105,8 +109,9 @@ class _Analyses:
         while self.todo and len(self.running) < self._slots and len(self.running) + in_flight < max_in_flight:
             session = self.todo.pop()
             ref = self._remote.remote(
-                session, c.decode, c.detect, c.signals, crop=self._card.crop_spec, cache_dir=c.scoring.onnx_cache
-            )
+                session, c.decode, c.detect, c.signals, crop=self._crops[0], extra_crops=self._crops[1:],
+                cache_dir=c.scoring.onnx_cache,
+            )  # fmt: skip
             self.running[ref] = (session, time.monotonic())
 
     def take(self, ref: Any) -> SessionAnalysis:
@@ -136,17 +141,18 @@ class _Analyses:
 class _Scorers:
     """The scoring actors and the batches each has in flight (at most ``ACTOR_QUEUE_DEPTH``)."""
 
-    def __init__(self, config: ScanConfig, checkpoint: Path, has_gpu: bool) -> None:
+    def __init__(self, config: ScanConfig, scorers: Sequence[ScorerEntry], has_gpu: bool) -> None:
         import ray
 
         s = config.scoring
+        named = [(e.name, str(e.path)) for e in scorers]
         threads = s.threads or max(1, int(s.num_cpus))
         actor = ray.remote(
             num_cpus=s.num_cpus, num_gpus=s.num_gpus if has_gpu else 0, max_restarts=2, max_task_retries=2
         )(ScoringActor)
         # untyped handles: Ray types an actor's methods (``.score.remote``) only under @ray.method
         self.actors: list[Any] = [
-            actor.remote(str(checkpoint), s.backend, threads, s.onnx_cache, has_gpu) for _ in range(s.actors)
+            actor.remote(named, s.backend, threads, s.onnx_cache, has_gpu) for _ in range(s.actors)
         ]
         self._backend_ref = self.actors[0].backend.remote()  # asked now, read at the end
         self.load = [0] * len(self.actors)
@@ -169,7 +175,7 @@ class _Scorers:
             self.running[self.actors[idx].score.remote(batch.crops)] = (idx, batch)
             self.load[idx] += 1
 
-    def take(self, ref: Any) -> tuple[Batch, np.ndarray | None, str | None]:
+    def take(self, ref: Any) -> tuple[Batch, dict[str, np.ndarray] | None, str | None]:
         """``(batch, scores, None)``, or ``(batch, None, reason)`` when its actor failed for good
         (Ray restarts an actor and retries its batch twice before that)."""
         import ray
@@ -179,7 +185,7 @@ class _Scorers:
         try:
             return batch, ray.get(ref), None
         except ray.exceptions.RayError as exc:
-            log.warning("a scoring batch of %d crops failed for good: %s", len(batch.crops), type(exc).__name__)
+            log.warning("a scoring batch of %d crops failed for good: %s", len(batch), type(exc).__name__)
             return batch, None, f"scoring failed: {type(exc).__name__}"
 
     def backend(self) -> str:
@@ -221,9 +227,9 @@ class _Sessions:
             self.commit(analysis, None)
             return
         self.waiting[analysis.session.session_id] = analysis
-        self.batcher.add(analysis.session.session_id, analysis.frames.crops)
+        self.batcher.add(analysis.session.session_id, analysis.scorer_crops)
 
-    def scored(self, batch: Batch, scores: np.ndarray | None, failure: str | None) -> None:
+    def scored(self, batch: Batch, scores: dict[str, np.ndarray] | None, failure: str | None) -> None:
         """A batch's scores (or its failure for good): commit the sessions it completes (or fails)."""
         if scores is not None:
             for sid, session_scores in self.batcher.scored(batch, scores):
@@ -237,7 +243,7 @@ class _Sessions:
                 SessionAnalysis.failed(analysis.session, failure or "scoring failed", video=analysis.video), None
             )
 
-    def commit(self, analysis: SessionAnalysis, scores: np.ndarray | None) -> None:
+    def commit(self, analysis: SessionAnalysis, scores: dict[str, np.ndarray] | None) -> None:
         """Assemble one session's rows and hand them to the writer."""
         done = assemble_session(analysis, scores, self.run, self.keys.get(analysis.session.session_id))
         self.writer.add(done)
@@ -249,14 +255,13 @@ def run_scan(
     sessions: list[Session],
     config: ScanConfig,
     *,
-    checkpoint: Path,
-    card: ModelCard,
+    scorers: Sequence[ScorerEntry],
     store: Store,
     ledger: Ledger | None = None,
     keys: dict[str, str] | None = None,
     progress: bool = True,
 ) -> ScanSummary:
-    """Scan ``sessions`` with the checkpoint and commit their rows (and ledger entries) to ``store``.
+    """Scan ``sessions`` with the scorers (the b2 first) and commit their rows (and ledger entries) to ``store``.
 
     ``keys`` maps session ids to their ledger keys (the ``input_key`` column).
     """
@@ -264,9 +269,9 @@ def run_scan(
 
     now = datetime.now(UTC)
     run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-    run = RunContext(run_id=run_id, scanned_at=now, model_version=card.version, threshold=card.threshold, config=config)
+    run = RunContext(run_id=run_id, scanned_at=now, scorers=tuple(scorers), config=config)
     summary = ScanSummary(
-        run_id=run.run_id, out_dir=store.display(), scan_date=now.date().isoformat(), model_version=card.version
+        run_id=run.run_id, out_dir=store.display(), scan_date=now.date().isoformat(), model_version=run.model_version
     )
     if not sessions:
         return summary
@@ -274,7 +279,7 @@ def run_scan(
     ensure_ray(config)
     summary.startup_s = time.perf_counter() - started
     started = time.perf_counter()
-    export_models_once(config, checkpoint, card)
+    export_models_once(config, scorers[0])
     keys = keys or {}
     writer = RunWriter(
         store, ledger, run_id=run.run_id, scan_date=summary.scan_date, sessions_per_file=config.output.sessions_per_file
@@ -283,36 +288,36 @@ def run_scan(
     cpus = int(ray.cluster_resources().get("CPU", 1))
     max_in_flight = config.ray.max_in_flight or 4 * cpus  # sessions analysing or awaiting scores: bounds memory
     analyses = _Analyses(
-        sessions, config, card, slots=max(1, cpus - int(config.scoring.num_cpus * config.scoring.actors))
+        sessions, config, scorers, slots=max(1, cpus - int(config.scoring.num_cpus * config.scoring.actors))
     )
     batcher = CropBatcher(config.scoring.batch_size)
     # The first analyses go first: they take the workers Ray has already started, while the
     # actors, whose first batch comes only when an analysis ends, start processes of their own.
     analyses.submit(0, max_in_flight)
-    scorers = _Scorers(config, checkpoint, has_gpu=ray.cluster_resources().get("GPU", 0) > 0)
+    actors = _Scorers(config, scorers, has_gpu=ray.cluster_resources().get("GPU", 0) > 0)
     log.info(
         "run %s: %d sessions on %d Ray node(s), model %s, %d scoring actor(s)",
-        run.run_id, len(sessions), summary.nodes, card.version, len(scorers.actors),
+        run.run_id, len(sessions), summary.nodes, run.model_version, len(actors.actors),
     )  # fmt: skip
     sessions_done = _Sessions(run, keys, batcher, writer, summary, _Progress(len(sessions), progress), started)
 
     try:
-        while analyses.todo or analyses.running or scorers.running or batcher.queued:
+        while analyses.todo or analyses.running or actors.running or batcher.queued:
             analyses.submit(batcher.pending, max_in_flight)
-            scorers.feed(batcher, force=(not analyses.todo and not analyses.running) or scorers.idle)
-            ready, _ = ray.wait([*analyses.running, *scorers.running], num_returns=1, timeout=1.0)
+            actors.feed(batcher, force=(not analyses.todo and not analyses.running) or actors.idle)
+            ready, _ = ray.wait([*analyses.running, *actors.running], num_returns=1, timeout=1.0)
             for ref in ready:
                 if ref in analyses.running:
                     sessions_done.analysed(analyses.take(ref))
                 else:
-                    sessions_done.scored(*scorers.take(ref))
+                    sessions_done.scored(*actors.take(ref))
             for analysis in analyses.expired():
                 sessions_done.commit(analysis, None)
         writer.flush()
-        summary.backend = scorers.backend()
+        summary.backend = actors.backend()
     finally:
         sessions_done.progress.close()
-        scorers.close()
+        actors.close()
     summary.wall_s = time.perf_counter() - started
     summary.files = [str(p) for p in writer.files]
     return summary

@@ -13,6 +13,7 @@ cannot make a face ``spoof`` or ``review`` on its own.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.checkpoint import DEFAULT_ONNX_CACHE, checkpoint_paths
+from pipeline.checkpoint import DEFAULT_ONNX_CACHE, checkpoint_paths, weights_digest
 from pipeline.errors import ModelError
 from pipeline.faces.crop import CropSpec
 from pipeline.scoring.model import DEFAULT_MODEL_DIR, ModelCard, read_card
@@ -87,6 +88,16 @@ def resolve_scorers(models: Mapping[str, str | Path | None]) -> list[ScorerEntry
     return entries
 
 
+def scorer_digest(entry: ScorerEntry) -> str:
+    """Short content hash of a scorer's weights (its safetensors, or its ONNX files)."""
+    if isinstance(entry.card, OnnxModelCard):
+        h = hashlib.sha256()
+        for member in entry.card.members:
+            h.update((entry.path / member.file).read_bytes())
+        return h.hexdigest()[:16]
+    return weights_digest(entry.path)
+
+
 def crop_specs(entries: Sequence[ScorerEntry]) -> tuple[CropSpec, ...]:
     """Every distinct crop the scorers need, in the order they first need it."""
     return tuple(dict.fromkeys(spec for e in entries for spec in e.card.crop_specs))
@@ -131,3 +142,26 @@ class _SingleCrop:
 
     def __call__(self, crops: Mapping[str, np.ndarray]) -> np.ndarray:
         return self._scorer(crops[self._key])
+
+
+class ScoringActor:
+    """A Ray actor that loads every scorer once and scores the batches of crops the scan sends."""
+
+    def __init__(
+        self, scorers: list[tuple[str, str]], backend: Backend, threads: int, cache_dir: str, gpu: bool
+    ) -> None:
+        entries = resolve_scorers(dict(scorers))
+        self._scorers = Scorers(entries, backend=backend, threads=threads, cache_dir=cache_dir, gpu=gpu)
+
+    def backend(self) -> str:
+        return ", ".join(f"{name}: {backend}" for name, backend in self._scorers.backends().items())
+
+    def score(self, crops: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._scorers(crops)
+
+
+def scan_scorers(model: str | Path | None, more: Mapping[str, str | Path | None]) -> list[ScorerEntry]:
+    """The scan's scorers: ``b2`` (the ``model`` checkpoint) first, then ``more`` by name."""
+    if "b2" in more:
+        raise ModelError("the b2 scorer is the `model` checkpoint (--model); it cannot be named under scorers")
+    return resolve_scorers({"b2": model, **more})

@@ -182,16 +182,3 @@ def build_scorer(
                 raise
             log.warning("ONNX Runtime unavailable (%s); scoring with torch on CPU", exc)
     return TorchScorer(checkpoint, device="cpu", threads=threads)
-
-
-class ScoringActor:
-    """A Ray actor that loads the model once and scores batches of crops sent by the scan."""
-
-    def __init__(self, checkpoint: str, backend: Backend, threads: int, cache_dir: str, gpu: bool) -> None:
-        self._scorer = build_scorer(checkpoint, backend=backend, threads=threads, cache_dir=cache_dir, gpu=gpu)
-
-    def backend(self) -> str:
-        return self._scorer.name
-
-    def score(self, crops: np.ndarray) -> np.ndarray:
-        return self._scorer(crops)

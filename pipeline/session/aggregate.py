@@ -80,40 +80,46 @@ def signal_reasons(verdicts: SessionVerdicts, multi_face_ratio: float, rules: De
 def aggregate_session(
     frames: FrameRecords,
     *,
-    threshold: float,
+    threshold: float | None,
     config: AggregateConfig,
     rules: DecisionConfig | None = None,
     verdicts: SessionVerdicts | None = None,
     error: str | None = None,
+    score_reason: str = REASON_SPOOF_SCORE,
 ) -> SessionAggregate:
-    """The session columns that come from its frames (their faces and spoof scores) and its
-    signal verdicts.
+    """The session columns that come from its frames (their faces and the deciding spoof
+    score, ``frames.spoof_score``) and its signal verdicts.
 
     A session with an ``error`` is ``failed`` with no decision; one where no sampled frame
     has a face is ``no_face`` and goes to ``review``. Otherwise the decision is the most
-    severe of the spoof score's and the fired signals' actions, and ``reasons`` names the
-    score (when it is not live) and each fired signal.
+    severe of the spoof score's (against ``threshold``; none when no scorer decides) and the
+    fired signals' actions, and ``reasons`` names the score (``score_reason``, when it is
+    not live) and each fired signal.
     """
     if error is not None:
         return SessionAggregate(status=STATUS_FAILED, error=error)
-    scores = frames.spoof_score[~np.isnan(frames.spoof_score)].astype(np.float64)
+    deciding = ~np.isnan(frames.spoof_score)
+    scored = deciding | np.any([~np.isnan(v) for v in frames.scores.values()] or [deciding], axis=0)
+    scores = frames.spoof_score[deciding].astype(np.float64)
     n = len(frames)
-    face_ratio = float(np.count_nonzero(frames.n_faces >= 1)) / n if n else 0.0
+    faces = int(np.count_nonzero(frames.n_faces >= 1))
     multi_face_ratio = float(np.count_nonzero(frames.n_faces >= 2)) / n if n else 0.0
     base = SessionAggregate(
         status=STATUS_NO_FACE,
         frames_sampled=n,
-        frames_scored=len(scores),
-        face_ratio=face_ratio,
+        frames_scored=int(np.count_nonzero(scored)),
+        face_ratio=faces / n if n else 0.0,
         multi_face_ratio=multi_face_ratio,
         spoof_score=pool_scores(scores.tolist(), config.method, config.topk),
         spoof_score_max=float(scores.max()) if len(scores) else None,
+        threshold=threshold if len(scores) else None,
     )
-    if not len(scores):
+    if not faces or not base.frames_scored:
         return replace(base, decision=DECISION_REVIEW, reasons=(REASON_NO_FACE,))
-    assert base.spoof_score is not None
-    decision = decide(base.spoof_score, threshold, config.review_band)
-    reasons = [REASON_SPOOF_SCORE] if decision != DECISION_LIVE else []
+    decision, reasons = DECISION_LIVE, []
+    if base.spoof_score is not None and threshold is not None:
+        decision = decide(base.spoof_score, threshold, config.review_band)
+        reasons = [score_reason] if decision != DECISION_LIVE else []
     for reason, action in signal_reasons(verdicts or SessionVerdicts(), multi_face_ratio, rules or DecisionConfig()):
         reasons.append(reason)
         if _SEVERITY[action] > _SEVERITY[decision]:
@@ -129,6 +135,7 @@ class ScoreDecision:
     decision: str
     spoof_score: float | None
     fired: str | None
+    scorers: tuple[str, ...] = ()  # whose scores make spoof_score (one, or the deciders for mean)
 
 
 def decide_scores(
@@ -159,11 +166,12 @@ def decide_scores(
         score = float(np.mean([s for _, s in present]))
         threshold = float(np.mean([by_name[n].threshold for n, _ in present]))
         decision = decide(score, threshold, review_band)
-        return ScoreDecision(decision, score, None if decision == DECISION_LIVE else "mean")
+        used = tuple(n for n, _ in present)
+        return ScoreDecision(decision, score, None if decision == DECISION_LIVE else "mean", used)
     ranked = sorted(
         ((_SEVERITY[decide(s, by_name[n].threshold, review_band)], s - by_name[n].threshold, n, s) for n, s in present),
         reverse=True,
     )
     level, _, name, score = ranked[0]
     decision = next(d for d in (DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF) if _SEVERITY[d] == level)
-    return ScoreDecision(decision, float(score), None if decision == DECISION_LIVE else name)
+    return ScoreDecision(decision, float(score), None if decision == DECISION_LIVE else name, (name,))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,11 @@ class SessionAnalysis:
     def n_crops(self) -> int:
         return len(self.frames.crops)
 
+    @property
+    def scorer_crops(self) -> dict[str, np.ndarray]:
+        """Every crop the scorers need, by crop key (see :class:`SessionFrames`)."""
+        return self.frames.scorer_crops
+
     @classmethod
     def failed(
         cls, session: Session, reason: str, crop_size: int = 1, video: VideoFacts | None = None
@@ -72,12 +78,13 @@ def analyse_session(
     signals: SignalsConfig,
     *,
     crop: CropSpec,
+    extra_crops: Sequence[CropSpec] = (),
     cache_dir: str | Path = DEFAULT_ONNX_CACHE,
 ) -> SessionAnalysis:
     """Decode one session and run its sampled frames through the per-frame path; a bad
     video becomes an analysis with ``error`` set."""
     started = time.perf_counter()
-    path = FramePath(crop, detect, signals, cache_dir=cache_dir)
+    path = FramePath(crop, detect, signals, extra_crops=extra_crops, cache_dir=cache_dir)
     header = VideoFacts()  # what a session that fails part way keeps
     try:
         with (

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,7 +11,8 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.config import ScanConfig
-from pipeline.session.aggregate import aggregate_session
+from pipeline.scoring.registry import ScorerEntry
+from pipeline.session.aggregate import REASON_SPOOF_SCORE, aggregate_session, decide_scores, pool_scores
 from pipeline.session.analyse import SessionAnalysis
 from pipeline.session.evidence import evidence_table
 from pipeline.session.records import SessionRow
@@ -18,13 +20,17 @@ from pipeline.session.records import SessionRow
 
 @dataclass(frozen=True)
 class RunContext:
-    """What every row of one run shares: the run, the time, the model and the settings."""
+    """What every row of one run shares: the run, the time, the scorers and the settings."""
 
     run_id: str
     scanned_at: datetime
-    model_version: str
-    threshold: float
+    scorers: tuple[ScorerEntry, ...]
     config: ScanConfig
+
+    @property
+    def model_version(self) -> str:
+        """Every scorer's version, joined: a new version of any of them gives new rows."""
+        return "+".join(e.card.version for e in self.scorers)
 
 
 @dataclass(frozen=True)
@@ -37,21 +43,38 @@ class FinishedSession:
 
 
 def assemble_session(
-    analysis: SessionAnalysis, scores: np.ndarray | None, run: RunContext, input_key: str | None
+    analysis: SessionAnalysis, scores: Mapping[str, np.ndarray] | None, run: RunContext, input_key: str | None
 ) -> FinishedSession:
-    """The rows of one session: ``scores`` are its crops' spoof scores (None when it was
-    not scored: it failed, or had no face)."""
-    frames = analysis.frames.records if scores is None else analysis.frames.records.with_scores(scores)
-    verdicts = analysis.frames.verdicts
+    """The rows of one session: ``scores`` are its faces' spoof probabilities by scorer (None
+    when it was not scored: it failed, or had no face). The deciding scorers' pooled scores
+    give the decision (:func:`decide_scores`); ``spoof_score`` is the score it rests on."""
     config = run.config
+    records, verdicts = analysis.frames.records, analysis.frames.verdicts
+    pooled: dict[str, float] = {}
+    peak: dict[str, float] = {}
+    threshold, reason = None, REASON_SPOOF_SCORE
+    if scores is not None:
+        for name, values in scores.items():
+            value = pool_scores(values.tolist(), config.aggregate.method, config.aggregate.topk)
+            assert value is not None  # a scored session has at least one face
+            pooled[name] = value
+            peak[name] = float(values.max())
+        verdict = decide_scores(pooled, run.scorers, review_band=config.aggregate.review_band,
+                                deciders=config.decision.scorers, combine=config.decision.combine)  # fmt: skip
+        thresholds = {e.name: e.threshold for e in run.scorers}
+        used = verdict.scorers
+        spoof = (
+            np.mean([scores[n] for n in used], axis=0)
+            if used
+            else np.full(len(analysis.frames.crops), np.nan, np.float32)
+        )
+        threshold = float(np.mean([thresholds[n] for n in used])) if used else None
+        reason = f"{REASON_SPOOF_SCORE}:{verdict.fired or (used[0] if used else '')}"
+        records = records.with_scores(spoof.astype(np.float32), scores)
     aggregate = aggregate_session(
-        frames,
-        threshold=run.threshold,
-        config=config.aggregate,
-        rules=config.decision,
-        verdicts=verdicts,
-        error=analysis.error,
-    )
+        records, threshold=threshold, config=config.aggregate, rules=config.decision, verdicts=verdicts,
+        error=analysis.error, score_reason=reason,
+    )  # fmt: skip
     session, video = analysis.session, analysis.video
     row = SessionRow(
         session_id=session.session_id,
@@ -69,6 +92,12 @@ def assemble_session(
         multi_face_ratio=aggregate.multi_face_ratio,
         spoof_score=aggregate.spoof_score,
         spoof_score_max=aggregate.spoof_score_max,
+        b2_score=pooled.get("b2"),
+        b2_score_max=peak.get("b2"),
+        reference_score=pooled.get("reference"),
+        reference_score_max=peak.get("reference"),
+        scores=pooled or None,
+        thresholds={e.name: e.threshold for e in run.scorers} if pooled else None,
         decision=aggregate.decision,
         reasons=aggregate.reasons,
         swap_detected=verdicts.swap_detected,
@@ -78,16 +107,16 @@ def assemble_session(
         blinks=verdicts.blinks,
         occluded_regions=verdicts.occluded_regions,
         model_version=run.model_version,
-        threshold=run.threshold,
+        threshold=aggregate.threshold,
         run_id=run.run_id,
         scanned_at=run.scanned_at,
         input_key=input_key,
         extra=dict(session.extra) or None,
     )
     table = (
-        frames.to_table(session_id=session.session_id, model_version=run.model_version, run_id=run.run_id)
-        if len(frames)
+        records.to_table(session_id=session.session_id, model_version=run.model_version, run_id=run.run_id)
+        if len(records)
         else None
     )
-    evidence = evidence_table(row, frames, analysis.frames.crops, config.evidence) if scores is not None else None
+    evidence = evidence_table(row, records, analysis.frames.crops, config.evidence) if scores is not None else None
     return FinishedSession(row, table, evidence)

@@ -15,7 +15,7 @@ every path built in it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -85,11 +85,14 @@ class FrameStep:
 @dataclass(frozen=True)
 class SessionFrames:
     """A session after the per-frame path: its frame records, the crops of its frames with a
-    face (``crops[i]`` belongs to the i-th such frame), and the signals' verdicts."""
+    face (``crops[i]`` belongs to the i-th such frame; the path's main crop, which the signals
+    and the evidence use), and the signals' verdicts. ``scorer_crops`` holds every crop the
+    scorers need, by :attr:`CropSpec.key`, the main one among them."""
 
     records: FrameRecords
     crops: np.ndarray  # uint8 (K, S, S, 3)
     verdicts: SessionVerdicts
+    scorer_crops: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,10 +128,12 @@ class FramePath:
         detect: DetectConfig,
         signals: SignalsConfig,
         *,
+        extra_crops: Sequence[CropSpec] = (),
         cache_dir: str | Path = DEFAULT_ONNX_CACHE,
         timed: bool = False,
     ) -> None:
         self.crop_spec = crop
+        self.extra_crops = tuple(spec for spec in dict.fromkeys(extra_crops) if spec != crop)
         self.detect = detect
         self.signals_config = signals
         self.detector = shared_detector(detect.model_selection, detect.min_confidence)
@@ -151,6 +156,7 @@ class FramePath:
         self._followed: tuple[float, float, float, float] | None = None
         self._columns = _Columns()
         self._crops: list[np.ndarray] = []
+        self._extra: dict[str, list[np.ndarray]] = {spec.key: [] for spec in self.extra_crops}
         self._signals = SessionSignals(self.signals_config, self.occlusion) if self.mesh is not None else None
         if self.mesh is not None:
             self.mesh.reset()
@@ -172,6 +178,8 @@ class FramePath:
         if box is not None and crop is not None:
             self._followed = box
             self._crops.append(crop)
+            for spec in self.extra_crops:
+                self._extra[spec.key].append(spec.crop(frame.image, box))
         mesh_crop = landmarks = None
         if self._signals is not None and self.mesh is not None:
             if box is not None:
@@ -211,9 +219,9 @@ class FramePath:
             ear_right=column(cols.ear_right),
             occlusion=column(cols.occlusion, len(REGIONS)),
         )
-        size = self.crop_spec.size
-        crops = np.stack(self._crops) if self._crops else np.zeros((0, size, size, 3), np.uint8)
-        return SessionFrames(records, crops, verdicts)
+        crops = _stack(self._crops, self.crop_spec)
+        scorer_crops = {self.crop_spec.key: crops} | {s.key: _stack(self._extra[s.key], s) for s in self.extra_crops}
+        return SessionFrames(records, crops, verdicts, scorer_crops)
 
     def run(self, frames: Iterable[SampledFrame]) -> SessionFrames:
         """One whole session: every frame of ``frames`` through :meth:`step`, then :meth:`finish`."""
@@ -221,6 +229,10 @@ class FramePath:
         for frame in frames:
             self.step(frame)
         return self.finish()
+
+
+def _stack(crops: list[np.ndarray], spec: CropSpec) -> np.ndarray:
+    return np.stack(crops) if crops else np.zeros((0, spec.size, spec.size, 3), np.uint8)
 
 
 class _Clock:

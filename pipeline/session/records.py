@@ -13,6 +13,7 @@ A missing value is a typed default here, never a dict key that silently becomes 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline.schema import FRAME_SCHEMA, REGIONS
+from pipeline.schema import CONTRACT_SCORERS, FRAME_SCHEMA, REGIONS
 
 _FLOAT_COLUMNS = ("face_score", "spoof_score", "similarity_prev", "ear_left", "ear_right")
 
@@ -52,12 +53,17 @@ class FrameRecords:
     ear_left: np.ndarray  # float32 (N,)
     ear_right: np.ndarray  # float32 (N,)
     occlusion: np.ndarray  # float32 (N, len(REGIONS))
+    scores: dict[str, np.ndarray] = field(default_factory=dict)  # scorer name -> float32 (N,)
 
     def __post_init__(self) -> None:
         n = len(self.frame_index)
+        for name, values in self.scores.items():
+            if not isinstance(values, np.ndarray) or values.shape != (n,):
+                raise ValueError(f"FrameRecords.scores[{name!r}] must be an array of shape {(n,)}")
         shapes = {
             f.name: (n, 4) if f.name == "bbox" else (n, len(REGIONS)) if f.name == "occlusion" else (n,)
             for f in fields(self)
+            if f.name != "scores"
         }
         for name, shape in shapes.items():
             value = getattr(self, name)
@@ -94,14 +100,20 @@ class FrameRecords:
         """The times of the frames with a main face: crop ``i`` was taken at ``face_pts_s[i]``."""
         return self.pts_s[self.has_face]
 
-    def with_scores(self, scores: np.ndarray) -> FrameRecords:
-        """A copy whose ``spoof_score`` holds ``scores[i]`` on the i-th frame with a face."""
+    def with_scores(self, scores: np.ndarray, by_scorer: Mapping[str, np.ndarray] | None = None) -> FrameRecords:
+        """A copy whose ``spoof_score`` holds ``scores[i]`` on the i-th frame with a face (the
+        score the decision rests on; NaN where none decides), and ``scores`` every scorer's."""
+        every = {name: self._on_faces(values) for name, values in (by_scorer or {}).items()}
+        changed = {"spoof_score": self._on_faces(scores), "scores": every}
+        return FrameRecords(**{f.name: getattr(self, f.name) for f in fields(self)} | changed)
+
+    def _on_faces(self, values: np.ndarray) -> np.ndarray:
         mask = self.has_face
-        if len(scores) != int(mask.sum()):
-            raise ValueError(f"{len(scores)} scores for {int(mask.sum())} frames with a face")
-        spoof = _nan(len(self))
-        spoof[mask] = scores
-        return FrameRecords(**{f.name: getattr(self, f.name) for f in fields(self)} | {"spoof_score": spoof})
+        if len(values) != int(mask.sum()):
+            raise ValueError(f"{len(values)} scores for {int(mask.sum())} frames with a face")
+        out = _nan(len(self))
+        out[mask] = values
+        return out
 
     def to_table(self, *, session_id: str, model_version: str, run_id: str) -> pa.Table:
         """The ``frames`` dataset rows of this session (NaN becomes null)."""
@@ -114,6 +126,11 @@ class FrameRecords:
             **{f"bbox_{k}": self.bbox[:, i] for i, k in enumerate("xywh")},
             **{name: getattr(self, name) for name in _FLOAT_COLUMNS},
             **{f"occlusion_{r}": self.occlusion[:, i] for i, r in enumerate(REGIONS)},
+            **{f"{name}_score": self.scores.get(name, _nan(n)) for name in CONTRACT_SCORERS},
+            "scores": pa.array(
+                [[(k, float(v[i])) for k, v in self.scores.items() if not np.isnan(v[i])] or None for i in range(n)],
+                pa.map_(pa.string(), pa.float32()),
+            ),
             "model_version": pa.array([model_version] * n, pa.string()),
             "run_id": pa.array([run_id] * n, pa.string()),
         }
@@ -141,6 +158,7 @@ class SessionAggregate:
     multi_face_ratio: float | None = None
     spoof_score: float | None = None
     spoof_score_max: float | None = None
+    threshold: float | None = None
     decision: str | None = None
     reasons: tuple[str, ...] = ()
 
@@ -164,6 +182,12 @@ class SessionRow:
     multi_face_ratio: float | None
     spoof_score: float | None
     spoof_score_max: float | None
+    b2_score: float | None
+    b2_score_max: float | None
+    reference_score: float | None
+    reference_score_max: float | None
+    scores: dict[str, float] | None
+    thresholds: dict[str, float] | None
     decision: str | None
     reasons: tuple[str, ...]
     swap_detected: bool | None
@@ -173,7 +197,7 @@ class SessionRow:
     blinks: tuple[tuple[float, float], ...] | None
     occluded_regions: tuple[str, ...] | None
     model_version: str
-    threshold: float
+    threshold: float | None
     run_id: str
     scanned_at: datetime
     input_key: str | None
@@ -185,4 +209,6 @@ class SessionRow:
         row["reasons"] = list(self.reasons)
         row["occluded_regions"] = None if self.occluded_regions is None else list(self.occluded_regions)
         row["blinks"] = None if self.blinks is None else [{"start_s": s, "end_s": e} for s, e in self.blinks]
+        for name in ("scores", "thresholds", "extra"):  # maps, as Arrow takes them
+            row[name] = None if row[name] is None else list(row[name].items())
         return row

@@ -8,14 +8,19 @@ import pytest
 from pipeline.run.batcher import CropBatcher
 
 
-def crops(n: int, value: int) -> np.ndarray:
-    """``n`` 1x1 crops whose pixel holds ``value`` (so a crop tells which session it came from)."""
-    return np.full((n, 1, 1, 3), value, np.uint8)
+def crops(n: int, value: int) -> dict[str, np.ndarray]:
+    """``n`` faces as two kinds of crop whose pixels hold ``value`` (so a crop tells which
+    session it came from); the second kind holds ``value + 100``."""
+    return {"small": np.full((n, 1, 1, 3), value, np.uint8), "wide": np.full((n, 2, 2, 3), value + 100, np.uint8)}
 
 
-def score_of(batch) -> np.ndarray:
-    """A fake scorer: each crop's score is its pixel value, so misrouted scores are visible."""
-    return batch.crops[:, 0, 0, 0].astype(np.float32)
+def score_of(batch) -> dict[str, np.ndarray]:
+    """Two fake scorers, each scoring its own kind of crop with its pixel value, so misrouted
+    scores (or crops of two kinds out of step) are visible."""
+    return {
+        "a": batch.crops["small"][:, 0, 0, 0].astype(np.float32),
+        "b": batch.crops["wide"][:, 1, 1, 0].astype(np.float32),
+    }
 
 
 def test_sessions_split_across_batches_get_their_own_scores_in_order():
@@ -34,9 +39,12 @@ def test_sessions_split_across_batches_get_their_own_scores_in_order():
     # results come back out of order: a session completes only when all its crops are scored
     assert batcher.scored(second, score_of(second)) == []
     done = batcher.scored(last, score_of(last))
-    assert [sid for sid, _ in done] == ["c"] and done[0][1].tolist() == [3.0]
+    assert (
+        [sid for sid, _ in done] == ["c"] and done[0][1]["a"].tolist() == [3.0] and done[0][1]["b"].tolist() == [103.0]
+    )
     done = dict(batcher.scored(first, score_of(first)))
-    assert done["a"].tolist() == [1.0] * 3 and done["b"].tolist() == [2.0] * 6
+    assert done["a"]["a"].tolist() == [1.0] * 3 and done["b"]["a"].tolist() == [2.0] * 6
+    assert done["b"]["b"].tolist() == [102.0] * 6
     assert batcher.pending == 0
 
 
@@ -69,7 +77,9 @@ def test_bad_use_is_an_error():
     with pytest.raises(ValueError, match="already queued"):
         batcher.add("a", crops(1, 1))
     batch = batcher.next_batch(force=True)
-    with pytest.raises(ValueError, match="1 crops"):
-        batcher.scored(batch, np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="2 a scores for a batch of 1 crops"):
+        batcher.scored(batch, {"a": np.zeros(2, np.float32)})
+    with pytest.raises(ValueError, match="the same faces"):
+        batcher.add("b", {"small": np.zeros((1, 1, 1, 3), np.uint8), "wide": np.zeros((2, 1, 1, 3), np.uint8)})
     with pytest.raises(ValueError, match="batch_size"):
         CropBatcher(batch_size=0)

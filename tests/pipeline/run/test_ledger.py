@@ -17,6 +17,8 @@ from pipeline.cli.main import main
 from pipeline.errors import LedgerBusy
 from pipeline.run.ledger import COMMITTED_DIR, UNCOMMITTED_DIR, Ledger, input_identity
 from pipeline.run.output import RunWriter
+from pipeline.scoring.onnx_model import DEFAULT_REFERENCE_DIR
+from pipeline.scoring.registry import read_scorer_card
 from pipeline.storage import Store
 from tests.helpers import add_rows, kill_when, read_sessions, scan_process
 from tests.videos import write_face_video, write_no_face_video
@@ -154,8 +156,9 @@ def test_incremental_runs_rescan_and_new_model(archive: Path, tmp_path: Path, ra
     versions: dict[str, set[str]] = {}
     for r in read_sessions(out):
         versions.setdefault(r["session_id"], set()).add(r["model_version"])
+    reference = read_scorer_card(DEFAULT_REFERENCE_DIR).version  # model_version joins every scorer's version
     assert {sid: sorted(v) for sid, v in versions.items()} == {
-        s: sorted([card["version"], "test-v2"]) for s in ("a", "b", "c")
+        s: sorted([f"{card['version']}+{reference}", f"test-v2+{reference}"]) for s in ("a", "b", "c")
     }
 
 

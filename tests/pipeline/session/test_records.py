@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.config import ScanConfig
 from pipeline.schema import FRAME_SCHEMA, SESSION_SCHEMA
+from pipeline.scoring.registry import resolve_scorers
 from pipeline.session.analyse import SessionAnalysis, VideoFacts
 from pipeline.session.assemble import RunContext, assemble_session
 from pipeline.session.frame_path import SessionFrames
@@ -54,12 +55,21 @@ def test_a_session_row_carries_the_verdicts_and_the_stored_blinks():
     analysis = SessionAnalysis(
         session=Session("s", "/v/s.mp4", {"channel": "app"}), frames=frames, video=VideoFacts(2.0, 64, 48, 0, 24)
     )
-    run = RunContext(
-        run_id="r", scanned_at=session_row().scanned_at, model_version="m", threshold=0.5, config=ScanConfig()
-    )
-    done = assemble_session(analysis, np.array([0.1, 0.1, 0.2, 0.1], np.float32), run, "key")
+    scorers = tuple(resolve_scorers({"b2": None, "reference": None}))
+    run = RunContext(run_id="r", scanned_at=session_row().scanned_at, scorers=scorers, config=ScanConfig())
+    scores = {"b2": np.array([0.9, 0.9, 0.8, 0.9], np.float32), "reference": np.array([0.1, 0.1, 0.2, 0.1], np.float32)}
+    done = assemble_session(analysis, scores, run, "key")
     row = done.row
+    # the synthetic-only b2 says spoof, the reference (measured on real faces) decides: only the swap fires
     assert (row.status, row.decision, row.reasons) == ("ok", "spoof", ("swap",))
+    assert row.spoof_score == pytest.approx(0.125) and row.reference_score == pytest.approx(0.125)
+    assert row.b2_score == pytest.approx(0.875) and row.b2_score_max == pytest.approx(0.9)
+    assert row.threshold == scorers[1].threshold
+    assert row.thresholds == {"b2": scorers[0].threshold, "reference": scorers[1].threshold}
+    assert row.model_version == f"{scorers[0].card.version}+{scorers[1].card.version}"
+    frames = done.frames.to_pylist() if done.frames is not None else []
+    assert [f["reference_score"] for f in frames] == pytest.approx([0.1, 0.1, 0.2, 0.1])
+    assert dict(frames[0]["scores"]) == pytest.approx({"b2": 0.9, "reference": 0.1})
     assert (row.swap_detected, row.swap_at_s, row.blink_count, row.blinks) == (True, 0.3, 1, ((0.1, 0.2),))
     assert (row.width, row.height, row.frames_decoded, row.input_key, row.extra) == (
         64,
