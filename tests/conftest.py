@@ -1,4 +1,5 @@
-"""Shared, expensive fixtures: one Ray per test session, generated videos, the shipped model."""
+"""Shared, expensive fixtures: one Ray per test session, the shipped model, the face photographs,
+the scan's per-frame signal path, and the real material beside the project."""
 
 from __future__ import annotations
 
@@ -38,3 +39,19 @@ def real_material() -> Path:
     if not (REAL / "images").is_dir():
         pytest.skip(f"the real material is not at {REAL} (it ships beside the project, not in it)")
     return REAL
+
+
+@pytest.fixture(scope="session")
+def face_sources():
+    """The face photographs the renderer draws its subjects from (shipped by matplotlib and scikit-image)."""
+    from training.face_sources import load_face_sources
+
+    return load_face_sources()
+
+
+@pytest.fixture(scope="session")
+def signal_path():
+    """The scan's per-frame path for tests of the signal functions."""
+    from tests.signal_path import SignalPath
+
+    return SignalPath()

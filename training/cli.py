@@ -60,7 +60,16 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
         type=Path,
         help="labels CSV (path, label live|spoof, attack, subject, split): every scorer on real images",
     )
-    p.add_argument("--split", help="with --images: only the rows of this split")
+    source.add_argument(
+        "--sessions",
+        type=Path,
+        help="labels CSV (session_id, label live|spoof, attack, split) against --scan's sessions",
+    )
+    p.add_argument("--scan", help="with --sessions: the scan's output (its --out)")
+    p.add_argument(
+        "--record", metavar="NAME=DIR", help="with --sessions: write scorer NAME's figures into the card at DIR"
+    )
+    p.add_argument("--split", help="with --images or --sessions: only the rows of this split")
     p.add_argument("--scorer", action="append", default=[], metavar="NAME=DIR", help="with --images: another scorer")
     p.add_argument(
         "--out",
@@ -154,6 +163,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.images is not None:
         return evaluate_on_images(args)
+    if args.sessions is not None:
+        return evaluate_on_sessions(args)
     _require_crops(args.data)
     if args.model.resolve() == DEFAULT_MODEL_DIR and not args.no_card:
         raise InputError("refusing to rewrite the shipped model's card: pass --model DIR (a copy) or --no-card")
@@ -183,6 +194,34 @@ def evaluate_on_images(args: argparse.Namespace) -> int:
     report = evaluate_images(
         args.images, entries, review_band=load_scan_config().aggregate.review_band, split=args.split, out=out
     )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def evaluate_on_sessions(args: argparse.Namespace) -> int:
+    """``evaluate --sessions``: every scorer per session against labels; ``--record`` keeps one
+    scorer's figures in its card, so that it may decide."""
+    from datetime import UTC, datetime
+
+    from pipeline.scoring.model import RealEvaluation
+    from training.evaluate_sessions import evaluate_sessions, record_real_evaluation
+
+    if not args.scan:
+        raise InputError("--sessions needs --scan OUT (the scan's output to measure)")
+    record = scorer_options([args.record]) if args.record else {}
+    report = evaluate_sessions(args.sessions, args.scan, split=args.split, out=args.out or Path("evaluation-sessions"))
+    for name, model_dir in record.items():
+        figures = report["scorers"].get(name)
+        if not figures or "skipped" in figures:
+            raise InputError(f"--record {name}: the scan holds no usable {name} scores for the labelled sessions")
+        evaluation = RealEvaluation(
+            data=f"{report['live']} live and {report['spoof']} attack sessions labelled in {args.sessions}"
+            + (f" (split {args.split})" if args.split else "")
+            + f", scanned into {args.scan}",
+            measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            metrics=figures | {"failure_to_acquire": report["failure_to_acquire"]["rate"]},
+        )
+        report["recorded"] = str(record_real_evaluation(Path(model_dir), evaluation))
     print(json.dumps(report, indent=2))
     return 0
 

@@ -12,6 +12,7 @@ from pipeline.run.ledger import Ledger
 from pipeline.run.plan import ScanPlan, plan_scan
 from pipeline.run.summary import ScanSummary
 from pipeline.scoring.model import DEFAULT_MODEL_DIR, ModelCard, read_card
+from pipeline.scoring.onnx_model import OnnxEnsembleScorer, OnnxModelCard
 from pipeline.scoring.registry import ScorerEntry, scan_scorers
 from pipeline.storage import Store
 from pipeline.video.sources import Session, list_sessions
@@ -39,6 +40,9 @@ def resolve_scan_scorers(config: ScanConfig) -> list[ScorerEntry]:
     the config registered, before any work starts."""
     resolve_model(config)
     scorers = scan_scorers(config.model, {name: s.model for name, s in config.scorers.items()})
+    for entry in scorers:
+        if isinstance(entry.card, OnnxModelCard):
+            OnnxEnsembleScorer(entry.path)  # a corrupt ONNX file is a model error here, not in every actor
     unknown = [n for n in config.decision.scorers or [] if n not in {e.name for e in scorers}]
     if unknown:
         raise ConfigError(

@@ -92,3 +92,16 @@ def test_a_face_at_the_frame_edge_is_still_cropped_for_the_4x_crop():
     for box in ((0.0, 0.0, 60.0, 70.0), (280.0, 190.0, 40.0, 50.0), (10.0, 5.0, 300.0, 230.0)):
         crop = CropSpec(80, 4.0, "shift").crop(image, box)
         assert crop.shape == (80, 80, 3)
+
+
+def test_a_scan_with_a_corrupt_reference_model_exits_2_naming_the_file_before_any_work(tmp_path: Path, capsys):
+    from pipeline.cli.main import main
+    from tests.videos import write_face_video
+
+    model = _copy_reference(tmp_path)
+    (model / "MiniFASNetV2_2.7_80x80.onnx").write_bytes(b"\x00" * 100)
+    video = write_face_video(tmp_path / "v.mp4", n=4)
+    out = tmp_path / "out"
+    assert main(["scan", str(video), "--out", str(out), "--quiet", "--set", f"scorers.reference.model={model}"]) == 2
+    assert "MiniFASNetV2_2.7_80x80.onnx is not a loadable ONNX model" in capsys.readouterr().err
+    assert not out.exists()

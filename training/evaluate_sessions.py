@@ -1,0 +1,118 @@
+"""``liveness evaluate --sessions``: every scorer measured per session against analysts' labels.
+
+Reads a labels CSV (``session_id``, ``label`` live|spoof, optional ``attack``, ``split``) and
+the latest row of each of those sessions in a scan's output, then reports every scorer's
+session score at its threshold (the figures of :mod:`training.evaluate_images`, with
+bootstrap intervals), and the failure-to-acquire rate (labelled sessions that failed or
+had no face). With ``--record NAME=DIR`` the figures of scorer NAME are written into the
+card at DIR as its ``real_evaluation``: that is how a model measured on a company's own
+sessions earns the right to decide (name it in ``decision.scorers``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.atomic import write_aside
+from pipeline.checkpoint import CARD_FILE, MODELS_DIR
+from pipeline.errors import InputError
+from pipeline.reports.query import run_query
+from pipeline.scoring.model import RealEvaluation
+from pipeline.scoring.registry import read_scorer_card
+from training.evaluate_images import LABELS, scorer_metrics
+
+REPORT_JSON = "evaluation_sessions.json"
+
+
+def read_session_labels(path: Path, split: str | None = None) -> dict[str, tuple[str, str]]:
+    """``session_id -> (label, attack)``; bad rows are an :class:`InputError` naming the row."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as exc:
+        raise InputError(f"cannot read labels {path}: {exc.strerror or exc}") from exc
+    if not rows or not {"session_id", "label"} <= set(rows[0]):
+        raise InputError(f"labels {path} need the columns session_id and label (live|spoof)")
+    labels = {}
+    for number, row in enumerate(rows, start=2):
+        label = (row.get("label") or "").strip().lower()
+        if label not in LABELS:
+            raise InputError(f"labels {path} row {number}: label must be live or spoof, got {row.get('label')!r}")
+        if split is None or row.get("split") == split:
+            labels[row["session_id"]] = (
+                label,
+                (row.get("attack") or "").strip() or ("unknown" if label == "spoof" else "none"),
+            )
+    if not labels:
+        raise InputError(f"labels {path} have no row" + (f" of split {split!r}" if split else ""))
+    return labels
+
+
+def evaluate_sessions(
+    labels_csv: Path, scan: str, *, split: str | None = None, out: Path | None = None
+) -> dict[str, Any]:
+    """Measure every scorer of a scan's output per session against the labels."""
+    labels = read_session_labels(labels_csv, split)
+    rows = run_query(
+        scan, "select * from sessions qualify row_number() over (partition by session_id order by scanned_at desc) = 1"
+    ).to_pylist()
+    found = {r["session_id"]: r for r in rows if r["session_id"] in labels}
+    missing = sorted(set(labels) - set(found))
+    if missing:
+        raise InputError(f"{len(missing)} labelled session(s) are not in {scan}: {', '.join(missing[:10])}")
+    scored = [sid for sid in labels if found[sid]["status"] == "ok" and found[sid]["scores"]]
+    y = np.array([LABELS.index(labels[sid][0]) for sid in scored], np.int64)
+    attacks = np.array([labels[sid][1] if labels[sid][0] == "spoof" else "none" for sid in scored], dtype=object)
+    report: dict[str, Any] = {
+        "labels": str(labels_csv),
+        "scan": scan,
+        "split": split,
+        "sessions": len(labels),
+        "live": sum(v[0] == "live" for v in labels.values()),
+        "spoof": sum(v[0] == "spoof" for v in labels.values()),
+        "failure_to_acquire": {
+            "rate": round(1 - len(scored) / len(labels), 4),
+            "sessions": sorted(set(labels) - set(scored))[:50],
+        },
+        "scorers": {},
+    }
+    names = sorted({name for sid in scored for name, _ in _pairs(found[sid]["scores"])})
+    for name in names:
+        scores = np.array([dict(_pairs(found[sid]["scores"])).get(name, np.nan) for sid in scored], np.float64)
+        thresholds = {t for sid in scored if (t := dict(_pairs(found[sid]["thresholds"])).get(name)) is not None}
+        if np.isnan(scores).any() or len(thresholds) != 1:
+            report["scorers"][name] = {
+                "skipped": "not every labelled session has this scorer's score under one threshold"
+            }
+            continue
+        report["scorers"][name] = scorer_metrics(scores, y, attacks, thresholds.pop())
+    if out is not None:
+        text = json.dumps(report, indent=2) + "\n"
+        write_aside(out / REPORT_JSON, lambda tmp: tmp.write_text(text))
+    return report
+
+
+def _pairs(value: Any) -> list[tuple[str, float]]:
+    """A map column as pairs (DuckDB and Arrow give maps as dicts or as lists of pairs)."""
+    if value is None:
+        return []
+    return list(value.items()) if isinstance(value, dict) else [tuple(p) for p in value]
+
+
+def record_real_evaluation(model_dir: Path, evaluation: RealEvaluation) -> Path:
+    """Write ``evaluation`` into the card of the scorer checkpoint in ``model_dir`` (never a
+    shipped one), atomically; the card is validated again after the change."""
+    if Path(model_dir).resolve().is_relative_to(MODELS_DIR.resolve()):
+        raise InputError(f"refusing to rewrite a shipped card ({model_dir}): copy the model first")
+    read_scorer_card(model_dir)
+    path = Path(model_dir) / CARD_FILE
+    data = json.loads(path.read_text()) | {"real_evaluation": evaluation.model_dump(mode="json")}
+    text = json.dumps(data, indent=2) + "\n"
+    write_aside(path, lambda tmp: tmp.write_text(text))
+    read_scorer_card(model_dir)
+    return path
