@@ -45,29 +45,46 @@ class LabelledImage:
     split: str
 
 
-def read_labels(path: Path, split: str | None = None) -> list[LabelledImage]:
-    """The rows of a labels CSV (of ``split`` only, when given); bad rows are an
-    :class:`InputError` naming the row number."""
+@dataclass(frozen=True)
+class LabelRow:
+    """One checked row of a labels CSV: its label, its attack type and every column as given."""
+
+    label: str
+    attack: str
+    columns: dict[str, str]
+
+
+def read_label_rows(path: Path, key: str, split: str | None = None) -> list[LabelRow]:
+    """The rows of a labels CSV with columns ``key`` and ``label`` (live|spoof), of ``split``
+    only when given; a bad file or row is an :class:`InputError` naming the row number."""
     try:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
     except OSError as exc:
         raise InputError(f"cannot read labels {path}: {exc.strerror or exc}") from exc
-    if not rows or not {"path", "label"} <= set(rows[0]):
-        raise InputError(f"labels {path} need the columns path and label (live|spoof)")
-    images = []
+    if not rows or not {key, "label"} <= set(rows[0]):
+        raise InputError(f"labels {path} need the columns {key} and label (live|spoof)")
+    out = []
     for number, row in enumerate(rows, start=2):  # row 1 is the header
         label = (row.get("label") or "").strip().lower()
         if label not in LABELS:
             raise InputError(f"labels {path} row {number}: label must be live or spoof, got {row.get('label')!r}")
-        file = Path(row["path"])
         attack = (row.get("attack") or "").strip() or ("unknown" if label == "spoof" else "none")
-        images.append(LabelledImage(file if file.is_absolute() else path.parent / file, label, attack,
-                                    row.get("subject") or file.stem, row.get("split") or ""))  # fmt: skip
-    if split is not None:
-        images = [i for i in images if i.split == split]
-        if not images:
-            raise InputError(f"labels {path} have no row of split {split!r}")
+        if split is None or row.get("split") == split:
+            out.append(LabelRow(label, attack, row))
+    if not out:
+        raise InputError(f"labels {path} have no row" + (f" of split {split!r}" if split else ""))
+    return out
+
+
+def read_labels(path: Path, split: str | None = None) -> list[LabelledImage]:
+    """The images of a labels CSV (``path`` relative to the CSV unless absolute)."""
+    images = []
+    for row in read_label_rows(path, "path", split):
+        file = Path(row.columns["path"])
+        where = file if file.is_absolute() else path.parent / file
+        images.append(LabelledImage(where, row.label, row.attack, row.columns.get("subject") or file.stem,
+                                    row.columns.get("split") or ""))  # fmt: skip
     return images
 
 

@@ -11,7 +11,6 @@ sessions earns the right to decide (name it in ``decision.scorers``).
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -24,33 +23,14 @@ from pipeline.errors import InputError
 from pipeline.reports.query import run_query
 from pipeline.scoring.model import RealEvaluation
 from pipeline.scoring.registry import read_scorer_card
-from training.evaluate_images import LABELS, scorer_metrics
+from training.evaluate_images import LABELS, read_label_rows, scorer_metrics
 
 REPORT_JSON = "evaluation_sessions.json"
 
 
 def read_session_labels(path: Path, split: str | None = None) -> dict[str, tuple[str, str]]:
     """``session_id -> (label, attack)``; bad rows are an :class:`InputError` naming the row."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as exc:
-        raise InputError(f"cannot read labels {path}: {exc.strerror or exc}") from exc
-    if not rows or not {"session_id", "label"} <= set(rows[0]):
-        raise InputError(f"labels {path} need the columns session_id and label (live|spoof)")
-    labels = {}
-    for number, row in enumerate(rows, start=2):
-        label = (row.get("label") or "").strip().lower()
-        if label not in LABELS:
-            raise InputError(f"labels {path} row {number}: label must be live or spoof, got {row.get('label')!r}")
-        if split is None or row.get("split") == split:
-            labels[row["session_id"]] = (
-                label,
-                (row.get("attack") or "").strip() or ("unknown" if label == "spoof" else "none"),
-            )
-    if not labels:
-        raise InputError(f"labels {path} have no row" + (f" of split {split!r}" if split else ""))
-    return labels
+    return {row.columns["session_id"]: (row.label, row.attack) for row in read_label_rows(path, "session_id", split)}
 
 
 def evaluate_sessions(
