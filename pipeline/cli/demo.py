@@ -53,16 +53,14 @@ def run_demo(args: argparse.Namespace) -> int:
         r for r in run_query(str(out / "reports"), "select * from sessions").to_pylist() if r["input_key"] in wanted
     ]
     table = Table(title="demo sessions", show_header=True)
-    for column in ("session", "made as", "status", "decision", "spoof_score", "b2", "reference", "reasons / error"):
+    for column in ("session", "made as", "status", "decision", "b2", "reference", "reasons / error"):
         table.add_column(column)
     for row in sorted(rows, key=lambda r: r["session_id"]):
         extra = dict(row["extra"] or [])
         made_as = extra.get("kind", "") + (
             f" ({extra['attack_type']})" if extra.get("attack_type") not in (None, "", "none") else ""
         )
-        score, b2, reference = (
-            "" if row[k] is None else f"{row[k]:.3f}" for k in ("spoof_score", "b2_score", "reference_score")
-        )
+        b2, reference = ("" if row[k] is None else f"{row[k]:.3f}" for k in ("b2_score", "reference_score"))
         error = (
             row["error"] and row["error"].split(":")[0]
         )  # the reason's headline; the full text is in the report and the data
@@ -71,7 +69,6 @@ def run_demo(args: argparse.Namespace) -> int:
             made_as,
             row["status"],
             row["decision"] or "",
-            score,
             b2,
             reference,
             error or ", ".join(row["reasons"] or []),
