@@ -32,6 +32,11 @@ class RunContext:
         """Every scorer's version, joined: a new version of any of them gives new rows."""
         return "+".join(e.card.version for e in self.scorers)
 
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Every scorer's threshold, by name (from its card)."""
+        return {e.name: e.threshold for e in self.scorers}
+
 
 @dataclass(frozen=True)
 class FinishedSession:
@@ -61,7 +66,7 @@ def assemble_session(
             peak[name] = float(values.max())
         verdict = decide_scores(pooled, run.scorers, review_band=config.aggregate.review_band,
                                 deciders=config.decision.scorers, combine=config.decision.combine)  # fmt: skip
-        thresholds = {e.name: e.threshold for e in run.scorers}
+        thresholds = run.thresholds
         used = verdict.scorers
         spoof = (
             np.mean([scores[n] for n in used], axis=0)
@@ -97,7 +102,7 @@ def assemble_session(
         reference_score=pooled.get("reference"),
         reference_score_max=peak.get("reference"),
         scores=pooled or None,
-        thresholds={e.name: e.threshold for e in run.scorers} if pooled else None,
+        thresholds=run.thresholds if pooled else None,
         decision=aggregate.decision,
         reasons=aggregate.reasons,
         swap_detected=verdicts.swap_detected,
