@@ -95,9 +95,7 @@ class StageRun:
     unscored: dict[str, np.ndarray] | None = None
 
 
-def measure_stages(
-    sessions: list[Session], config: ScanConfig, checkpoint: Path, card: ModelCard, score: bool = True
-) -> StageRun:
+def measure_stages(sessions: list[Session], config: ScanConfig, checkpoint: Path, score: bool = True) -> StageRun:
     """Each stage alone over every session: decoding all of a session's sampled frames, then
     the scan's own per-frame path over them (timed per stage), cutting every scorer's crops.
     ``score=False`` leaves the scorers out and returns the crops to be scored elsewhere."""
@@ -164,7 +162,6 @@ def measure_stages_on_all_cores(
     sessions: list[Session],
     config: ScanConfig,
     checkpoint: Path,
-    card: ModelCard,
     processes: int,
     *,
     gpu_scorer: bool = False,
@@ -178,12 +175,10 @@ def measure_stages_on_all_cores(
     shares = [share for share in (sessions[i::processes] for i in range(processes)) if share]
     n = len(shares)
     if n < 2:
-        runs = [measure_stages(sessions, config, checkpoint, card, not gpu_scorer)]
+        runs = [measure_stages(sessions, config, checkpoint, not gpu_scorer)]
     else:
         with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-            runs = list(
-                pool.map(measure_stages, shares, [config] * n, [checkpoint] * n, [card] * n, [not gpu_scorer] * n)
-            )
+            runs = list(pool.map(measure_stages, shares, [config] * n, [checkpoint] * n, [not gpu_scorer] * n))
     total = {name: StageCost(name) for name in runs[0].stages}
     for run in runs:
         for name, cost in run.stages.items():
@@ -442,9 +437,7 @@ def run_bench(
     )
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     gpu_scorer = gpu is not None and config.scoring.backend in ("auto", "torch")
-    stages, crops, backend = measure_stages_on_all_cores(
-        batch, config, checkpoint, card, _cores(), gpu_scorer=gpu_scorer
-    )
+    stages, crops, backend = measure_stages_on_all_cores(batch, config, checkpoint, _cores(), gpu_scorer=gpu_scorer)
     scan = measure_scan(batch, config, checkpoint)
     naive_result = measure_naive(batch, config, checkpoint, card) if naive else None
     settings = {
