@@ -82,6 +82,27 @@ class SwapConfig(_Strict):
     min_shape_scatter: float = Field(
         0.005, gt=0, description="scatter floor, so a landmark-perfect (frozen) window does not inflate the ratio"
     )
+    identity_distance: float | None = Field(
+        None, gt=0, lt=2, description="embedding distance across a cut that makes a swap; null = the identity card's"
+    )
+
+
+class IdentityConfig(_Strict):
+    """The face-recognition embedding (:mod:`pipeline.faces.identity`): biometric data."""
+
+    enabled: bool = Field(
+        True, description="embed the main face: swaps by identity, templates, same_face links (false: none of them)"
+    )
+    store: bool = Field(True, description="write each session's template to OUT/identities/ (needed for same_face)")
+    model: str | None = Field(None, description="the identity card's folder; null = the shipped models/identity")
+    rate_hz: float = Field(2.0, gt=0, le=30, description="embeddings per second, plus both frames of a strong cut")
+    cut_similarity: float = Field(
+        0.7, gt=0, lt=1, description="consecutive crops less alike than this are a strong cut: both frames embedded"
+    )
+    min_eye_px: float = Field(20.0, gt=0, description="faces whose eye corners lie closer (pixels) are not embedded")
+    max_turn: float = Field(
+        0.6, gt=0, le=2, description="faces turned further (nose off the eyes' middle, share of eye distance) neither"
+    )
 
 
 class StaticConfig(_Strict):
@@ -180,6 +201,7 @@ class DecisionConfig(_Strict):
     no_blink: Action = "review"
     occluded: Action = "review"
     multi_face: Action = "review"
+    linked: Action = "review"
     multi_face_ratio: float = Field(
         0.2, gt=0, le=1, description="share of sampled frames with 2+ faces that fires multi_face"
     )
@@ -187,6 +209,21 @@ class DecisionConfig(_Strict):
         None, description="scorers whose score may decide; null = those whose card records a real-data measurement"
     )
     combine: Literal["most_severe", "mean"] = Field("most_severe", description="how several deciding scores combine")
+
+
+class LinksConfig(_Strict):
+    """Links between sessions (:mod:`pipeline.links`): the same face, the same recording."""
+
+    enabled: bool = Field(True, description="match every scanned session against the whole output")
+    same_face_distance: float | None = Field(
+        None, gt=0, lt=2, description="templates closer than this are one person; null = the identity card's threshold"
+    )
+    hash_hz: float = Field(2.0, gt=0, le=30, description="frames per second fingerprinted for same_video")
+    max_hash_bits: int = Field(10, ge=0, le=32, description="perceptual hashes this many bits apart match")
+    min_matched: float = Field(
+        0.7, gt=0, le=1, description="share of the shorter video's fingerprints that must match, in step"
+    )
+    min_frames: int = Field(4, ge=1, description="fingerprints a video needs to be matched at all")
 
 
 class EvidenceConfig(_Strict):
@@ -232,6 +269,8 @@ class ScanConfig(_Strict):
     aggregate: AggregateConfig = Field(default_factory=AggregateConfig)
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
     evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    links: LinksConfig = Field(default_factory=LinksConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     ray: RayConfig = Field(default_factory=RayConfig)
 

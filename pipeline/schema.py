@@ -44,6 +44,9 @@ SESSION_FIELDS: list[pa.Field] = [
     pa.field("reasons", pa.list_(pa.string())),
     pa.field("swap_detected", pa.bool_()),
     pa.field("swap_at_s", pa.float64()),
+    pa.field("swap_times_s", pa.list_(pa.float64())),
+    pa.field("swap_distance", pa.float64()),
+    pa.field("identity_frames", pa.int32()),
     pa.field("static", pa.bool_()),
     pa.field("blink_count", pa.int32()),
     pa.field("blinks", pa.list_(pa.struct([("start_s", pa.float64()), ("end_s", pa.float64())]))),
@@ -54,6 +57,9 @@ SESSION_FIELDS: list[pa.Field] = [
     pa.field("scanned_at", pa.timestamp("us", tz="UTC"), nullable=False),
     pa.field("input_key", pa.string()),
     pa.field("extra", pa.map_(pa.string(), pa.string())),
+    *[pa.field(name, pa.string()) for name in ("container", "encoder", "creation_time", "device", "handler")],
+    pa.field("frame_interval_cv", pa.float64()),
+    pa.field("repeated_frame_ratio", pa.float64()),
 ]
 
 FRAME_FIELDS: list[pa.Field] = [
@@ -93,13 +99,56 @@ EVIDENCE_FIELDS: list[pa.Field] = [
     pa.field("run_id", pa.string(), nullable=False),
 ]
 
+EMBEDDING_DIM = 128
+IDENTITY_FIELDS: list[pa.Field] = [  # biometric data: written only with identity.store on
+    pa.field("session_id", pa.string(), nullable=False),
+    pa.field("template", pa.list_(pa.float32(), EMBEDDING_DIM), nullable=False),
+    pa.field("frames", pa.int32(), nullable=False),
+    pa.field("identity_version", pa.string(), nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+]
+
+FINGERPRINT_FIELDS: list[pa.Field] = [
+    pa.field("session_id", pa.string(), nullable=False),
+    pa.field("times_s", pa.list_(pa.float64()), nullable=False),
+    pa.field("hashes", pa.list_(pa.uint64()), nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+]
+
+LINK_SAME_FACE = "same_face"
+LINK_SAME_VIDEO = "same_video"
+LINK_KINDS = (LINK_SAME_FACE, LINK_SAME_VIDEO)
+LINK_FIELDS: list[pa.Field] = [
+    pa.field("session_a", pa.string(), nullable=False),  # the one scanned earlier
+    pa.field("session_b", pa.string(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("distance", pa.float64(), nullable=False),
+    pa.field("found_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+]
+
+CLUSTER_SCHEMA = pa.schema(  # a view computed from links when opened, not a dataset
+    [("session_id", pa.string()), ("cluster_id", pa.string()), ("size", pa.int64())]
+)
+
 SESSION_SCHEMA = pa.schema(SESSION_FIELDS)
 FRAME_SCHEMA = pa.schema(FRAME_FIELDS)
 EVIDENCE_SCHEMA = pa.schema(EVIDENCE_FIELDS)
+IDENTITY_SCHEMA = pa.schema(IDENTITY_FIELDS)
+FINGERPRINT_SCHEMA = pa.schema(FINGERPRINT_FIELDS)
+LINK_SCHEMA = pa.schema(LINK_FIELDS)
 SESSION_COLUMNS = tuple(SESSION_SCHEMA.names)
 FRAME_COLUMNS = tuple(FRAME_SCHEMA.names)
 
-DATASETS = {"sessions": SESSION_SCHEMA, "frames": FRAME_SCHEMA, "evidence": EVIDENCE_SCHEMA}
+DATASETS = {
+    "sessions": SESSION_SCHEMA,
+    "frames": FRAME_SCHEMA,
+    "evidence": EVIDENCE_SCHEMA,
+    "identities": IDENTITY_SCHEMA,
+    "fingerprints": FINGERPRINT_SCHEMA,
+    "links": LINK_SCHEMA,
+}
+VIEWS = DATASETS | {"clusters": CLUSTER_SCHEMA}  # what `liveness query` can read
 RUNS_DIR = "_runs"  # OUT/_runs/<run_id>.json: each run's summary
 
 

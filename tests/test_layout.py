@@ -17,7 +17,7 @@ from typing import NamedTuple
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipeline", "training")
 SHARED = ("errors", "atomic", "storage", "schema", "config", "checkpoint")
-LAYERS = ("video", "faces", "signals", "scoring", "session", "run", "reports", "cli")
+LAYERS = ("video", "faces", "signals", "scoring", "session", "links", "run", "reports", "cli")
 
 
 class Import(NamedTuple):

@@ -122,3 +122,17 @@ def write_rendered_session(
     else:
         spec = SessionSpec(path.stem, kind, ("astronaut",), duration_s=seconds, fps=fps, blinks=((0.5, 0.2),), seed=5)
     return write_video(path, render_session_frames(spec, face_sources, upright=True), fps=fps)
+
+
+def write_reencoded(source: Path, target: Path, *, scale: float, skip_s: float) -> Path:
+    """``source`` decoded and written again: smaller, more compressed, its first ``skip_s`` cut off
+    (the same recording, as a re-upload would be)."""
+    import av
+
+    frames = []
+    with av.open(str(source)) as container:
+        for frame in container.decode(video=0):
+            if frame.time is not None and frame.time >= skip_s:
+                w, h = int(frame.width * scale) // 2 * 2, int(frame.height * scale) // 2 * 2
+                frames.append(frame.reformat(width=w, height=h, format="rgb24").to_ndarray())
+    return write_video(target, frames, fps=15.0, crf=32)

@@ -204,11 +204,13 @@ def evaluate_on_sessions(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from pipeline.scoring.model import RealEvaluation
-    from training.evaluate_sessions import evaluate_sessions, record_real_evaluation
+    from training.evaluate_sessions import check_recordable, evaluate_sessions, record_real_evaluation
 
     if not args.scan:
         raise InputError("--sessions needs --scan OUT (the scan's output to measure)")
     record = scorer_options([args.record]) if args.record else {}
+    for model_dir in record.values():
+        check_recordable(Path(model_dir))
     report = evaluate_sessions(args.sessions, args.scan, split=args.split, out=args.out or Path("evaluation-sessions"))
     for name, model_dir in record.items():
         figures = report["scorers"].get(name)

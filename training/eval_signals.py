@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from pipeline.config import DetectConfig, SignalsConfig
+from pipeline.config import DetectConfig, IdentityConfig, SignalsConfig
 from pipeline.faces.crop import CropSpec
 from pipeline.scoring.model import DEFAULT_MODEL_DIR, read_card
 from pipeline.session.frame_path import FramePath, SessionFrames
@@ -73,12 +73,15 @@ def _spec(kind: str, i: int, subjects: list[str], rng: np.random.Generator) -> S
     return random_spec(f"eval{i:04d}_{kind}", base, subjects, rng, duration_s=duration, fps=SIGNAL_FPS)
 
 
-def evaluate(n_sessions: int, seed: int, config: SignalsConfig, crop: CropSpec) -> dict:
-    """Render ``n_sessions`` sessions (kinds in turn), run the signals, return per-session rows and metrics."""
+def evaluate(
+    n_sessions: int, seed: int, config: SignalsConfig, crop: CropSpec, identity: IdentityConfig | None = None
+) -> dict:
+    """Render ``n_sessions`` sessions (kinds in turn), run the signals (swaps by identity with
+    ``identity``, by face shape without), return per-session rows and metrics."""
     sources = load_face_sources()
     ids = [s.subject_id for s in sources]
     rng = np.random.default_rng(seed)
-    path = FramePath(crop, DetectConfig(), config)
+    path = FramePath(crop, DetectConfig(), config, identity=identity)
     rows, seconds = [], []
     for i in range(n_sessions):
         kind = EVAL_KINDS[i % len(EVAL_KINDS)]
@@ -156,11 +159,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=str(DEFAULT_MODEL_DIR),
         help="checkpoint whose card gives the crop (default: the shipped model)",
     )
+    parser.add_argument("--no-identity", action="store_true", help="swaps by face shape only (identity off)")
     args = parser.parse_args(argv)
     if args.sessions < 1:
         parser.error(f"--sessions must be >= 1, got {args.sessions}")
     start = time.perf_counter()
-    result = evaluate(args.sessions, args.seed, SignalsConfig(), read_card(args.model).crop_spec)
+    identity = None if args.no_identity else IdentityConfig()
+    result = evaluate(args.sessions, args.seed, SignalsConfig(), read_card(args.model).crop_spec, identity)
     if args.rows:
         with open(args.rows, "w") as f:
             json.dump(result["rows"], f, indent=1)

@@ -84,12 +84,17 @@ def _pairs(value: Any) -> list[tuple[str, float]]:
     return list(value.items()) if isinstance(value, dict) else [tuple(p) for p in value]
 
 
-def record_real_evaluation(model_dir: Path, evaluation: RealEvaluation) -> Path:
-    """Write ``evaluation`` into the card of the scorer checkpoint in ``model_dir`` (never a
-    shipped one), atomically; the card is validated again after the change."""
+def check_recordable(model_dir: Path) -> None:
+    """Refuse, before any work, a card that may not take a measurement: a shipped one, or no card."""
     if Path(model_dir).resolve().is_relative_to(MODELS_DIR.resolve()):
         raise InputError(f"refusing to rewrite a shipped card ({model_dir}): copy the model first")
     read_scorer_card(model_dir)
+
+
+def record_real_evaluation(model_dir: Path, evaluation: RealEvaluation) -> Path:
+    """Write ``evaluation`` into the card of the scorer checkpoint in ``model_dir`` (never a
+    shipped one), atomically; the card is validated again after the change."""
+    check_recordable(model_dir)
     path = Path(model_dir) / CARD_FILE
     data = json.loads(path.read_text()) | {"real_evaluation": evaluation.model_dump(mode="json")}
     text = json.dumps(data, indent=2) + "\n"

@@ -43,6 +43,8 @@ from training.video_writer import write_video
 KINDS = ("live", "print", "replay", "swap", "occluded", "no_face", "multi_face")
 KIND_BROKEN = "broken"  # only in manifests: a file that is not a decodable video
 FACE_TYPES = ("live", "print", "replay")
+# What may happen to a live face that is not a swap: the hard negatives of swap detection.
+DISTURBANCES = ("none", "head_turn", "lighting", "hand")
 SESSION_KIND_WEIGHTS = {
     "live": 0.28,
     "print": 0.16,
@@ -89,6 +91,9 @@ class SessionSpec:
     reports it) the pixels are stored turned so that the displayed video is upright.
     ``swap_to`` is what replaces the first subject at ``swap_at_s``. ``blinks`` holds
     (start_s, duration_s) of each blink of whichever live face is on screen.
+    ``disturbance`` changes a live session without changing who is in it: ``head_turn``
+    (slow yaw of up to 0.6 rad), ``lighting`` (the light halves at mid-session) or ``hand``
+    (a hand-coloured shape sweeps across the face around mid-session).
     """
 
     session_id: str
@@ -103,6 +108,7 @@ class SessionSpec:
     blinks: tuple[tuple[float, float], ...] = ()
     rotation: int = 0
     seed: int = 0
+    disturbance: str = "none"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -125,6 +131,10 @@ class SessionSpec:
             raise ValueError("rotation must be 0, 90, -90 or 180")
         if any(side % 2 for side in self.size):
             raise ValueError("frame width and height must be even")
+        if self.disturbance not in DISTURBANCES:
+            raise ValueError(f"disturbance must be one of {DISTURBANCES}, got {self.disturbance!r}")
+        if self.disturbance != "none" and self.kind != "live":
+            raise ValueError("a disturbance happens to a live session only")
 
     @property
     def n_frames(self) -> int:
@@ -240,7 +250,8 @@ class _Scene:
     def _person(self, rng, src, center, size, focal, motion_scale, *, occluded=(), blinks=(), t0=0.0, t1=math.inf):
         w, h = self.spec.size
         layer, shut = person_layers(src, rng, occluded)
-        amps = np.array([0.05 * w, 0.03 * h, 0.08, 0.0, 0.0, 0.05]) * motion_scale
+        yaw = 0.6 if self.spec.disturbance == "head_turn" else 0.0
+        amps = np.array([0.05 * w, 0.03 * h, 0.08, yaw, 0.0, 0.05]) * motion_scale
         motion = Wobble(rng, amps, 0.1, 0.7)
         shade = Wobble(rng, (rng.uniform(0.05, 0.3),), 0.05, 0.3)
         return _Actor(layer, center, size, motion, focal, shut=shut, shade=shade, t0=t0, t1=t1, blinks=blinks)
@@ -258,6 +269,22 @@ class _Scene:
         motion = Wobble(rng, (dx * w, dy * h, roll, yaw, pitch, scale), 0.1, 0.6)
         return _Actor(layer, center, size, motion, focal, t0=t0, t1=t1)
 
+    def _hand(self, frame: np.ndarray, t: float) -> None:
+        """A hand (a skin-coloured ellipse with fingers) crossing the face in the 0.6 s around mid-session."""
+        actor = self.actors[0]
+        progress = (t - (self.spec.duration_s / 2 - 0.3)) / 0.6
+        if not 0.0 <= progress <= 1.0:
+            return
+        dx, dy = actor.motion(t)[:2]
+        cx = actor.center[0] + dx + (progress - 0.5) * 2.4 * actor.size
+        cy = actor.center[1] + dy + 0.1 * actor.size
+        colour = (205, 160, 130)
+        axes = (int(0.35 * actor.size), int(0.45 * actor.size))
+        cv2.ellipse(frame, (int(cx), int(cy)), axes, 10.0, 0, 360, colour, -1, cv2.LINE_AA)
+        for k in range(4):  # fingers
+            fx = int(cx + (k - 1.5) * 0.16 * actor.size)
+            cv2.line(frame, (fx, int(cy)), (fx + 8, int(cy - 0.75 * actor.size)), colour, int(0.1 * actor.size))
+
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as displayed (upright), RGB uint8 (height, width, 3)."""
         t = index / self.spec.fps
@@ -267,8 +294,11 @@ class _Scene:
         frame = self.background[oy : oy + h, ox : ox + w].copy()
         for actor in self.actors:
             actor.draw(frame, t)
+        if self.spec.disturbance == "hand" and self.actors:
+            self._hand(frame, t)
         light = self.light(t)
-        cv2.LUT(frame, lighting_lut(self.gain * (1 + light[0]) * (1 + light[1:4]), 1.0 + light[4]), dst=frame)
+        gain = self.gain * (0.5 if self.spec.disturbance == "lighting" and t >= self.spec.duration_s / 2 else 1.0)
+        cv2.LUT(frame, lighting_lut(gain * (1 + light[0]) * (1 + light[1:4]), 1.0 + light[4]), dst=frame)
         add_sensor_noise(frame, self.noise_sigma, rng)
         return frame
 

@@ -102,7 +102,10 @@ def measure_stages(sessions: list[Session], config: ScanConfig, checkpoint: Path
     entries = bench_scorers(config, checkpoint)
     specs = crop_specs(entries)
     cache = config.scoring.onnx_cache
-    path = FramePath(specs[0], config.detect, config.signals, extra_crops=specs[1:], cache_dir=cache, timed=True)
+    path = FramePath(
+        specs[0], config.detect, config.signals, extra_crops=specs[1:], identity=config.identity,
+        fingerprint_hz=config.links.hash_hz, cache_dir=cache, timed=True,
+    )  # fmt: skip
     decode = StageCost("decode")
     crops: dict[str, list[np.ndarray]] = {spec.key: [] for spec in specs}
     for session in sessions:
@@ -110,7 +113,7 @@ def measure_stages(sessions: list[Session], config: ScanConfig, checkpoint: Path
         decode.add(*decode_cost)
         for key, values in result.scorer_crops.items():
             crops[key].append(values)
-    stages = {"decode": decode, "detect": path.costs["detect"], "signals": path.costs["signals"]}
+    stages = {"decode": decode, **{name: path.costs[name] for name in ("detect", "signals", "identity")}}
     empty = {spec.key: np.zeros((0, spec.size, spec.size, 3), np.uint8) for spec in specs}
     stacked = {key: np.concatenate(parts) if parts else empty[key] for key, parts in crops.items()}
     faces = len(stacked[specs[0].key])
@@ -375,8 +378,11 @@ class BenchResult:
         pipeline_rate = self.scan["crops"] / max(self.scan["wall_s"], 1e-12)
         scan_sessions_per_s = self.scan["sessions"] / max(self.scan["wall_s"], 1e-12)
         stage_rates = {
-            f"{n}_per_s": round(s.items / max(s.wall_s, 1e-12), 1) for n, s in self.stages.items() if n != "signals"
+            f"{n}_per_s": round(s.items / max(s.wall_s, 1e-12), 1)
+            for n, s in self.stages.items()
+            if n not in ("signals", "identity")
         }
+        identity = self.stages.get("identity")
         slowest = max(per_crop, key=per_crop.__getitem__)
         return {
             "scorer_crops_per_s": round(scorer_rate, 1),
@@ -396,6 +402,12 @@ class BenchResult:
             "detect_fps": stage_rates["detect_per_s"],
             "signals_fps": round(self.stages["signals"].items / max(self.stages["signals"].wall_s, 1e-12), 1),
             "cpu_ms_per_crop": {n: round(1e3 * v, 2) for n, v in per_crop.items()},
+            "identity_ms_per_embedding": round(1e3 * identity.cpu_s / identity.items, 1)
+            if identity is not None and identity.items
+            else None,
+            "embeddings_per_session": round(identity.items / max(self.scan["sessions"], 1), 2)
+            if identity is not None
+            else None,
             "bottleneck": slowest,
             "bottleneck_share": round(per_crop[slowest] / sum(per_crop.values()), 3),
             "crops": self.crops,
@@ -497,6 +509,32 @@ def memory_profile(
             "crops": result["crops"],
         }
     return out
+
+
+def faiss_version() -> str:
+    import faiss
+
+    return str(faiss.__version__)
+
+
+def measure_link_search(new: int = 10_000, stored: int = 1_000_000) -> dict:
+    """The 1:N same-face search at archive scale, in a child process: its time and peak memory."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json; from pipeline.cli.bench_links import link_search_child; "
+        f"print(json.dumps(link_search_child({int(new)}, {int(stored)})))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with PeakMemory(proc.pid, interval_s=0.05, pss_interval_s=1e9) as memory:
+        out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the link search benchmark failed: {err.decode()[-2000:]}")
+    return json.loads(out.decode().strip().splitlines()[-1]) | {
+        "peak_rss_mb": round(memory.peak_rss / 2**20, 1),
+        "backend": f"faiss {faiss_version()} IndexFlatL2 range search (exact)",
+    }
 
 
 def to_json(summary: dict) -> str:

@@ -8,6 +8,7 @@ usage, config, input or model (a message names the problem; nothing is written),
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -110,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", help="checkpoint directory (default: the shipped models/default)")
     demo.add_argument("--quiet", action="store_true")
 
-    query = sub.add_parser("query", help="SQL over a scan's output: DuckDB views sessions, frames and evidence")
+    query = sub.add_parser(
+        "query",
+        help="SQL over a scan's output: DuckDB views sessions, frames, evidence, identities, links and clusters",
+    )
     query.add_argument("sql", nargs="?", help='e.g. "select decision, count(*) from sessions group by 1"')
     query.add_argument("--out", required=True, help="the scan's output directory or s3:// prefix")
     query.add_argument(
@@ -124,6 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the data dictionary (every column, its unit and what null means) and exit",
     )
+
+    links = sub.add_parser(
+        "links",
+        help="link the sessions of runs not yet linked: same_face and same_video over the whole output",
+    )
+    links.add_argument("--out", required=True, help="the scan's output directory or s3:// prefix")
+    links.add_argument("--config", type=Path, help="scan config YAML (its identity and links sections)")
+    links.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
+    )
+    links.add_argument("--quiet", action="store_true")
 
     report = sub.add_parser(
         "report", help="one self-contained HTML report of a day's sessions: ranked, with timelines and evidence"
@@ -158,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where generated sessions are kept for reuse",
     )
     bench.add_argument("--json", action="store_true", help="end with one line of JSON holding every figure")
+    bench.add_argument(
+        "--links",
+        type=_counts,
+        metavar="NEW,STORED",
+        help="only the 1:N same-face search: NEW random templates against STORED ones (e.g. 10000,1000000)",
+    )
     bench.add_argument("--model", help="checkpoint directory (default: the shipped models/default)")
     bench.add_argument("--config", type=Path, help="scan config YAML (default: configs/scan.yaml)")
     bench.add_argument("--batch-size", type=int, help="crops per scoring batch (scoring.batch_size)")
@@ -188,7 +209,10 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(render_markdown(), end="")
         return EXIT_OK
     if not args.sql:
-        raise UsageError("give a SQL query (or --dictionary); the views are sessions, frames and evidence")
+        raise UsageError(
+            "give a SQL query (or --dictionary); the views are sessions, frames, evidence, identities, "
+            "fingerprints, links and clusters"
+        )
     fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "csv")
     if fmt == "parquet" and args.output is None:
         raise UsageError("--format parquet needs --output FILE")
@@ -201,6 +225,29 @@ def cmd_query(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--out {args.out}: {exc}") from exc
     write_result(table, fmt, args.output)
+    return EXIT_OK
+
+
+def cmd_links(args: argparse.Namespace) -> int:
+    from pipeline.links.archive import link_pending
+    from pipeline.session.frame_path import identity_card
+
+    config = scan_config_from_args(argparse.Namespace(model=None, config=args.config, overrides=args.overrides))
+    try:
+        store = Store(args.out)
+        if not store.exists("sessions"):
+            raise UsageError(f"--out {args.out} holds no scan output (no sessions/ folder)")
+    except ValueError as exc:
+        raise UsageError(f"--out {args.out}: {exc}") from exc
+    threshold = config.links.same_face_distance or identity_card(config.identity.model).threshold
+    done = link_pending(store, config.links, threshold)
+    if not done.runs:
+        print(f"every run in {store.display()} is linked already; nothing to do")
+        return EXIT_OK
+    print(
+        f"linked {done.templates} templates and {done.fingerprints} fingerprints of {len(done.runs)} run(s): "
+        f"{done.links} new links" + (f" in {done.file}" if done.file else "")
+    )
     return EXIT_OK
 
 
@@ -224,6 +271,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.sessions < 1 or args.seconds <= 0 or args.fps <= 0:
         raise UsageError("--sessions, --seconds and --fps must be positive")
+    if args.links is not None:
+        from pipeline.cli.bench import measure_link_search
+
+        if len(args.links) != 2:
+            raise UsageError("--links takes two counts: NEW,STORED (e.g. 10000,1000000)")
+        search = measure_link_search(*args.links)
+        print(
+            f"same-face search: {search['new']} new templates against {search['stored']} stored in"
+            f" {search['search_s']} s (index built in {search['index_build_s']} s), peak memory"
+            f" {search['peak_rss_mb']} MB; {search['planted_found']} of {search['planted']} planted matches found"
+        )
+        if args.json:
+            print(json.dumps(search))
+        return EXIT_OK
     config = scan_config_from_args(args)
     checkpoint, card = resolve_model(config)
     result = run_bench(
@@ -291,6 +352,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "query": cmd_query,
     "report": cmd_report,
+    "links": cmd_links,
     "bench": cmd_bench,
 }
 

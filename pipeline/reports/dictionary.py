@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-from pipeline.schema import DATASETS, REGIONS
+from pipeline.schema import DATASETS, REGIONS, VIEWS
 
 
 class Column(NamedTuple):
@@ -96,12 +96,30 @@ COLUMNS: dict[str, dict[str, Column]] = {
             "the session failed (empty list)",
         ),
         "swap_detected": Column(
-            "the face changed identity mid-session"
-            " (an abrupt drop of crop similarity with a lasting change of face shape)",
+            "the main face changed identity mid-session: the mean identity embedding of the second before a cut"
+            " and of the second after it lie at least the identity threshold apart (with identity off or no"
+            " embeddings either side: an abrupt drop of crop similarity with a lasting change of face shape)",
             "bool",
             "no face, or too few frames to tell",
         ),
-        "swap_at_s": Column("when the swap happened", "seconds from the first frame", "no swap detected"),
+        "swap_at_s": Column(
+            "when the (first) swap happened: the first frame after the cut",
+            "seconds from the first frame",
+            "no swap detected",
+        ),
+        "swap_times_s": Column(
+            "every change of the main face's identity (several cuts between people)", "seconds", "no face"
+        ),
+        "swap_distance": Column(
+            "the largest identity distance across a swap (over the card's threshold, 0.6 for dlib)",
+            "Euclidean, 128-d",
+            "no swap, or found by face shape",
+        ),
+        "identity_frames": Column(
+            "embeddings in the session's identity template (0: the face was too small, turned or covered for one)",
+            "frames",
+            "identity switched off, no face, or the session failed",
+        ),
         "static": Column(
             "frames nearly identical for a long stretch: a still photo or a frozen injected feed",
             "bool",
@@ -133,6 +151,25 @@ COLUMNS: dict[str, dict[str, Column]] = {
         ),
         "extra": Column(
             "the manifest's other columns, as text", "map<string,string>", "no manifest, or no other columns"
+        ),
+        "container": Column(
+            "the container format as the demuxer names it (e.g. `mov,mp4,m4a,3gp,3g2,mj2`)",
+            null="failed before decoding",
+        ),
+        "encoder": Column("the file's encoder tag (e.g. `Lavf58.29.100`: re-muxed by FFmpeg)", null="no such tag"),
+        "creation_time": Column("the file's creation_time tag, as written", "text", "no such tag"),
+        "device": Column("make and model tags of the recording device (Apple, Android)", null="no such tags"),
+        "handler": Column("the video stream's handler name (e.g. `Core Media Video`)", null="no such tag"),
+        "frame_interval_cv": Column(
+            "spread of the intervals between decoded frames (std / mean): 0 for a steady clock, high for"
+            " edited, variable-rate or injected streams",
+            "ratio",
+            "fewer than three frames decoded",
+        ),
+        "repeated_frame_ratio": Column(
+            "share of decoded frames identical to the one before (compared on a sparse pixel grid)",
+            "0..1",
+            "fewer than two frames decoded",
         ),
         "scan_date": Column("hive partition: the date of the run", "date (UTC)"),
     },
@@ -206,6 +243,46 @@ COLUMNS: dict[str, dict[str, Column]] = {
         "run_id": Column("as in sessions"),
         "scan_date": Column("hive partition: the date of the run", "date (UTC)"),
     },
+    "identities": {
+        "session_id": Column("the session whose main face this is"),
+        "template": Column(
+            "the main face's identity template: the mean dlib embedding of its frames that agree on one person;"
+            " biometric data: switch off with `--set identity.store=false` (or `identity.enabled=false`)",
+            "128 floats",
+        ),
+        "frames": Column("embeddings averaged into the template", "frames"),
+        "identity_version": Column("the identity model's version (from models/identity/model.json)"),
+        "run_id": Column("as in sessions"),
+        "scan_date": Column("hive partition: the date of the run", "date (UTC)"),
+    },
+    "fingerprints": {
+        "session_id": Column("the session whose video this is"),
+        "times_s": Column("times of the fingerprinted frames (`links.hash_hz` per second)", "seconds"),
+        "hashes": Column("64-bit perceptual (DCT) hashes of those whole frames, for same_video links", "bits"),
+        "run_id": Column("as in sessions"),
+        "scan_date": Column("hive partition: the date of the run", "date (UTC)"),
+    },
+    "links": {
+        "session_a": Column("the earlier of the two linked sessions"),
+        "session_b": Column("the session whose scan (or `liveness links` pass) found the link"),
+        "kind": Column(
+            "`same_face` (their main faces' templates are closer than the identity threshold) or `same_video`"
+            " (the same recording, even re-encoded, resized or trimmed)"
+        ),
+        "distance": Column(
+            "same_face: the templates' Euclidean distance; same_video: 1 - the share of frames matched", "0..2"
+        ),
+        "found_at": Column("when the link was found", "timestamp, UTC"),
+        "run_id": Column("the scan (or `links-...` pass) that found it"),
+        "scan_date": Column("hive partition: the date it was found", "date (UTC)"),
+    },
+    "clusters": {
+        "session_id": Column("a session with at least one link"),
+        "cluster_id": Column(
+            "its group of sessions linked directly or through others (`c-` + a hash of the group's smallest session id)"
+        ),
+        "size": Column("sessions in the group", "sessions"),
+    },
 }
 
 EXAMPLE_QUERIES: list[tuple[str, str]] = [
@@ -238,6 +315,11 @@ EXAMPLE_QUERIES: list[tuple[str, str]] = [
         " group by 1 order by 2 desc",
     ),
     (
+        "Groups of sessions that share a face or a recording, largest first",
+        "select c.cluster_id, c.size, s.session_id, s.decision, s.source\n"
+        "from clusters c join sessions s using (session_id) order by c.size desc, c.cluster_id, s.session_id",
+    ),
+    (
         "The frames around a session's swap",
         "select f.pts_s, f.similarity_prev, f.spoof_score from frames f join sessions s using (session_id, run_id)\n"
         "where s.swap_detected and abs(f.pts_s - s.swap_at_s) < 1 order by f.session_id, f.pts_s",
@@ -258,12 +340,14 @@ def render_markdown() -> str:
         "",
         "Generated from `pipeline/reports/dictionary.py`"
         " (`uv run python -m pipeline.reports.dictionary > DATA_DICTIONARY.md`).",
-        'Query it with `liveness query "SQL" --out DIR`: the views are `sessions`, `frames` and `evidence`.',
+        'Query it with `liveness query "SQL" --out DIR`: the views are the datasets below; `clusters` is'
+        " computed from `links` when the query starts.",
         "",
     ]
-    for dataset, schema in DATASETS.items():
+    for dataset, schema in VIEWS.items():
         lines += [f"## `{dataset}`", "", "| column | type | meaning | unit | null means |", "|---|---|---|---|---|"]
-        for field in [*schema, pa.field("scan_date", pa.date32())]:
+        partitioned = dataset in DATASETS
+        for field in [*schema, *([pa.field("scan_date", pa.date32())] if partitioned else [])]:
             doc = COLUMNS[dataset][field.name]
             lines.append(f"| `{field.name}` | {_type(field)} | {doc.meaning} | {doc.unit} | {doc.null} |")
         lines.append("")

@@ -1,4 +1,6 @@
-"""SQL over a scan's output: DuckDB views ``sessions``, ``frames`` and ``evidence``.
+"""SQL over a scan's output: DuckDB views of every dataset (``sessions``, ``frames``,
+``evidence``, ``identities``, ``fingerprints``, ``links``) and ``clusters`` (the groups the
+links make, computed when the view is opened).
 
 Each view reads its hive-partitioned dataset through a pyarrow dataset with today's
 schema, so files written by older versions read fine (columns added later are null) and
@@ -13,6 +15,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from pipeline.errors import QueryError
+from pipeline.links.archive import clusters
 from pipeline.schema import DATASETS
 from pipeline.storage import Store
 
@@ -40,6 +43,8 @@ def connect(out: str) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     for name, schema in DATASETS.items():
         con.register(name, dataset_of(store, name, schema))
+    links = dataset_of(store, "links", DATASETS["links"]).to_table(columns=["session_a", "session_b"])
+    con.register("clusters", clusters(links))
     return con
 
 

@@ -4,7 +4,8 @@ look at first, and why?".
 It holds the run summary and decision counts, a score histogram, a sortable ranked table
 of the day's sessions, and for each flagged session (up to ``--top``) its timelines (spoof
 score with the threshold, eye aspect ratio with the blinks marked, crop similarity with
-the swap point), its blocked regions and the evidence thumbnails. Charts are PNGs and
+the swap point), its blocked regions and the evidence thumbnails, then the sessions linked
+that day to others (same face, same recording) side by side. Charts are PNGs and
 thumbnails JPEGs, both inlined as data URIs: the file opens offline, anywhere.
 """
 
@@ -15,7 +16,7 @@ import html
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
@@ -32,6 +33,21 @@ SEVERITY_SQL = (
     f" when '{DECISION_LIVE}' then 2 else 3 end"
 )
 MAX_TABLE_ROWS = 5000
+MAX_LINKS = 200
+LINKS_SQL = """
+with latest as (
+    select session_id, decision, status from sessions
+    qualify row_number() over (partition by session_id order by scanned_at desc) = 1
+), thumbs as (select session_id, first(jpeg order by pts_s) as jpeg from evidence group by session_id)
+select l.session_a, l.session_b, l.kind, l.distance, a.decision as decision_a, a.status as status_a,
+    b.decision as decision_b, b.status as status_b, ta.jpeg as thumb_a, tb.jpeg as thumb_b, c.size as cluster_size
+from links l
+left join latest a on a.session_id = l.session_a left join latest b on b.session_id = l.session_b
+left join thumbs ta on ta.session_id = l.session_a left join thumbs tb on tb.session_id = l.session_b
+left join clusters c on c.session_id = l.session_a
+where l.scan_date = $day
+order by c.size desc, l.kind, l.distance, l.session_a, l.session_b
+"""
 
 
 @dataclass
@@ -44,6 +60,7 @@ class ReportData:
     evidence: dict[tuple[str, str], list[dict]]
     runs: list[dict]
     flagged: list[dict]
+    links: list[dict] = field(default_factory=list)
 
 
 def load(out: str, day: date | None, top: int) -> ReportData:
@@ -83,7 +100,11 @@ def load(out: str, day: date | None, top: int) -> ReportData:
         run = json.loads(store.read_bytes(path))
         if run.get("scan_date") == day.isoformat():
             runs.append(run)
-    return ReportData(day=day, sessions=sessions, frames=frames, evidence=evidence, runs=runs, flagged=flagged)
+    rel = con.sql(LINKS_SQL, params={"day": day})
+    links = [dict(zip(rel.columns, r, strict=False)) for r in rel.fetchall()]
+    return ReportData(
+        day=day, sessions=sessions, frames=frames, evidence=evidence, runs=runs, flagged=flagged, links=links
+    )
 
 
 def _png(fig: Figure) -> str:
@@ -204,7 +225,8 @@ _CSS = (
     ".card b{display:block;font-size:20px}"
     ".session{border:1px solid #ddd;border-radius:6px;padding:10px 14px;margin:14px 0}\n"
     ".thumbs{display:flex;gap:8px;flex-wrap:wrap}.thumbs figure{margin:0;font-size:11px;text-align:center}\n"
-    ".thumbs img{width:112px;height:112px;border-radius:4px;border:1px solid #ccc}.muted{color:#777;font-size:12px}\n"
+    ".thumbs img,#links img{width:112px;height:112px;border-radius:4px;border:1px solid #ccc}"
+    ".muted{color:#777;font-size:12px}\n"
 )
 
 _JS = (
@@ -314,6 +336,7 @@ def render(data: ReportData) -> str:
                 + "</div>"
             )
         out.append("</div>")
+    out.extend(_links_section(data.links))
     shown = sessions[:MAX_TABLE_ROWS]
     out.append(
         f"<h2>All sessions, ranked ({len(shown)} of {len(sessions)})</h2><p class='muted'>Click a column to sort.</p>"
@@ -357,6 +380,37 @@ def render(data: ReportData) -> str:
         out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table></body></html>")
     return "\n".join(out)
+
+
+def _thumb(jpeg: bytes | None, alt: str) -> str:
+    if jpeg is None:
+        return "<span class='muted'>no thumbnail</span>"
+    return f"<img alt='{html.escape(alt)}' src='data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}'>"
+
+
+def _links_section(links: list[dict]) -> list[str]:
+    """Sessions linked on the report's day: both sides' thumbnails and decisions, the kind and distance."""
+    out = [f"<h2>Linked sessions ({min(len(links), MAX_LINKS)} of {len(links)} links found this day)</h2>"]
+    if not links:
+        return [*out, "<p>No session was linked to another on this date.</p>"]
+    out.append(
+        "<p class='muted'>A link is a fact, not a verdict: the same face (identity templates closer than the"
+        " threshold) or the same recording (frame fingerprints). Thumbnails exist for flagged sessions only.</p>"
+        "<table id='links'><thead><tr><th>session a</th><th></th><th>kind</th><th>distance</th>"
+        "<th></th><th>session b</th><th>cluster size</th></tr></thead><tbody>"
+    )
+    for link in links[:MAX_LINKS]:
+        out.append(
+            "<tr>"
+            f"<td>{html.escape(link['session_a'])}<br>{_decision(link['decision_a'], link['status_a'] or '?')}</td>"
+            f"<td>{_thumb(link['thumb_a'], link['session_a'])}</td>"
+            f"<td>{html.escape(link['kind'])}</td><td>{_e(link['distance'])}</td>"
+            f"<td>{_thumb(link['thumb_b'], link['session_b'])}</td>"
+            f"<td>{html.escape(link['session_b'])}<br>{_decision(link['decision_b'], link['status_b'] or '?')}</td>"
+            f"<td>{_e(link['cluster_size'])}</td></tr>"
+        )
+    out.append("</tbody></table>")
+    return out
 
 
 def write_report(out: str, *, day: date | None = None, top: int = 20, output: str | None = None) -> str:

@@ -43,6 +43,12 @@ def resolve_scan_scorers(config: ScanConfig) -> list[ScorerEntry]:
     for entry in scorers:
         if isinstance(entry.card, OnnxModelCard):
             OnnxEnsembleScorer(entry.path)  # a corrupt ONNX file is a model error here, not in every actor
+    if config.identity.enabled:
+        from pipeline.faces.identity import network_path
+        from pipeline.session.frame_path import identity_card
+
+        identity_card(config.identity.model)  # a missing or bad identity card is a model error before any work
+        network_path()
     unknown = [n for n in config.decision.scorers or [] if n not in {e.name for e in scorers}]
     if unknown:
         raise ConfigError(

@@ -1,8 +1,9 @@
 """Where results go: hive-partitioned Parquet datasets, each file committed whole.
 
-``OUT/sessions/scan_date=YYYY-MM-DD/<run_id>-<n>.parquet`` and the same under ``frames/``
-and ``evidence/``. A reader (DuckDB, pandas, polars) never sees a half-written file (see
-:class:`pipeline.storage.Store`). Per chunk the frames are committed first, then the
+``OUT/sessions/scan_date=YYYY-MM-DD/<run_id>-<n>.parquet`` and the same under ``frames/``,
+``evidence/``, ``identities/`` (templates: biometric), ``fingerprints/`` and ``links/``.
+A reader (DuckDB, pandas, polars) never sees a half-written file (see
+:class:`pipeline.storage.Store`). Per chunk the other datasets are committed first, then the
 sessions (the commit point), then the ledger entry, so a session row always has its
 frames and a crash anywhere leaves a state the ledger can recover from.
 """
@@ -35,6 +36,9 @@ class RunWriter:
         self._sessions: list[SessionRow] = []
         self._frames: list[pa.Table] = []
         self._evidence: list[pa.Table] = []
+        self._identities: list[pa.Table] = []
+        self._fingerprints: list[pa.Table] = []
+        self._links: list[pa.Table] = []
         self._part = 0
         self.files: list[str] = []
 
@@ -43,8 +47,14 @@ class RunWriter:
         self._sessions.append(session.row)
         if session.frames is not None:
             self._frames.append(session.frames)
-        if session.evidence is not None:
-            self._evidence.append(session.evidence)
+        for table, buffer in (
+            (session.evidence, self._evidence),
+            (session.identity, self._identities),
+            (session.fingerprint, self._fingerprints),
+            (session.links, self._links),
+        ):
+            if table is not None:
+                buffer.append(table)
         if len(self._sessions) >= self.sessions_per_file:
             self.flush()
 
@@ -53,7 +63,13 @@ class RunWriter:
         if not self._sessions:
             return
         chunk = f"{self.run_id}-{self._part:05d}"
-        for dataset, tables in (("frames", self._frames), ("evidence", self._evidence)):
+        for dataset, tables in (
+            ("frames", self._frames),
+            ("evidence", self._evidence),
+            ("identities", self._identities),
+            ("fingerprints", self._fingerprints),
+            ("links", self._links),
+        ):
             if tables:
                 self.files.append(
                     self.store.write_parquet(
@@ -70,3 +86,4 @@ class RunWriter:
             self.ledger.commit(chunk, rows)
         self._part += 1
         self._sessions, self._frames, self._evidence = [], [], []
+        self._identities, self._fingerprints, self._links = [], [], []

@@ -11,12 +11,20 @@ from dataclasses import dataclass, field
 from pipeline.config import ScanConfig
 from pipeline.run.ledger import Ledger, input_identity, input_key, scan_fingerprint
 from pipeline.scoring.registry import ScorerEntry, scorer_digest
+from pipeline.session.frame_path import identity_card
 from pipeline.signals.occlusion import DEFAULT_OCCLUSION_DIR, read_occlusion_card
 from pipeline.video.sources import Session
 
 SCAN_NEW = "new or changed input"
 SCAN_FORCED = "--rescan"
 SKIP_DONE = "already scanned with this model and settings"
+
+
+def _identity_settings(config: ScanConfig) -> dict | None:
+    """What of the identity embedding changes the rows (swaps, identity_frames); not ``store``."""
+    if not (config.identity.enabled and config.signals.enabled):
+        return None
+    return config.identity.model_dump(exclude={"store"}) | {"card": identity_card(config.identity.model).version}
 
 
 def result_settings(config: ScanConfig, scorers: Sequence[ScorerEntry]) -> dict:
@@ -29,6 +37,7 @@ def result_settings(config: ScanConfig, scorers: Sequence[ScorerEntry]) -> dict:
         "decode": config.decode.model_dump(exclude={"timeout_s"}),
         "detect": config.detect.model_dump(),
         "signals": config.signals.model_dump(),
+        "identity": _identity_settings(config),
         "aggregate": config.aggregate.model_dump(),
         "decision": config.decision.model_dump(),
         "thresholds": {e.name: e.threshold for e in scorers},

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import ScanConfig
+from pipeline.links.archive import Linker, mark_matched
 from pipeline.run.batcher import Batch, CropBatcher
 from pipeline.run.ledger import Ledger
 from pipeline.run.output import RunWriter
@@ -32,6 +33,7 @@ from pipeline.scoring.registry import ScorerEntry, ScoringActor, crop_specs
 from pipeline.scoring.scorers import spoof_onnx
 from pipeline.session.analyse import SessionAnalysis, analyse_session
 from pipeline.session.assemble import RunContext, assemble_session
+from pipeline.session.frame_path import identity_card
 from pipeline.signals.occlusion import DEFAULT_OCCLUSION_DIR, occlusion_onnx
 from pipeline.storage import Store
 from pipeline.video.sources import Session
@@ -110,6 +112,7 @@ class _Analyses:
             session = self.todo.pop()
             ref = self._remote.remote(
                 session, c.decode, c.detect, c.signals, crop=self._crops[0], extra_crops=self._crops[1:],
+                identity=c.identity, fingerprint_hz=c.links.hash_hz,
                 cache_dir=c.scoring.onnx_cache,
             )  # fmt: skip
             self.running[ref] = (session, time.monotonic())
@@ -216,8 +219,9 @@ class _Sessions:
         summary: ScanSummary,
         progress: _Progress,
         started: float,
+        linker: Linker | None = None,
     ) -> None:
-        self.run, self.keys, self.batcher, self.writer = run, keys, batcher, writer
+        self.run, self.keys, self.batcher, self.writer, self.linker = run, keys, batcher, writer, linker
         self.summary, self.progress, self.started = summary, progress, started
         self.waiting: dict[str, SessionAnalysis] = {}  # analysed sessions awaiting their scores
 
@@ -244,8 +248,16 @@ class _Sessions:
             )
 
     def commit(self, analysis: SessionAnalysis, scores: dict[str, np.ndarray] | None) -> None:
-        """Assemble one session's rows and hand them to the writer."""
-        done = assemble_session(analysis, scores, self.run, self.keys.get(analysis.session.session_id))
+        """Link one session to the archive, assemble its rows and hand them to the writer."""
+        links = None
+        if self.linker is not None and analysis.error is None:
+            frames = analysis.frames
+            template = (
+                frames.identity.vector if frames.identity is not None and self.run.config.identity.store else None
+            )
+            links = self.linker.match(analysis.session.session_id, template, frames.fingerprint)
+            self.summary.count_links([] if links is None else links.column("kind").to_pylist())
+        done = assemble_session(analysis, scores, self.run, self.keys.get(analysis.session.session_id), links)
         self.writer.add(done)
         self.summary.count(done.row, self.started)
         self.progress.advance()
@@ -269,7 +281,11 @@ def run_scan(
 
     now = datetime.now(UTC)
     run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-    run = RunContext(run_id=run_id, scanned_at=now, scorers=tuple(scorers), config=config)
+    card = identity_card(config.identity.model) if config.identity.enabled else None
+    run = RunContext(
+        run_id=run_id, scanned_at=now, scorers=tuple(scorers), config=config,
+        identity_version=card.version if card is not None else "",
+    )  # fmt: skip
     summary = ScanSummary(
         run_id=run.run_id, out_dir=store.display(), scan_date=now.date().isoformat(), model_version=run.model_version
     )
@@ -299,7 +315,11 @@ def run_scan(
         "run %s: %d sessions on %d Ray node(s), model %s, %d scoring actor(s)",
         run.run_id, len(sessions), summary.nodes, run.model_version, len(actors.actors),
     )  # fmt: skip
-    sessions_done = _Sessions(run, keys, batcher, writer, summary, _Progress(len(sessions), progress), started)
+    linker = None
+    if config.links.enabled:
+        threshold = config.links.same_face_distance or (card.threshold if card is not None else 0.0)
+        linker = Linker(store, config.links, threshold, run.run_id)
+    sessions_done = _Sessions(run, keys, batcher, writer, summary, _Progress(len(sessions), progress), started, linker)
 
     try:
         while analyses.todo or analyses.running or actors.running or batcher.queued:
@@ -314,6 +334,8 @@ def run_scan(
             for analysis in analyses.expired():
                 sessions_done.commit(analysis, None)
         writer.flush()
+        if linker is not None:
+            mark_matched(store, [run.run_id], by=run.run_id)
         summary.backend = actors.backend()
     finally:
         sessions_done.progress.close()

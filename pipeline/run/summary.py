@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.schema import RUNS_DIR
+from pipeline.schema import RUNS_DIR, STATUS_OK
 from pipeline.session.records import SessionRow
 from pipeline.storage import Store
 
@@ -37,6 +37,9 @@ class ScanSummary:
     by_decision: dict[str, int] = field(default_factory=dict)
     failures: list[dict] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    templates: int = 0  # sessions whose main face gave an identity template
+    no_template: int = 0  # sessions with a face but none usable for a template (too small, turned, covered)
+    links: dict[str, int] = field(default_factory=dict)  # new links by kind
 
     @property
     def sessions_per_s(self) -> float:
@@ -62,8 +65,18 @@ class ScanSummary:
         self.by_status[row.status] = self.by_status.get(row.status, 0) + 1
         if row.decision is not None:
             self.by_decision[row.decision] = self.by_decision.get(row.decision, 0) + 1
+        if row.identity_frames is not None and row.status == STATUS_OK:
+            if row.identity_frames > 0:
+                self.templates += 1
+            else:
+                self.no_template += 1
         if row.error is not None:
             self.failures.append({"session_id": row.session_id, "source": row.source, "error": row.error})
+
+    def count_links(self, kinds: list[str]) -> None:
+        """Count the new links of one session, by kind."""
+        for kind in kinds:
+            self.links[kind] = self.links.get(kind, 0) + 1
 
 
 def summary_dict(summary: ScanSummary) -> dict:
@@ -110,6 +123,13 @@ def print_summary(summary: ScanSummary, console: Console | None = None) -> None:
         f"({summary.sessions_per_s:.2f} sessions/s, {summary.crops_per_s:.1f} crops/s)"
         f" with {summary.backend}, model {summary.model_version}"
     )
+    if summary.templates or summary.no_template:
+        console.print(
+            f"identity: {summary.templates} templates, {summary.no_template} sessions with no usable face for one"
+        )
+    if summary.links:
+        linked = ", ".join(f"{n} {kind}" for kind, n in sorted(summary.links.items()))
+        console.print(f"new links to earlier sessions: {linked} (views links and clusters in `liveness query`)")
     for failure in summary.failures[:20]:
         console.print(f"  failed: {failure['session_id']}: {failure['error']}")
     if len(summary.failures) > 20:

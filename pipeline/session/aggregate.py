@@ -25,6 +25,7 @@ REASON_STATIC = "static"
 REASON_NO_BLINK = "no_blink"
 REASON_MULTI_FACE = "multi_face"
 REASON_OCCLUDED = "occluded:"  # followed by the region, e.g. occluded:mouth
+REASON_LINKED = "linked:"  # followed by the link kind, e.g. linked:same_face
 
 _SEVERITY = {"ignore": 0, DECISION_LIVE: 0, DECISION_REVIEW: 1, DECISION_SPOOF: 2}
 Combine = Literal["most_severe", "mean"]
@@ -86,6 +87,7 @@ def aggregate_session(
     verdicts: SessionVerdicts | None = None,
     error: str | None = None,
     score_reason: str = REASON_SPOOF_SCORE,
+    linked: Sequence[str] = (),
 ) -> SessionAggregate:
     """The session columns that come from its frames (their faces and the deciding spoof
     score, ``frames.spoof_score``) and its signal verdicts.
@@ -94,8 +96,13 @@ def aggregate_session(
     has a face is ``no_face`` and goes to ``review``. Otherwise the decision is the most
     severe of the spoof score's (against ``threshold``; none when no scorer decides) and the
     fired signals' actions, and ``reasons`` names the score (``score_reason``, when it is
-    not live) and each fired signal.
+    not live) and each fired signal. ``linked`` holds the kinds of links to earlier sessions
+    found for this one (``linked:<kind>``, action ``rules.linked``), with or without a face.
     """
+    rules = rules or DecisionConfig()
+    links: list[tuple[str, str]] = [
+        (f"{REASON_LINKED}{kind}", rules.linked) for kind in dict.fromkeys(linked) if rules.linked != "ignore"
+    ]
     if error is not None:
         return SessionAggregate(status=STATUS_FAILED, error=error)
     deciding = ~np.isnan(frames.spoof_score)
@@ -115,12 +122,13 @@ def aggregate_session(
         threshold=threshold if len(scores) else None,
     )
     if not faces or not base.frames_scored:
-        return replace(base, decision=DECISION_REVIEW, reasons=(REASON_NO_FACE,))
+        worst = max([DECISION_REVIEW, *(action for _, action in links)], key=_SEVERITY.__getitem__)
+        return replace(base, decision=worst, reasons=(REASON_NO_FACE, *(reason for reason, _ in links)))
     decision, reasons = DECISION_LIVE, []
     if base.spoof_score is not None and threshold is not None:
         decision = decide(base.spoof_score, threshold, config.review_band)
         reasons = [score_reason] if decision != DECISION_LIVE else []
-    for reason, action in signal_reasons(verdicts or SessionVerdicts(), multi_face_ratio, rules or DecisionConfig()):
+    for reason, action in [*signal_reasons(verdicts or SessionVerdicts(), multi_face_ratio, rules), *links]:
         reasons.append(reason)
         if _SEVERITY[action] > _SEVERITY[decision]:
             decision = action

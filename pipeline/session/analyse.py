@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.checkpoint import DEFAULT_ONNX_CACHE
-from pipeline.config import DecodeConfig, DetectConfig, SignalsConfig
+from pipeline.config import DecodeConfig, DetectConfig, IdentityConfig, SignalsConfig
 from pipeline.errors import DecodeError
 from pipeline.faces.crop import CropSpec
 from pipeline.session.frame_path import FramePath, SessionFrames
 from pipeline.session.records import FrameRecords
 from pipeline.signals.collector import SessionVerdicts
-from pipeline.video.decode import VideoReader
+from pipeline.video.decode import Provenance, VideoReader
 from pipeline.video.prefetch import Prefetch
 from pipeline.video.sources import Session
 
@@ -41,6 +41,7 @@ class VideoFacts:
     height: int | None = None
     rotation: int | None = None
     frames_decoded: int = 0
+    provenance: Provenance = field(default_factory=Provenance)
 
 
 @dataclass
@@ -79,12 +80,18 @@ def analyse_session(
     *,
     crop: CropSpec,
     extra_crops: Sequence[CropSpec] = (),
+    identity: IdentityConfig | None = None,
+    fingerprint_hz: float | None = None,
     cache_dir: str | Path = DEFAULT_ONNX_CACHE,
 ) -> SessionAnalysis:
-    """Decode one session and run its sampled frames through the per-frame path; a bad
-    video becomes an analysis with ``error`` set."""
+    """Decode one session and run its sampled frames through the per-frame path (with the
+    identity embedding and the video fingerprint when asked); a bad video becomes an
+    analysis with ``error`` set."""
     started = time.perf_counter()
-    path = FramePath(crop, detect, signals, extra_crops=extra_crops, cache_dir=cache_dir)
+    path = FramePath(
+        crop, detect, signals, extra_crops=extra_crops, identity=identity, fingerprint_hz=fingerprint_hz,
+        cache_dir=cache_dir,
+    )  # fmt: skip
     header = VideoFacts()  # what a session that fails part way keeps
     try:
         with (
@@ -104,6 +111,7 @@ def analyse_session(
                 height=height,
                 rotation=video.rotation,
                 frames_decoded=video.frames_decoded,
+                provenance=video.provenance(),
             )
         result = SessionAnalysis(session=session, frames=frames, video=facts)
     except DecodeError as exc:

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
 
 from pipeline.config import ScanConfig
+from pipeline.schema import FINGERPRINT_SCHEMA, IDENTITY_SCHEMA
 from pipeline.scoring.registry import ScorerEntry
 from pipeline.session.aggregate import REASON_SPOOF_SCORE, aggregate_session, decide_scores, pool_scores
 from pipeline.session.analyse import SessionAnalysis
@@ -26,6 +27,7 @@ class RunContext:
     scanned_at: datetime
     scorers: tuple[ScorerEntry, ...]
     config: ScanConfig
+    identity_version: str = ""  # the identity card's version, in every identities row
 
     @property
     def model_version(self) -> str:
@@ -40,19 +42,28 @@ class RunContext:
 
 @dataclass(frozen=True)
 class FinishedSession:
-    """A session ready to commit: its row, and its frame and evidence tables (None when it has none)."""
+    """A session ready to commit: its row, and its frame, evidence, identity (biometric),
+    fingerprint and link tables (None when it has none)."""
 
     row: SessionRow
     frames: pa.Table | None
     evidence: pa.Table | None
+    identity: pa.Table | None = None
+    fingerprint: pa.Table | None = None
+    links: pa.Table | None = None
 
 
 def assemble_session(
-    analysis: SessionAnalysis, scores: Mapping[str, np.ndarray] | None, run: RunContext, input_key: str | None
+    analysis: SessionAnalysis,
+    scores: Mapping[str, np.ndarray] | None,
+    run: RunContext,
+    input_key: str | None,
+    links: pa.Table | None = None,
 ) -> FinishedSession:
     """The rows of one session: ``scores`` are its faces' spoof probabilities by scorer (None
     when it was not scored: it failed, or had no face). The deciding scorers' pooled scores
-    give the decision (:func:`decide_scores`); ``spoof_score`` is the score it rests on."""
+    give the decision (:func:`decide_scores`); ``spoof_score`` is the score it rests on.
+    ``links`` are the links to earlier sessions found for it (each kind a ``linked`` reason)."""
     config = run.config
     records, verdicts = analysis.frames.records, analysis.frames.verdicts
     pooled: dict[str, float] = {}
@@ -79,6 +90,7 @@ def assemble_session(
     aggregate = aggregate_session(
         records, threshold=threshold, config=config.aggregate, rules=config.decision, verdicts=verdicts,
         error=analysis.error, score_reason=reason,
+        linked=() if links is None else links.column("kind").to_pylist(),
     )  # fmt: skip
     session, video = analysis.session, analysis.video
     row = SessionRow(
@@ -107,6 +119,11 @@ def assemble_session(
         reasons=aggregate.reasons,
         swap_detected=verdicts.swap_detected,
         swap_at_s=verdicts.swap_at_s,
+        swap_times_s=verdicts.swap_times_s,
+        swap_distance=verdicts.swap_distance,
+        identity_frames=None
+        if analysis.frames.identity_series is None
+        else (0 if analysis.frames.identity is None else analysis.frames.identity.frames),
         static=verdicts.static,
         blink_count=verdicts.blink_count,
         blinks=verdicts.blinks,
@@ -117,6 +134,7 @@ def assemble_session(
         scanned_at=run.scanned_at,
         input_key=input_key,
         extra=dict(session.extra) or None,
+        **asdict(video.provenance),
     )
     table = (
         records.to_table(session_id=session.session_id, model_version=run.model_version, run_id=run.run_id)
@@ -124,4 +142,40 @@ def assemble_session(
         else None
     )
     evidence = evidence_table(row, records, analysis.frames.crops, config.evidence) if scores is not None else None
-    return FinishedSession(row, table, evidence)
+    return FinishedSession(
+        row, table, evidence, identity_table(analysis, run), fingerprint_table(analysis, run.run_id), links
+    )
+
+
+def identity_table(analysis: SessionAnalysis, run: RunContext) -> pa.Table | None:
+    """The session's ``identities`` row (its template: biometric data), or None when it has
+    none or templates are not stored."""
+    template = analysis.frames.identity
+    if template is None or not run.config.identity.store or analysis.error is not None:
+        return None
+    return pa.Table.from_pydict(
+        {
+            "session_id": [analysis.session.session_id],
+            "template": [template.vector.tolist()],
+            "frames": [template.frames],
+            "identity_version": [run.identity_version],
+            "run_id": [run.run_id],
+        },
+        schema=IDENTITY_SCHEMA,
+    )
+
+
+def fingerprint_table(analysis: SessionAnalysis, run_id: str) -> pa.Table | None:
+    """The session's ``fingerprints`` row (its frame hashes), or None without one."""
+    fingerprint = analysis.frames.fingerprint
+    if fingerprint is None or not len(fingerprint) or analysis.error is not None:
+        return None
+    return pa.Table.from_pydict(
+        {
+            "session_id": [analysis.session.session_id],
+            "times_s": [fingerprint.times.tolist()],
+            "hashes": [fingerprint.hashes.tolist()],
+            "run_id": [run_id],
+        },
+        schema=FINGERPRINT_SCHEMA,
+    )

@@ -23,15 +23,18 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.checkpoint import DEFAULT_ONNX_CACHE
-from pipeline.config import DetectConfig, SignalsConfig
-from pipeline.faces.crop import CropSpec
+from pipeline.config import DetectConfig, IdentityConfig, SignalsConfig
+from pipeline.faces.crop import CropSpec, square_crop_box
 from pipeline.faces.detect import Detections, FaceDetector, crop_main_face
+from pipeline.faces.identity import DEFAULT_IDENTITY_DIR, FaceEmbedder, IdentityCard
 from pipeline.faces.landmarks import FaceMesh
 from pipeline.schema import REGIONS
 from pipeline.session.records import FrameRecords
 from pipeline.signals.collector import SessionSignals, SessionVerdicts
+from pipeline.signals.identity import IdentitySeries, IdentityTemplate, IdentityTrack, session_template
 from pipeline.signals.occlusion import DEFAULT_OCCLUSION_DIR, MESH_CROP_SCALE, MESH_CROP_SIZE, OcclusionScorer
 from pipeline.video.decode import SampledFrame
+from pipeline.video.fingerprint import Fingerprint, FingerprintTrack
 
 MESH_CROP = CropSpec(size=MESH_CROP_SIZE, scale=MESH_CROP_SCALE)  # what face mesh runs on
 
@@ -52,6 +55,28 @@ def shared_face_mesh() -> FaceMesh:
 def shared_occlusion(model_dir: str, cache_dir: str) -> OcclusionScorer:
     """The process's occlusion model (its ONNX export cached in ``cache_dir``)."""
     return OcclusionScorer(model_dir, cache_dir=cache_dir)
+
+
+@lru_cache(maxsize=1)
+def shared_embedder() -> FaceEmbedder:
+    """The process's face-recognition network."""
+    return FaceEmbedder()
+
+
+@lru_cache(maxsize=2)
+def identity_card(model_dir: str | None) -> IdentityCard:
+    """The identity card of ``model_dir`` (None: the shipped one), read once per process."""
+    return IdentityCard.load(model_dir or DEFAULT_IDENTITY_DIR)
+
+
+def mesh_points(landmarks: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """Face-mesh landmarks found in the :data:`MESH_CROP` of the face at ``box``, in frame pixels."""
+    square = square_crop_box(box, MESH_CROP.scale)
+    scale = square.side / MESH_CROP.size
+    points = landmarks.astype(np.float32) * scale
+    points[:, 0] += square.x0
+    points[:, 1] += square.y0
+    return points
 
 
 @dataclass
@@ -80,6 +105,7 @@ class FrameStep:
     crop: np.ndarray | None = None
     mesh_crop: np.ndarray | None = None
     landmarks: np.ndarray | None = None
+    points: np.ndarray | None = None  # the landmarks in frame pixels
 
 
 @dataclass(frozen=True)
@@ -87,12 +113,17 @@ class SessionFrames:
     """A session after the per-frame path: its frame records, the crops of its frames with a
     face (``crops[i]`` belongs to the i-th such frame; the path's main crop, which the signals
     and the evidence use), and the signals' verdicts. ``scorer_crops`` holds every crop the
-    scorers need, by :attr:`CropSpec.key`, the main one among them."""
+    scorers need, by :attr:`CropSpec.key`, the main one among them. ``identity`` is the main
+    face's template (biometric data; None with identity off or no usable face) and
+    ``identity_series`` its embeddings; ``fingerprint`` the video's frame hashes."""
 
     records: FrameRecords
     crops: np.ndarray  # uint8 (K, S, S, 3)
     verdicts: SessionVerdicts
     scorer_crops: dict[str, np.ndarray] = field(default_factory=dict)
+    identity: IdentityTemplate | None = None
+    identity_series: IdentitySeries | None = None
+    fingerprint: Fingerprint | None = None
 
 
 @dataclass
@@ -118,8 +149,10 @@ class FramePath:
     >>> result = path.run(video.sampled())  # doctest: +SKIP
     >>> result.records.ear_left, result.verdicts.blink_count  # doctest: +SKIP
 
-    ``timed=True`` keeps the CPU and wall time of detection (with the crop) and of the
-    signals (face mesh, similarity, occlusion, verdicts) in :attr:`costs`.
+    ``timed=True`` keeps the CPU and wall time of detection (with the crop), of the
+    signals (face mesh, similarity, occlusion, verdicts) and of the identity embeddings in
+    :attr:`costs`. ``identity`` (with signals on: it needs the landmarks) embeds the main
+    face; ``fingerprint_hz`` hashes frames for same-recording links.
     """
 
     def __init__(
@@ -129,6 +162,8 @@ class FramePath:
         signals: SignalsConfig,
         *,
         extra_crops: Sequence[CropSpec] = (),
+        identity: IdentityConfig | None = None,
+        fingerprint_hz: float | None = None,
         cache_dir: str | Path = DEFAULT_ONNX_CACHE,
         timed: bool = False,
     ) -> None:
@@ -141,8 +176,16 @@ class FramePath:
         self.occlusion = None
         if signals.enabled and signals.occlusion.enabled:
             self.occlusion = shared_occlusion(str(signals.occlusion.model or DEFAULT_OCCLUSION_DIR), str(cache_dir))
+        self.identity_config = identity if identity is not None and identity.enabled and signals.enabled else None
+        self.embedder = shared_embedder() if self.identity_config is not None else None
+        self.identity_threshold = (
+            signals.swap.identity_distance or identity_card(self.identity_config.model).threshold
+            if self.identity_config is not None
+            else 0.0
+        )
+        self.fingerprint_hz = fingerprint_hz
         self.timed = timed
-        self.costs = {name: StageCost(name) for name in ("detect", "signals")}
+        self.costs = {name: StageCost(name) for name in ("detect", "signals", "identity")}
         self.new_session()
 
     @property
@@ -157,13 +200,25 @@ class FramePath:
         self._columns = _Columns()
         self._crops: list[np.ndarray] = []
         self._extra: dict[str, list[np.ndarray]] = {spec.key: [] for spec in self.extra_crops}
-        self._signals = SessionSignals(self.signals_config, self.occlusion) if self.mesh is not None else None
+        self._identity = (
+            IdentityTrack(self.identity_config, self.embedder)
+            if self.identity_config is not None and self.embedder is not None
+            else None
+        )
+        self._fingerprint = FingerprintTrack(self.fingerprint_hz) if self.fingerprint_hz else None
+        self._signals = (
+            SessionSignals(self.signals_config, self.occlusion, self._identity, self.identity_threshold)
+            if self.mesh is not None
+            else None
+        )
         if self.mesh is not None:
             self.mesh.reset()
 
     def step(self, frame: SampledFrame) -> FrameStep:
         """Run one sampled frame through the path and record its columns."""
         clock = _Clock(self.timed)
+        if self._fingerprint is not None:
+            self._fingerprint.add(frame.pts_s, frame.image)
         detections = self.detector.detect(frame.image)
         follow = self._followed if self.detect.follow_face else None
         main, crop = crop_main_face(frame.image, detections, self.crop_spec, rule=self.detect.main_face, follow=follow)
@@ -180,18 +235,24 @@ class FramePath:
             self._crops.append(crop)
             for spec in self.extra_crops:
                 self._extra[spec.key].append(spec.crop(frame.image, box))
-        mesh_crop = landmarks = None
+        mesh_crop = landmarks = points = None
         if self._signals is not None and self.mesh is not None:
             if box is not None:
                 mesh_crop = MESH_CROP.crop(frame.image, box)
                 landmarks = self.mesh.landmarks(mesh_crop)
-            values = self._signals.add(frame.pts_s, crop, mesh_crop, landmarks)
+                points = None if landmarks is None else mesh_points(landmarks, box)
+            spent = self._identity.spent() if self._identity is not None else None
+            values = self._signals.add(frame.pts_s, crop, mesh_crop, landmarks, image=frame.image, points=points)
             cols.similarity_prev.append(values.similarity_prev)
             cols.ear_left.append(values.ear_left)
             cols.ear_right.append(values.ear_right)
             cols.occlusion.append(values.occlusion)
             clock.charge(self.costs["signals"])
-        return FrameStep(detections, main, box, crop, mesh_crop, landmarks)
+            if self.timed and self._identity is not None and spent is not None:
+                cpu, wall, n = (now - before for now, before in zip(self._identity.spent(), spent, strict=True))
+                self.costs["identity"].add(cpu, wall, int(n))
+                self.costs["signals"].add(-cpu, -wall, 0)  # the signals' time without the embeddings
+        return FrameStep(detections, main, box, crop, mesh_crop, landmarks, points)
 
     def finish(self) -> SessionFrames:
         """The session's records, crops and verdicts (call :meth:`new_session` before the next one)."""
@@ -221,7 +282,10 @@ class FramePath:
         )
         crops = _stack(self._crops, self.crop_spec)
         scorer_crops = {self.crop_spec.key: crops} | {s.key: _stack(self._extra[s.key], s) for s in self.extra_crops}
-        return SessionFrames(records, crops, verdicts, scorer_crops)
+        series = self._signals.identity_series if self._signals is not None else None
+        template = None if series is None else session_template(series, self.identity_threshold)
+        fingerprint = None if self._fingerprint is None else self._fingerprint.finish()
+        return SessionFrames(records, crops, verdicts, scorer_crops, template, series, fingerprint)
 
     def run(self, frames: Iterable[SampledFrame]) -> SessionFrames:
         """One whole session: every frame of ``frames`` through :meth:`step`, then :meth:`finish`."""

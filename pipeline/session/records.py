@@ -192,6 +192,9 @@ class SessionRow:
     reasons: tuple[str, ...]
     swap_detected: bool | None
     swap_at_s: float | None
+    swap_times_s: tuple[float, ...] | None
+    swap_distance: float | None
+    identity_frames: int | None
     static: bool | None
     blink_count: int | None
     blinks: tuple[tuple[float, float], ...] | None
@@ -202,12 +205,20 @@ class SessionRow:
     scanned_at: datetime
     input_key: str | None
     extra: dict[str, str] | None = field(default=None)
+    container: str | None = None
+    encoder: str | None = None
+    creation_time: str | None = None
+    device: str | None = None
+    handler: str | None = None
+    frame_interval_cv: float | None = None
+    repeated_frame_ratio: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The row as column values, ready for :func:`pipeline.schema.to_table`."""
         row = asdict(self)
         row["reasons"] = list(self.reasons)
         row["occluded_regions"] = None if self.occluded_regions is None else list(self.occluded_regions)
+        row["swap_times_s"] = None if self.swap_times_s is None else list(self.swap_times_s)
         row["blinks"] = None if self.blinks is None else [{"start_s": s, "end_s": e} for s, e in self.blinks]
         for name in ("scores", "thresholds", "extra"):  # maps, as Arrow takes them
             row[name] = None if row[name] is None else list(row[name].items())

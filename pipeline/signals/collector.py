@@ -18,6 +18,7 @@ import numpy as np
 from pipeline.config import SignalsConfig
 from pipeline.schema import REGIONS
 from pipeline.signals.blinks import count_blinks, eye_aspect_ratios, no_blink
+from pipeline.signals.identity import IdentitySeries, IdentityTrack, identity_swaps
 from pipeline.signals.occlusion import OcclusionScorer, occluded_regions
 from pipeline.signals.swap import detect_static, detect_swap, face_shape, similarity
 
@@ -40,7 +41,9 @@ class SessionVerdicts:
     session had no face to judge (signals off, no face, fewer than two frames).
 
     ``blinks`` holds each counted blink as ``(start_s, end_s)``: the first shut and the
-    first reopened sample. The report draws these, never a recount.
+    first reopened sample. The report draws these, never a recount. ``swap_times_s`` holds
+    every change of the main face (``swap_at_s`` is the first) and ``swap_distance`` the
+    largest identity distance across one (None when identity did not decide).
     """
 
     blink_count: int | None = None
@@ -48,6 +51,8 @@ class SessionVerdicts:
     no_blink: bool = False
     swap_detected: bool | None = None
     swap_at_s: float | None = None
+    swap_times_s: tuple[float, ...] | None = None
+    swap_distance: float | None = None
     static: bool | None = None
     occluded_regions: tuple[str, ...] | None = None
 
@@ -55,9 +60,18 @@ class SessionVerdicts:
 class SessionSignals:
     """Collects one session's per-frame signals; :meth:`add` per sampled frame, then :meth:`finish`."""
 
-    def __init__(self, config: SignalsConfig, occlusion: OcclusionScorer | None) -> None:
+    def __init__(
+        self,
+        config: SignalsConfig,
+        occlusion: OcclusionScorer | None,
+        identity: IdentityTrack | None = None,
+        identity_threshold: float = 0.6,
+    ) -> None:
         self.config = config
         self.occlusion = occlusion
+        self.identity = identity
+        self.identity_threshold = identity_threshold
+        self.identity_series: IdentitySeries | None = None  # set by finish() when identity is on
         self.times: list[float] = []
         self.ear_left: list[float] = []
         self.ear_right: list[float] = []
@@ -65,6 +79,7 @@ class SessionSignals:
         self.shapes: list[np.ndarray | None] = []
         self.occlusion_scores: list[np.ndarray] = []
         self._prev_crop: np.ndarray | None = None
+        self._gap = False  # the previous frame had no face or no landmarks
 
     def add(
         self,
@@ -72,12 +87,19 @@ class SessionSignals:
         crop: np.ndarray | None = None,
         mesh_crop: np.ndarray | None = None,
         landmarks: np.ndarray | None = None,
+        *,
+        image: np.ndarray | None = None,
+        points: np.ndarray | None = None,
     ) -> FrameSignals:
         """Signals of one sampled frame: ``crop`` is the scorer's crop of the main face (None
-        without a face), ``mesh_crop`` and ``landmarks`` the face mesh's (None without landmarks)."""
+        without a face), ``mesh_crop`` and ``landmarks`` the face mesh's (None without landmarks);
+        ``image`` is the frame and ``points`` the landmarks in its pixels (for the identity track)."""
         ear_l = ear_r = sim = math.nan
         shape = None
         scores = _NO_OCCLUSION
+        covered: set[str] = set()
+        after_gap = self._gap
+        self._gap = crop is None or landmarks is None
         if crop is not None:
             sim = similarity(self._prev_crop, crop) if self._prev_crop is not None else math.nan
             self._prev_crop = crop
@@ -91,6 +113,11 @@ class SessionSignals:
                     covered = {r for r, s in zip(REGIONS, scores, strict=False) if s >= self.occlusion.thresholds[r]}
                     ear_l = math.nan if "left_eye" in covered else ear_l
                     ear_r = math.nan if "right_eye" in covered else ear_r
+                if self.identity is not None and image is not None and points is not None:
+                    cut = math.isnan(sim) or sim < self.identity.config.cut_similarity or after_gap
+                    self.identity.add(t, image, points, cut=cut, covered=len(covered) >= 2)
+        if self._gap and self.identity is not None:
+            self.identity.gap()
         self.times.append(t)
         self.ear_left.append(ear_l)
         self.ear_right.append(ear_r)
@@ -106,7 +133,7 @@ class SessionSignals:
         if not faces or len(self.times) < 2:
             return SessionVerdicts()
         blinks = count_blinks(self.times, self.ear_left, self.ear_right, self.config.blinks)
-        swap = detect_swap(self.times, self.similarity_prev, self.shapes, self.config.swap)
+        swap_at, swap_times, swap_distance = self._swaps()
         regions = None
         if self.occlusion is not None:
             scores = np.asarray(self.occlusion_scores, dtype=np.float32).reshape(-1, len(REGIONS))
@@ -115,8 +142,38 @@ class SessionSignals:
             blink_count=len(blinks),
             blinks=tuple(blinks),
             no_blink=no_blink(self.times, self.ear_left, self.ear_right, blinks, self.config.blinks),
-            swap_detected=swap.detected,
-            swap_at_s=swap.at_s,
+            swap_detected=bool(swap_times),
+            swap_at_s=swap_at,
+            swap_times_s=swap_times,
+            swap_distance=swap_distance,
             static=detect_static(self.times, self.similarity_prev, self.config.static),
             occluded_regions=regions,
         )
+
+    def _swaps(self) -> tuple[float | None, tuple[float, ...], float | None]:
+        """(first swap time, every swap time, largest identity distance across one): by
+        identity where embeddings lie on both sides of a candidate cut, else by face shape."""
+        if self.identity is not None:
+            self.identity_series = self.identity.finish()
+            swaps = identity_swaps(
+                self._candidates(), self.identity_series, threshold=self.identity_threshold,
+                window_s=self.config.swap.window_s,
+            )  # fmt: skip
+            if swaps is not None:
+                times = tuple(s.at_s for s in swaps)
+                return (times[0] if times else None), times, max((s.distance for s in swaps), default=None)
+        swap = detect_swap(self.times, self.similarity_prev, self.shapes, self.config.swap)
+        return swap.at_s, (() if swap.at_s is None else (swap.at_s,)), None
+
+    def _candidates(self) -> list[float]:
+        """Times of the candidate cuts: a similarity drop, or a face after frames without one."""
+        out = []
+        had_face = after_gap = False
+        for t, sim, shape in zip(self.times, self.similarity_prev, self.shapes, strict=True):
+            if shape is None:
+                after_gap = had_face
+                continue
+            if had_face and (after_gap or math.isnan(sim) or sim < self.config.swap.cut_similarity):
+                out.append(t)
+            had_face, after_gap = True, False
+        return out

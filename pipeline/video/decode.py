@@ -35,6 +35,65 @@ class VideoHeader:
     average_fps: float | None
 
 
+# Tags whose values say which device or program made a file (never location or owner tags).
+_DEVICE_TAGS = (
+    "com.apple.quicktime.make", "com.apple.quicktime.model", "com.android.manufacturer", "com.android.model",
+    "make", "model",
+)  # fmt: skip
+_REPEAT_STRIDE = 61  # repeated frames are compared on every 61st byte of the luma plane
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Facts of the file that tell how it was made (not verdicts): container and encoder tags,
+    creation time, device and handler names where the file has them, and what decoding
+    measured of its timing: the spread of frame intervals (coefficient of variation; 0 for
+    a steady camera clock) and the share of frames identical to the one before."""
+
+    container: str | None = None
+    encoder: str | None = None
+    creation_time: str | None = None
+    device: str | None = None
+    handler: str | None = None
+    frame_interval_cv: float | None = None
+    repeated_frame_ratio: float | None = None
+
+
+class _TimingProbe:
+    """Frame intervals and exact repeats, measured on every decoded frame (cheaply)."""
+
+    def __init__(self) -> None:
+        self.last_t: float | None = None
+        self.intervals: list[float] = []
+        self.repeats = 0
+        self.frames = 0
+        self._last_luma: np.ndarray | None = None
+
+    def add(self, frame: av.VideoFrame, t: float) -> None:
+        self.frames += 1
+        if self.last_t is not None:
+            self.intervals.append(t - self.last_t)
+        self.last_t = t
+        luma = np.frombuffer(memoryview(frame.planes[0]), np.uint8)[::_REPEAT_STRIDE]
+        if (
+            self._last_luma is not None
+            and luma.shape == self._last_luma.shape
+            and np.array_equal(luma, self._last_luma)
+        ):
+            self.repeats += 1
+        self._last_luma = luma.copy()
+
+    def interval_cv(self) -> float | None:
+        if len(self.intervals) < 2:
+            return None
+        values = np.asarray(self.intervals)
+        mean = float(values.mean())
+        return float(values.std() / mean) if mean > 0 else None
+
+    def repeated_ratio(self) -> float | None:
+        return self.repeats / (self.frames - 1) if self.frames > 1 else None
+
+
 @dataclass(frozen=True)
 class SampledFrame:
     """One sampled frame: its index among the samples, its time, and RGB pixels upright."""
@@ -137,6 +196,22 @@ class VideoReader:
             average_fps=float(stream.average_rate) if stream.average_rate else None,
         )
         self.rotation = 0  # measured from the frames: the display rotation they carry
+        self._timing = _TimingProbe()
+
+    def provenance(self) -> Provenance:
+        """The file's tags, and the timing measured on the frames decoded so far."""
+        tags = {str(k).lower(): str(v) for k, v in self._container.metadata.items()}
+        stream_tags = {str(k).lower(): str(v) for k, v in self._stream.metadata.items()}
+        device = " ".join(dict.fromkeys(tags[k] for k in _DEVICE_TAGS if tags.get(k))) or None
+        return Provenance(
+            container=self._container.format.name if self._container.format else None,
+            encoder=tags.get("encoder") or stream_tags.get("encoder"),
+            creation_time=tags.get("creation_time") or stream_tags.get("creation_time"),
+            device=device,
+            handler=stream_tags.get("handler_name"),
+            frame_interval_cv=self._timing.interval_cv(),
+            repeated_frame_ratio=self._timing.repeated_ratio(),
+        )
 
     def __enter__(self) -> VideoReader:
         return self
@@ -163,6 +238,7 @@ class VideoReader:
                 t0 = t if t0 is None else t0
                 rel = t - t0
                 self.last_pts_s = rel
+                self._timing.add(frame, rel)
                 if not sampler.take(rel):
                     continue
                 self.rotation = int(frame.rotation or 0)

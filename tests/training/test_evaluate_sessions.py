@@ -54,5 +54,6 @@ def test_bad_session_labels_are_refused_with_a_reason(scanned: Path, tmp_path: P
     assert "needs --scan" in capsys.readouterr().err
     labels.write_text("session_id,label\nlive0,live\n")
     shipped = ["evaluate", "--sessions", str(labels), "--scan", str(scanned), "--record", f"b2={DEFAULT_MODEL_DIR}"]
-    assert main(shipped) == 2
+    assert main([*shipped, "--out", str(tmp_path / "eval")]) == 2
     assert "refusing to rewrite a shipped card" in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()  # refused before any work

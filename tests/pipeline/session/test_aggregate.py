@@ -117,3 +117,19 @@ def test_static_stream_is_spoof_by_default():
         frames([0.1, 0.1]), threshold=0.5, config=AggregateConfig(), verdicts=SessionVerdicts(static=True)
     )
     assert row.decision == "spoof" and list(row.reasons) == ["static"]
+
+
+def test_a_link_to_an_earlier_session_is_a_reason_with_its_own_action():
+    cfg = AggregateConfig()
+    row = aggregate_session(frames([0.1, 0.1]), threshold=0.5, config=cfg, linked=["same_face", "same_face"])
+    assert row.decision == "review" and row.reasons == ("linked:same_face",)
+    spoofy = aggregate_session(
+        frames([0.1]), threshold=0.5, config=cfg, rules=DecisionConfig(linked="spoof"), linked=["same_video"]
+    )
+    assert spoofy.decision == "spoof"
+    ignored = aggregate_session(
+        frames([0.1]), threshold=0.5, config=cfg, rules=DecisionConfig(linked="ignore"), linked=["same_video"]
+    )
+    assert ignored.decision == "live" and ignored.reasons == ()
+    no_face = aggregate_session(frames([None]), threshold=0.5, config=cfg, linked=["same_video"])
+    assert no_face.reasons == ("no_face", "linked:same_video") and no_face.decision == "review"

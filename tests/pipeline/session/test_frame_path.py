@@ -26,20 +26,29 @@ def _assert_same(a, b) -> None:
         np.testing.assert_array_equal(getattr(a.records, name), getattr(b.records, name), err_msg=name)
     np.testing.assert_array_equal(a.crops, b.crops)
     assert a.verdicts == b.verdicts
+    assert (a.identity is None) == (b.identity is None)
+    if a.identity is not None and b.identity is not None:
+        np.testing.assert_array_equal(a.identity.vector, b.identity.vector)
 
 
 def test_benchmark_and_evaluation_frames_equal_the_scans(rendered):
     config, card = ScanConfig(), read_card(DEFAULT_MODEL_DIR)
     session = Session("swap", str(rendered))
-    scan = analyse_session(session, config.decode, config.detect, config.signals, crop=card.crop_spec)
+    scan = analyse_session(
+        session, config.decode, config.detect, config.signals, crop=card.crop_spec, identity=config.identity
+    )
     assert scan.error is None and scan.n_crops >= 20
     assert scan.frames.verdicts.swap_detected  # the session is a real test of the signals, not an empty one
-    bench, _ = stage_session(FramePath(card.crop_spec, config.detect, config.signals, timed=True), session, config)
+    assert scan.frames.identity is not None
+    timed = FramePath(card.crop_spec, config.detect, config.signals, identity=config.identity, timed=True)
+    bench, _ = stage_session(timed, session, config)
     _assert_same(scan.frames, bench)
     with VideoReader(rendered, sample_fps=config.decode.sample_fps, max_frames=config.decode.max_frames) as video:
         decoded = list(video.sampled())
     evaluation = session_frames(
-        FramePath(card.crop_spec, config.detect, config.signals), [f.image for f in decoded], [f.pts_s for f in decoded]
+        FramePath(card.crop_spec, config.detect, config.signals, identity=config.identity),
+        [f.image for f in decoded],
+        [f.pts_s for f in decoded],
     )
     _assert_same(scan.frames, evaluation)
 

@@ -94,3 +94,29 @@ def test_the_frames_table_owns_its_data():
     records.frame_index[:] = 7
     assert table.column("spoof_score").to_pylist() == pytest.approx([0.1, 0.2, 0.3])
     assert table.column("frame_index").to_pylist() == [0, 1, 2]
+
+
+def test_the_template_goes_to_its_own_table_and_only_when_stored():
+    from pipeline.signals.identity import IdentitySeries, IdentityTemplate
+    from pipeline.video.fingerprint import Fingerprint
+
+    series = IdentitySeries(np.array([0.0, 0.5]), np.ones((2, 128), np.float32))
+    frames = SessionFrames(
+        _faces(2, [True] * 2), np.zeros((2, 8, 8, 3), np.uint8), SessionVerdicts(),
+        identity=IdentityTemplate(np.full(128, 0.5, np.float32), 2), identity_series=series,
+        fingerprint=Fingerprint(np.array([0.0, 0.5]), np.array([1, 2**63], np.uint64)),
+    )  # fmt: skip
+    analysis = SessionAnalysis(session=Session("s", "/v/s.mp4"), frames=frames, video=VideoFacts(1.0, 64, 48, 0, 2))
+    scorers = tuple(resolve_scorers({"b2": None, "reference": None}))
+    scores = {name: np.array([0.1, 0.1], np.float32) for name in ("b2", "reference")}
+    for store in (True, False):
+        config = ScanConfig.model_validate({"identity": {"store": store}})
+        run = RunContext("r", session_row().scanned_at, scorers, config, identity_version="dlib-v1")
+        done = assemble_session(analysis, scores, run, None)
+        assert done.row.identity_frames == 2 and "template" not in done.row.to_dict()
+        assert done.fingerprint is not None and done.fingerprint.column("hashes").to_pylist() == [[1, 2**63]]
+        if store:
+            assert done.identity is not None and done.identity.column("template").to_pylist() == [[0.5] * 128]
+            assert done.identity.column("identity_version").to_pylist() == ["dlib-v1"]
+        else:
+            assert done.identity is None

@@ -1,0 +1,79 @@
+"""Whether two videos are the same recording, from their frame fingerprints.
+
+Two sessions are one recording when at least ``min_matched`` of the shorter one's frame
+hashes find a hash of the other within ``max_hash_bits`` bits *at one time offset* (the
+median of the matches' offsets, give or take one sampling step). A re-encoded, resized
+or trimmed copy keeps both; two recordings of one room, or of one person, do not: their
+close frames, if any, fall at scattered offsets.
+
+Candidates come from an exact index of 16-bit bands of the hashes: a copy's hashes
+share at least one band with the original's when they differ in at most 3 bits (and in
+practice far more often), so only sessions sharing a band value are compared.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from pipeline.config import LinksConfig
+from pipeline.video.fingerprint import Fingerprint, hamming
+
+_BANDS = 4  # 64-bit hashes in four 16-bit bands
+
+
+def same_recording(a: Fingerprint, b: Fingerprint, config: LinksConfig) -> float | None:
+    """The share of the shorter fingerprint's hashes matched at one consistent offset, when
+    it reaches ``config.min_matched`` (None otherwise, or when either is too short)."""
+    if min(len(a), len(b)) < config.min_frames:
+        return None
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    bits = hamming(short.hashes, long.hashes)
+    best = bits.argmin(axis=1)
+    close = bits[np.arange(len(short)), best] <= config.max_hash_bits
+    if not close.any():
+        return None
+    offsets = long.times[best[close]] - short.times[close]
+    step = float(np.median(np.diff(short.times))) if len(short) > 1 else 0.5
+    consistent = np.abs(offsets - np.median(offsets)) <= step
+    share = float(consistent.sum()) / len(short)
+    return share if share >= config.min_matched else None
+
+
+def bands(hashes: np.ndarray) -> np.ndarray:
+    """The 16-bit bands of 64-bit hashes, tagged by band number: int64 (K * 4,), unique."""
+    h = hashes.astype(np.uint64)
+    values = [((h >> np.uint64(16 * k)) & np.uint64(0xFFFF)).astype(np.int64) + (k << 16) for k in range(_BANDS)]
+    return np.unique(np.concatenate(values))
+
+
+class FingerprintIndex:
+    """Stored fingerprints, found by shared hash bands and checked by :func:`same_recording`."""
+
+    def __init__(self) -> None:
+        self.fingerprints: list[Fingerprint] = []
+        self._by_band: defaultdict[int, list[int]] = defaultdict(list)
+
+    def __len__(self) -> int:
+        return len(self.fingerprints)
+
+    def add(self, fingerprint: Fingerprint) -> int:
+        """Store one fingerprint; returns its row."""
+        row = len(self.fingerprints)
+        self.fingerprints.append(fingerprint)
+        for band in bands(fingerprint.hashes).tolist():
+            self._by_band[band].append(row)
+        return row
+
+    def matches(self, fingerprint: Fingerprint, config: LinksConfig) -> list[tuple[int, float]]:
+        """``(row, share)`` of every stored fingerprint that is the same recording."""
+        if len(fingerprint) < config.min_frames:
+            return []
+        candidates = {row for band in bands(fingerprint.hashes).tolist() for row in self._by_band.get(band, ())}
+        out = []
+        for row in sorted(candidates):
+            share = same_recording(fingerprint, self.fingerprints[row], config)
+            if share is not None:
+                out.append((row, share))
+        return out

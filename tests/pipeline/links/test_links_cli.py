@@ -1,0 +1,98 @@
+"""End to end: scans of a folder where one person and one recording appear under several
+session ids, a nightly scan that links only its new sessions, and `liveness links`
+catching up a run that did not link."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli.main import main
+from pipeline.reports.query import run_query
+from tests.videos import write_reencoded
+from training.synth import SessionSpec, render_session_frames
+from training.video_writer import write_video
+
+
+def _render(path: Path, subject: str, seed: int, face_sources) -> Path:
+    spec = SessionSpec(path.stem, "live", (subject,), 3.0, seed=seed)
+    return write_video(path, render_session_frames(spec, face_sources), fps=spec.fps)
+
+
+def _links(out: Path) -> set[tuple[frozenset, str]]:
+    rows = run_query(str(out), "select session_a, session_b, kind from links").to_pylist()
+    return {(frozenset((r["session_a"], r["session_b"])), r["kind"]) for r in rows}
+
+
+def _pairs(*names: str) -> set[frozenset]:
+    return {frozenset((a, b)) for i, a in enumerate(names) for b in names[i + 1 :]}
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory, face_sources, ray_session):
+    """The first scan: alice four times (a copy, a re-encoded trimmed copy, another take) and grace once."""
+    root = tmp_path_factory.mktemp("links")
+    inputs = root / "day1"
+    inputs.mkdir()
+    alice = _render(inputs / "alice.mp4", "astronaut", 21, face_sources)
+    shutil.copy(alice, inputs / "alice_copy.mp4")
+    write_reencoded(alice, inputs / "alice_small.mp4", scale=0.5, skip_s=0.5)
+    _render(inputs / "alice_take2.mp4", "astronaut", 22, face_sources)
+    _render(inputs / "grace.mp4", "grace_hopper", 23, face_sources)
+    out = root / "out"
+    assert main(["scan", str(inputs), "--out", str(out), "--quiet"]) == 0
+    return root, out
+
+
+def test_a_scan_links_one_person_and_one_recording_under_other_ids(archive):
+    _, out = archive
+    links = _links(out)
+    same_video = {pair for pair, kind in links if kind == "same_video"}
+    same_face = {pair for pair, kind in links if kind == "same_face"}
+    assert same_video == _pairs("alice", "alice_copy", "alice_small")
+    assert same_face == _pairs("alice", "alice_copy", "alice_small", "alice_take2")
+    clusters = run_query(str(out), "select session_id, cluster_id, size from clusters").to_pylist()
+    assert {r["session_id"] for r in clusters} == {"alice", "alice_copy", "alice_small", "alice_take2"}
+    assert len({r["cluster_id"] for r in clusters}) == 1 and {r["size"] for r in clusters} == {4}
+    sessions = {
+        r["session_id"]: r
+        for r in run_query(str(out), "select session_id, reasons, decision, identity_frames from sessions").to_pylist()
+    }
+    linked = [sid for sid, r in sessions.items() if any(x.startswith("linked:") for x in r["reasons"])]
+    assert len(linked) == 3 and "grace" not in linked  # every alice but the first one scanned
+    assert all(sessions[sid]["decision"] != "live" for sid in linked)
+    assert all(r["identity_frames"] >= 3 for r in sessions.values())
+    identities = run_query(str(out), "select session_id, len(template) as n from identities").to_pylist()
+    assert len(identities) == 5 and {r["n"] for r in identities} == {128}
+    columns = run_query(str(out), "select * from sessions limit 0").column_names
+    assert "template" not in columns and "container" in columns
+
+
+def test_a_nightly_scan_links_only_its_new_sessions_and_links_catches_up_a_run_that_did_not(archive, face_sources):
+    root, out = archive
+    before = _links(out)
+    day2 = root / "day2"
+    day2.mkdir()
+    _render(day2 / "grace_take2.mp4", "grace_hopper", 24, face_sources)
+    assert main(["scan", str(day2), "--out", str(out), "--quiet"]) == 0
+    assert _links(out) - before == {(frozenset(("grace", "grace_take2")), "same_face")}
+
+    day3 = root / "day3"
+    day3.mkdir()
+    shutil.copy(root / "day1" / "grace.mp4", day3 / "grace_reupload.mp4")
+    off = ["--set", "links.enabled=false", "--set", "identity.store=false"]
+    assert main(["scan", str(day3), "--out", str(out), "--quiet", *off]) == 0
+    assert not any("grace_reupload" in pair for pair, _ in _links(out))
+    ids = run_query(str(out), "select session_id from identities").column("session_id").to_pylist()
+    assert "grace_reupload" not in ids  # identity.store off: no template written
+
+    assert main(["links", "--out", str(out)]) == 0
+    new = _links(out) - before - {(frozenset(("grace", "grace_take2")), "same_face")}
+    assert new == {(frozenset(("grace", "grace_reupload")), "same_video")}  # no template, so no same_face
+    count = len(run_query(str(out), "select * from links"))
+    assert main(["links", "--out", str(out)]) == 0
+    assert len(run_query(str(out), "select * from links")) == count  # nothing recomputed
+
+
+def test_links_needs_a_scan_output(tmp_path):
+    assert main(["links", "--out", str(tmp_path)]) == 2
