@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.cli.options import EXIT_OK, scan_config_from_args
@@ -82,6 +83,17 @@ def run_demo(args: argparse.Namespace) -> int:
             else "synthetic data only, shown, does not decide"
         )
         console.print(f"scorer {entry.name}: {entry.card.version} (threshold {entry.threshold:.3f}; {real})")
+    runs = {r["run_id"] for r in rows}
+    links = [
+        link
+        for link in run_query(str(out / "reports"), "select * from links order by kind, session_a").to_pylist()
+        if link["run_id"] in runs
+    ]
+    for link in links:  # the demo reuses faces: sessions of one person are linked (a fact, not a verdict)
+        console.print(
+            f"link {link['kind']}: {escape(link['session_a'])} and {escape(link['session_b'])}"
+            f" (distance {link['distance']:.2f})"
+        )
     report = write_report(str(out / "reports"))
     console.print(
         f"sample videos: {out / 'inputs'}\nreports: {out / 'reports'}\nHTML report: {report}  (open it in a browser)"

@@ -113,3 +113,14 @@ def test_the_real_clip_cut_between_people_is_a_swap_and_no_swap_lies_inside_a_sh
     assert verdicts.swap_detected is True
     for t in verdicts.swap_times_s or ():
         assert min(abs(t - c) for c in cuts) <= 0.5, (t, cuts)
+
+
+def test_a_face_too_small_gives_no_template_and_is_counted(identity_path, face_sources, tmp_path):
+    spec = SessionSpec("tiny", "live", ("astronaut",), 2.0, size=(96, 72), seed=3)  # eyes ~15 px apart
+    video = write_video(tmp_path / "tiny.mp4", render_session_frames(spec, face_sources), fps=spec.fps)
+    with VideoReader(video, sample_fps=12) as reader:
+        result = identity_path.run(reader.sampled())
+    assert result.records.has_face.sum() >= 10  # the face is found and followed ...
+    series = result.identity_series
+    assert series is not None and len(series) == 0 and series.refused.get("small", 0) >= 1  # ... but not embedded
+    assert result.identity is None

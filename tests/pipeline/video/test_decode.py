@@ -87,3 +87,23 @@ def test_absurd_resolution_is_refused(tmp_path: Path):
     path = write_no_face_video(tmp_path / "v.mp4", n=3)
     with pytest.raises(DecodeError, match="exceeds the limit"):
         VideoReader(path, max_pixels=1000)
+
+
+def test_provenance_tags_and_measured_timing(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(10)]
+    steady = write_video(tmp_path / "steady.mp4", frames, fps=10.0)
+    doubled = write_video(tmp_path / "doubled.mp4", [f for f in frames for _ in range(2)], fps=10.0)  # each frame twice
+    uneven = [0.0, 0.1, 0.2, 0.5, 0.6, 0.7, 1.2, 1.3, 1.4, 1.5]
+    jittery = write_video(tmp_path / "jittery.mp4", frames, fps=10.0, times_s=uneven)
+    facts = {}
+    for name, path in (("steady", steady), ("doubled", doubled), ("jittery", jittery)):
+        with VideoReader(path, sample_fps=30, max_frames=100) as video:
+            list(video.sampled())
+            facts[name] = video.provenance()
+    assert facts["steady"].container is not None and "mp4" in facts["steady"].container
+    assert (facts["steady"].encoder or "").startswith("Lavf")  # written by FFmpeg's muxer (PyAV)
+    assert facts["steady"].frame_interval_cv == pytest.approx(0.0, abs=0.01)
+    assert facts["steady"].repeated_frame_ratio == 0.0
+    assert facts["doubled"].repeated_frame_ratio == pytest.approx(10 / 19, abs=0.06)
+    assert (facts["jittery"].frame_interval_cv or 0.0) > 0.3
