@@ -12,7 +12,6 @@ import logging
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from pipeline.cli.options import EXIT_OK, scan_config_from_args
@@ -74,7 +73,7 @@ def run_demo(args: argparse.Namespace) -> int:
             reference,
             error or ", ".join(row["reasons"] or []),
         )
-    console = Console()
+    console = Console(markup=False, highlight=False)  # ids and errors are printed as they are
     console.print(table)
     for entry in scorers:
         real = (
@@ -91,8 +90,7 @@ def run_demo(args: argparse.Namespace) -> int:
     ]
     for link in links:  # the demo reuses faces: sessions of one person are linked (a fact, not a verdict)
         console.print(
-            f"link {link['kind']}: {escape(link['session_a'])} and {escape(link['session_b'])}"
-            f" (distance {link['distance']:.2f})"
+            f"link {link['kind']}: {link['session_a']} and {link['session_b']} (distance {link['distance']:.2f})"
         )
     report = write_report(str(out / "reports"))
     console.print(

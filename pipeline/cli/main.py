@@ -88,8 +88,42 @@ def _counts(text: str) -> list[int]:
     return counts
 
 
+def version_text() -> str:
+    """The package version and the shipped models' versions (a card that cannot be read says so)."""
+    from importlib.metadata import version
+
+    from pipeline.faces.identity import IdentityCard
+    from pipeline.scoring.model import DEFAULT_MODEL_DIR, read_card
+    from pipeline.scoring.onnx_model import DEFAULT_REFERENCE_DIR, read_onnx_card
+    from pipeline.signals.occlusion import DEFAULT_OCCLUSION_DIR, read_occlusion_card
+
+    readers: dict[str, Callable[[], str]] = {
+        "b2": lambda: read_card(DEFAULT_MODEL_DIR).version,
+        "reference": lambda: read_onnx_card(DEFAULT_REFERENCE_DIR).version,
+        "occlusion": lambda: read_occlusion_card(DEFAULT_OCCLUSION_DIR).version,
+        "identity": lambda: IdentityCard.load().version,
+    }
+    models = []
+    for name, read in readers.items():
+        try:
+            models.append(f"  {name}: {read()}")
+        except LivenessError as exc:
+            models.append(f"  {name}: unreadable ({exc})")
+    return "\n".join([f"liveness {version('liveness')}", "shipped models:", *models])
+
+
+class _Version(argparse.Action):
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and the shipped models' and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="liveness", description="Find spoofed faces in KYC selfie videos.")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     scan = sub.add_parser("scan", help="scan videos, folders, globs or manifests into Parquet reports")

@@ -35,7 +35,7 @@ def write_result(table: pa.Table, fmt: str, output: Path | None) -> None:
             shown.add_column(name)
         for row in table.slice(0, TERMINAL_ROWS).to_pylist():
             shown.add_row(*(_cell(v) for v in row.values()))
-        console = Console(file=open(output, "w") if output else None, soft_wrap=True)
+        console = Console(file=open(output, "w") if output else None, soft_wrap=True, markup=False, highlight=False)
         console.print(shown)
         more = f"; showing the first {TERMINAL_ROWS}" if table.num_rows > TERMINAL_ROWS else ""
         console.print(f"{table.num_rows} row(s){more}")

@@ -97,7 +97,8 @@ def write_summary(summary: ScanSummary, store: Store) -> str:
 
 def print_summary(summary: ScanSummary, console: Console | None = None) -> None:
     """Counts by status and decision, throughput, failures and output location."""
-    console = console or Console(stderr=False, soft_wrap=True)
+    # markup off: session ids, paths and errors come from users' files ("[/bold]" is a valid file name)
+    console = console or Console(stderr=False, soft_wrap=True, markup=False, highlight=False)
     if summary.sessions == 0:
         console.print(
             f"nothing new to scan: {summary.skipped} sessions already scanned with this model and settings"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import fnmatch
-import glob
+import logging
 import os
 import posixpath
+import stat
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
 from pipeline.storage import filesystem_for, is_remote
+
+log = logging.getLogger(__name__)
 
 MANIFEST_SUFFIXES = (".csv", ".parquet")
 MANIFEST_REQUIRED = ("session_id", "uri")
@@ -38,7 +41,36 @@ def _strip_extension(relative: str) -> str:
     return stem
 
 
+def _special(path: Path) -> str | None:
+    """What ``path`` is when it exists but is not a regular file (a FIFO would block a reader), else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # missing or unreadable: a failed row says so
+    if stat.S_ISREG(mode):
+        return None
+    return "directory" if stat.S_ISDIR(mode) else "fifo" if stat.S_ISFIFO(mode) else "special file"
+
+
+def _regular(sessions: list[Session]) -> list[Session]:
+    """``sessions`` without local ones that are not regular files (FIFOs, devices), each
+    skipped one logged with what it is: reading a FIFO would block a worker, or the ledger."""
+    kept: list[Session] = []
+    skipped: list[tuple[str, str]] = []
+    for session in sessions:
+        kind = None if "://" in session.uri else _special(Path(session.uri))
+        if kind:
+            skipped.append((session.uri, kind))
+        else:
+            kept.append(session)
+    if skipped:
+        examples = ", ".join(f"{uri} ({kind})" for uri, kind in skipped[:5])
+        log.warning("skipped %d input(s) that are not regular files: %s", len(skipped), examples)
+    return kept
+
+
 def _videos_under(root: Path, extensions: set[str]) -> list[Path]:
+    """Video files under ``root``, recursively; links to directories are not followed (no loops)."""
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -48,6 +80,15 @@ def _videos_under(root: Path, extensions: set[str]) -> list[Path]:
             if not f.startswith(".") and f.rsplit(".", 1)[-1].lower() in extensions and "." in f
         )
     return found
+
+
+def _glob_files(pattern: str, root: Path) -> list[Path]:
+    """Files matching ``pattern`` under its fixed ``root``; ``**`` does not follow links to
+    directories (pathlib's rule), so a symlink loop cannot make the listing endless."""
+    relative = (
+        Path(pattern).relative_to(root).as_posix() if Path(pattern).is_absolute() or root != Path(".") else pattern
+    )
+    return sorted(p for p in root.glob(relative) if p.is_file() or p.is_fifo())
 
 
 def _glob_root(pattern: str) -> Path:
@@ -151,9 +192,11 @@ def expand_input(text: str, extensions: Iterable[str]) -> list[Session]:
         if path.suffix.lower() in MANIFEST_SUFFIXES:
             return read_manifest(path)
         return [Session(session_id=_strip_extension(path.name), uri=os.path.abspath(path))]
+    if path.is_fifo() or path.is_char_device() or path.is_block_device() or path.is_socket():
+        raise InputError(f"{text}: not a regular file (a video must be a file)")
     if _GLOB_CHARS & set(text):
         root = _glob_root(text)
-        matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if os.path.isfile(p))
+        matches = _glob_files(text, root)
         if not matches:
             raise InputError(f"{text}: the pattern matches no file")
         return _from_files(matches, root)
@@ -174,6 +217,7 @@ def list_sessions(inputs: Iterable[str], extensions: Iterable[str]) -> list[Sess
             if key not in seen_uris:
                 seen_uris.add(key)
                 sessions.append(s)
+    sessions = _regular(sessions)
     counts = Counter(s.session_id for s in sessions)
     if any(n > 1 for n in counts.values()):
         sessions = [

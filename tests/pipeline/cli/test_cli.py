@@ -136,3 +136,12 @@ def test_unknown_flag_exits_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["scan", "x", "--out", "y", "--no-such-flag"])
     assert exc.value.code == 2
+
+
+def test_version_names_the_package_and_every_shipped_model(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("liveness ") and all(f"  {m}: " in out for m in ("b2", "reference", "occlusion", "identity"))
+    assert "unreadable" not in out

@@ -87,3 +87,37 @@ def test_relative_inputs_become_absolute_uris(tmp_path: Path, monkeypatch):
     for arg in ("in", "in/a.mp4", "in/*.mp4", "in/m.csv"):
         (s,) = list_sessions([arg], EXT)
         assert s.uri == str(tmp_path / "in" / "a.mp4"), arg
+
+
+def test_symlink_loops_end_the_listing_and_each_file_is_listed_once(tmp_path: Path):
+    import os
+
+    touch(tmp_path / "in" / "day" / "a.mp4")
+    os.symlink(tmp_path / "in", tmp_path / "in" / "day" / "loop")  # in/day/loop -> in: endless if followed
+    for text in (str(tmp_path / "in"), str(tmp_path / "in" / "**" / "*.mp4")):
+        assert [s.session_id for s in list_sessions([text], EXT)] == ["day/a"], text
+
+
+def test_fifos_are_refused_at_listing_with_a_reason(tmp_path: Path, caplog):
+    import os
+
+    touch(tmp_path / "in" / "ok.mp4")
+    os.mkfifo(tmp_path / "in" / "pipe.mp4")  # reading it would block a worker until the timeout
+    with caplog.at_level("WARNING"):
+        assert [s.session_id for s in list_sessions([str(tmp_path / "in")], EXT)] == ["ok"]
+        assert [s.session_id for s in list_sessions([str(tmp_path / "in" / "*.mp4")], EXT)] == ["ok"]
+    assert "not regular files" in caplog.text and "pipe.mp4 (fifo)" in caplog.text
+    with pytest.raises(InputError, match="not a regular file"):
+        list_sessions([str(tmp_path / "in" / "pipe.mp4")], EXT)
+
+
+def test_a_manifest_row_naming_a_fifo_is_skipped_too(tmp_path: Path, caplog):
+    import os
+
+    touch(tmp_path / "ok.mp4")
+    os.mkfifo(tmp_path / "pipe.mp4")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("session_id,uri\na,ok.mp4\nb,pipe.mp4\n")
+    with caplog.at_level("WARNING"):
+        assert [s.session_id for s in list_sessions([str(manifest)], EXT)] == ["a"]
+    assert "(fifo)" in caplog.text
