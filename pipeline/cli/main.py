@@ -30,6 +30,7 @@ def _setup_logging(quiet: bool) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # which CPU build FAISS loads is no operator's concern
 
 
 def _add_scan_options(p: argparse.ArgumentParser) -> None:

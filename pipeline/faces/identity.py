@@ -56,6 +56,7 @@ class IdentityCard:
     version: str
     threshold: float  # Euclidean distance under which two embeddings are one person
     real_evaluation: dict
+    same_person_distance: float  # 90th percentile of one person's pair distances on the real pairs
 
     @classmethod
     def load(cls, directory: str | Path = DEFAULT_IDENTITY_DIR) -> IdentityCard:
@@ -63,12 +64,21 @@ class IdentityCard:
         path = Path(directory) / "model.json"
         try:
             raw = json.loads(path.read_text())
-            threshold = float(raw["threshold"])
-            card = cls(version=str(raw["version"]), threshold=threshold, real_evaluation=dict(raw["real_evaluation"]))
+            card = cls(
+                version=str(raw["version"]),
+                threshold=float(raw["threshold"]),
+                real_evaluation=dict(raw["real_evaluation"]),
+                same_person_distance=float(raw["same_person_distance"]),
+            )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"identity card {path} is unreadable: {exc}") from exc
         if not 0.0 < card.threshold < 2.0:
             raise ModelError(f"identity card {path}: threshold must lie in (0, 2), got {card.threshold}")
+        if not 0.0 < card.same_person_distance <= card.threshold:
+            raise ModelError(
+                f"identity card {path}: same_person_distance must lie in (0, threshold],"
+                f" got {card.same_person_distance}"
+            )
         return card
 
 

@@ -97,8 +97,9 @@ COLUMNS: dict[str, dict[str, Column]] = {
         ),
         "swap_detected": Column(
             "the main face changed identity mid-session: the mean identity embedding of the second before a cut"
-            " and of the second after it lie at least the identity threshold apart (with identity off or no"
-            " embeddings either side: an abrupt drop of crop similarity with a lasting change of face shape)",
+            " and of the second after it lie at least the identity threshold apart, or the face shape changed"
+            " there (an abrupt drop of crop similarity with a lasting change of face shape) where identity is"
+            " not sure it is one person",
             "bool",
             "no face, or too few frames to tell",
         ),

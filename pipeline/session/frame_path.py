@@ -178,11 +178,10 @@ class FramePath:
             self.occlusion = shared_occlusion(str(signals.occlusion.model or DEFAULT_OCCLUSION_DIR), str(cache_dir))
         self.identity_config = identity if identity is not None and identity.enabled and signals.enabled else None
         self.embedder = shared_embedder() if self.identity_config is not None else None
-        self.identity_threshold = (
-            signals.swap.identity_distance or identity_card(self.identity_config.model).threshold
-            if self.identity_config is not None
-            else 0.0
-        )
+        card = identity_card(self.identity_config.model) if self.identity_config is not None else None
+        self.identity_threshold = signals.swap.identity_distance or (card.threshold if card else 0.0)
+        support = signals.swap.shape_support_distance or (card.same_person_distance if card else 0.0)
+        self.shape_support = support
         self.fingerprint_hz = fingerprint_hz
         self.timed = timed
         self.costs = {name: StageCost(name) for name in ("detect", "signals", "identity")}
@@ -207,7 +206,9 @@ class FramePath:
         )
         self._fingerprint = FingerprintTrack(self.fingerprint_hz) if self.fingerprint_hz else None
         self._signals = (
-            SessionSignals(self.signals_config, self.occlusion, self._identity, self.identity_threshold)
+            SessionSignals(
+                self.signals_config, self.occlusion, self._identity, self.identity_threshold, self.shape_support
+            )
             if self.mesh is not None
             else None
         )

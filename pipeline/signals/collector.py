@@ -18,7 +18,7 @@ import numpy as np
 from pipeline.config import SignalsConfig
 from pipeline.schema import REGIONS
 from pipeline.signals.blinks import count_blinks, eye_aspect_ratios, no_blink
-from pipeline.signals.identity import IdentitySeries, IdentityTrack, identity_swaps
+from pipeline.signals.identity import IdentitySeries, IdentitySwap, IdentityTrack, distance_across, identity_swaps
 from pipeline.signals.occlusion import OcclusionScorer, occluded_regions
 from pipeline.signals.swap import detect_static, detect_swap, face_shape, similarity
 
@@ -66,11 +66,13 @@ class SessionSignals:
         occlusion: OcclusionScorer | None,
         identity: IdentityTrack | None = None,
         identity_threshold: float = 0.6,
+        shape_support_distance: float = 0.6,
     ) -> None:
         self.config = config
         self.occlusion = occlusion
         self.identity = identity
         self.identity_threshold = identity_threshold
+        self.shape_support_distance = shape_support_distance
         self.identity_series: IdentitySeries | None = None  # set by finish() when identity is on
         self.times: list[float] = []
         self.ear_left: list[float] = []
@@ -151,19 +153,32 @@ class SessionSignals:
         )
 
     def _swaps(self) -> tuple[float | None, tuple[float, ...], float | None]:
-        """(first swap time, every swap time, largest identity distance across one): by
-        identity where embeddings lie on both sides of a candidate cut, else by face shape."""
+        """(first swap time, every swap time, largest identity distance across one).
+
+        Identity decides where embeddings lie on both sides of a candidate cut: at or over
+        the threshold it is a swap. The face shape's swap counts too unless identity is sure
+        it is one person there (distance under ``shape_support_distance``): low-resolution
+        faces embed close together, and there the shape tells people apart. With no
+        embeddings either side, the face shape decides alone.
+        """
+        shape = detect_swap(self.times, self.similarity_prev, self.shapes, self.config.swap)
+        window = self.config.swap.window_s
+        swaps: list[IdentitySwap] | None = None
         if self.identity is not None:
             self.identity_series = self.identity.finish()
             swaps = identity_swaps(
-                self._candidates(), self.identity_series, threshold=self.identity_threshold,
-                window_s=self.config.swap.window_s,
-            )  # fmt: skip
-            if swaps is not None:
-                times = tuple(s.at_s for s in swaps)
-                return (times[0] if times else None), times, max((s.distance for s in swaps), default=None)
-        swap = detect_swap(self.times, self.similarity_prev, self.shapes, self.config.swap)
-        return swap.at_s, (() if swap.at_s is None else (swap.at_s,)), None
+                self._candidates(), self.identity_series, threshold=self.identity_threshold, window_s=window
+            )
+        if swaps is None:
+            return shape.at_s, (() if shape.at_s is None else (shape.at_s,)), None
+        if shape.at_s is not None and not any(abs(s.at_s - shape.at_s) < window for s in swaps):
+            assert self.identity_series is not None
+            d = distance_across(self.identity_series, shape.at_s, window)
+            if d is None or d >= self.shape_support_distance:
+                swaps = sorted([*swaps, IdentitySwap(shape.at_s, math.nan if d is None else d)], key=lambda s: s.at_s)
+        times = tuple(s.at_s for s in swaps)
+        distances = [s.distance for s in swaps if not math.isnan(s.distance)]
+        return (times[0] if times else None), times, max(distances, default=None)
 
     def _candidates(self) -> list[float]:
         """Times of the candidate cuts: a similarity drop, or a face after frames without one."""

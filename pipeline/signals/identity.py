@@ -150,6 +150,17 @@ class IdentitySwap:
     distance: float
 
 
+def distance_across(series: IdentitySeries, at_s: float, window_s: float) -> float | None:
+    """Distance of the mean embedding of the ``window_s`` before ``at_s`` to the mean from
+    ``at_s`` on; None without an embedding on either side."""
+    t, v = series.times, series.vectors.astype(np.float64)
+    before = v[(t >= at_s - window_s) & (t < at_s)]
+    after = v[(t >= at_s) & (t < at_s + window_s)]
+    if not len(before) or not len(after):
+        return None
+    return float(np.linalg.norm(before.mean(axis=0) - after.mean(axis=0)))
+
+
 def identity_swaps(
     candidates: Sequence[float], series: IdentitySeries, *, threshold: float, window_s: float
 ) -> list[IdentitySwap] | None:
@@ -169,12 +180,10 @@ def identity_swaps(
     judged = not points and len(series) > 0  # embeddings and no candidate at all: one identity throughout
     found: list[IdentitySwap] = []
     for c in sorted(points):
-        before = v[(t >= c - window_s) & (t < c)]
-        after = v[(t >= c) & (t < c + window_s)]
-        if not len(before) or not len(after):
+        d = distance_across(series, c, window_s)
+        if d is None:
             continue
         judged = True
-        d = float(np.linalg.norm(before.mean(axis=0) - after.mean(axis=0)))
         if d < threshold:
             continue
         if found and c - found[-1].at_s < window_s:

@@ -34,8 +34,12 @@ def test_the_shipped_card_loads_and_a_bad_one_is_a_model_error(tmp_path):
     assert 0 < card.threshold < 2 and card.real_evaluation["deepface_master_csv"]["pairs"] == 300
     with pytest.raises(ModelError, match="unreadable"):
         IdentityCard.load(tmp_path)
-    (tmp_path / "model.json").write_text(json.dumps({"version": "x", "threshold": 7, "real_evaluation": {}}))
+    card = {"version": "x", "threshold": 7, "real_evaluation": {}, "same_person_distance": 0.4}
+    (tmp_path / "model.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="threshold must lie in"):
+        IdentityCard.load(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps(card | {"threshold": 0.6, "same_person_distance": 0.9}))
+    with pytest.raises(ModelError, match="same_person_distance must lie in"):
         IdentityCard.load(tmp_path)
 
 

@@ -66,6 +66,10 @@ def test_a_scan_links_one_person_and_one_recording_under_other_ids(archive):
     assert len(identities) == 5 and {r["n"] for r in identities} == {128}
     columns = run_query(str(out), "select * from sessions limit 0").column_names
     assert "template" not in columns and "container" in columns
+    assert main(["report", "--out", str(out)]) == 0
+    [page] = out.glob("report-*.html")
+    section = page.read_text().split("<h2>Linked sessions", 1)[1].split("<h2>", 1)[0]
+    assert section.count("<tr>") == 1 + len(links) and "same_video" in section and "alice_take2" in section
 
 
 def test_a_nightly_scan_links_only_its_new_sessions_and_links_catches_up_a_run_that_did_not(archive, face_sources):

@@ -9,7 +9,7 @@ import pytest
 from pipeline.config import DetectConfig, IdentityConfig, SignalsConfig
 from pipeline.faces.crop import CropSpec
 from pipeline.session.frame_path import FramePath
-from pipeline.signals.identity import IdentitySeries, identity_swaps, session_template
+from pipeline.signals.identity import IdentitySeries, distance_across, identity_swaps, session_template
 from pipeline.video.decode import VideoReader
 from training.synth import SessionSpec, render_session_frames
 from training.video_writer import write_video
@@ -43,6 +43,12 @@ def test_a_jump_between_embeddings_with_no_cut_between_is_a_candidate():
     s = series([0.0, 0.5, 1.0, 1.5, 2.0, 2.5], np.concatenate([person(0, 3), person(1, 3)]))
     [swap] = identity_swaps([], s, threshold=0.6, window_s=1.0)
     assert swap.at_s == 1.5
+
+
+def test_distance_across_a_time_compares_the_windows_either_side():
+    s = series(np.arange(8) * 0.5, np.concatenate([person(0, 4), person(1, 4)]))
+    assert distance_across(s, 2.0, 1.0) > 0.6 > 0.2 > distance_across(s, 1.0, 1.0)
+    assert distance_across(s, 0.0, 1.0) is None  # nothing before the first embedding
 
 
 def test_the_template_is_the_largest_group_of_one_person():
