@@ -159,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", type=Path, help="write the result to this file instead of standard output (needed for parquet)"
     )
     query.add_argument(
+        "--allow-external",
+        action="store_true",
+        help="let the SQL read and write files, install extensions and reach the network (off: read-only)",
+    )
+    query.add_argument(
         "--dictionary",
         action="store_true",
         help="print the data dictionary (every column, its unit and what null means) and exit",
@@ -254,7 +259,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     try:
         if not Store(args.out).exists("sessions"):
             raise UsageError(f"--out {args.out} holds no scan output (no sessions/ folder)")
-        table = run_query(args.out, args.sql)
+        table = run_query(args.out, args.sql, allow_external=args.allow_external)
     except QueryError as exc:
         raise UsageError(f"query failed: {exc}") from exc
     except ValueError as exc:

@@ -37,20 +37,36 @@ def dataset_of(store: Store, name: str, schema: pa.Schema) -> ds.Dataset:
     )
 
 
-def connect(out: str) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with one view per dataset of the output ``out`` (local or s3://)."""
+READ_ONLY_SETTINGS = (
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET enable_external_access = false",  # no file, network, extension, ATTACH or COPY TO
+    "SET lock_configuration = true",  # and no query can switch it back
+)
+
+
+def connect(out: str, *, allow_external: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with one view per dataset of the output ``out`` (local or s3://).
+
+    Read-only by default: the views are read through pyarrow, and DuckDB itself may touch
+    no file, network or extension, so an analyst's query cannot write anywhere or download
+    anything. ``allow_external`` leaves DuckDB's defaults (``liveness query --allow-external``).
+    """
     store = Store(out)
     con = duckdb.connect()
     for name, schema in DATASETS.items():
         con.register(name, dataset_of(store, name, schema))
     links = dataset_of(store, "links", DATASETS["links"]).to_table(columns=["session_a", "session_b"])
     con.register("clusters", clusters(links))
+    if not allow_external:
+        for setting in READ_ONLY_SETTINGS:
+            con.execute(setting)
     return con
 
 
-def run_query(out: str, sql: str) -> pa.Table:
-    """The result of ``sql`` over the output's views, as an Arrow table."""
-    con = connect(out)
+def run_query(out: str, sql: str, *, allow_external: bool = False) -> pa.Table:
+    """The result of ``sql`` over the output's views, as an Arrow table (read-only unless ``allow_external``)."""
+    con = connect(out, allow_external=allow_external)
     try:
         relation = con.sql(sql)
         return relation.to_arrow_table() if relation is not None else pa.table({})

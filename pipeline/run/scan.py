@@ -303,8 +303,9 @@ def run_scan(
     summary.nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
     cpus = int(ray.cluster_resources().get("CPU", 1))
     max_in_flight = config.ray.max_in_flight or 4 * cpus  # sessions analysing or awaiting scores: bounds memory
+    readable = [s for s in sessions if s.problem is None]
     analyses = _Analyses(
-        sessions, config, scorers, slots=max(1, cpus - int(config.scoring.num_cpus * config.scoring.actors))
+        readable, config, scorers, slots=max(1, cpus - int(config.scoring.num_cpus * config.scoring.actors))
     )
     batcher = CropBatcher(config.scoring.batch_size)
     # The first analyses go first: they take the workers Ray has already started, while the
@@ -322,6 +323,9 @@ def run_scan(
     sessions_done = _Sessions(run, keys, batcher, writer, summary, _Progress(len(sessions), progress), started, linker)
 
     try:
+        for session in sessions:  # refused at listing (a FIFO, a device): a failed row, no worker
+            if session.problem is not None:
+                sessions_done.commit(SessionAnalysis.failed(session, session.problem), None)
         while analyses.todo or analyses.running or actors.running or batcher.queued:
             analyses.submit(batcher.pending, max_in_flight)
             actors.feed(batcher, force=(not analyses.todo and not analyses.running) or actors.idle)

@@ -9,7 +9,7 @@ import posixpath
 import stat
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,11 +29,14 @@ _GLOB_CHARS = set("*?[")
 
 @dataclass(frozen=True)
 class Session:
-    """One video to scan: its id in the output, where it is, and manifest columns to carry along."""
+    """One video to scan: its id in the output, where it is, and manifest columns to carry along.
+    ``problem`` says why it cannot be read at all, found at listing (it becomes a failed row
+    without reaching a worker)."""
 
     session_id: str
     uri: str
     extra: dict[str, str] = field(default_factory=dict)
+    problem: str | None = None
 
 
 def _strip_extension(relative: str) -> str:
@@ -53,20 +56,20 @@ def _special(path: Path) -> str | None:
 
 
 def _regular(sessions: list[Session]) -> list[Session]:
-    """``sessions`` without local ones that are not regular files (FIFOs, devices), each
-    skipped one logged with what it is: reading a FIFO would block a worker, or the ledger."""
-    kept: list[Session] = []
-    skipped: list[tuple[str, str]] = []
+    """``sessions`` with a ``problem`` on the local ones that are not regular files (FIFOs,
+    devices, directories): reading a FIFO would block a worker until the timeout. Each is
+    logged, and becomes a failed row with that reason."""
+    out: list[Session] = []
+    refused: list[str] = []
     for session in sessions:
         kind = None if "://" in session.uri else _special(Path(session.uri))
         if kind:
-            skipped.append((session.uri, kind))
-        else:
-            kept.append(session)
-    if skipped:
-        examples = ", ".join(f"{uri} ({kind})" for uri, kind in skipped[:5])
-        log.warning("skipped %d input(s) that are not regular files: %s", len(skipped), examples)
-    return kept
+            refused.append(f"{session.uri} ({kind})")
+            session = replace(session, problem=f"not a regular file ({kind}): not read")
+        out.append(session)
+    if refused:
+        log.warning("%d input(s) are not regular files, not read: %s", len(refused), ", ".join(refused[:5]))
+    return out
 
 
 def _videos_under(root: Path, extensions: set[str]) -> list[Path]:
@@ -193,7 +196,7 @@ def expand_input(text: str, extensions: Iterable[str]) -> list[Session]:
             return read_manifest(path)
         return [Session(session_id=_strip_extension(path.name), uri=os.path.abspath(path))]
     if path.is_fifo() or path.is_char_device() or path.is_block_device() or path.is_socket():
-        raise InputError(f"{text}: not a regular file (a video must be a file)")
+        return [Session(session_id=_strip_extension(path.name), uri=os.path.abspath(path))]  # refused by _regular
     if _GLOB_CHARS & set(text):
         root = _glob_root(text)
         matches = _glob_files(text, root)
@@ -221,9 +224,7 @@ def list_sessions(inputs: Iterable[str], extensions: Iterable[str]) -> list[Sess
     counts = Counter(s.session_id for s in sessions)
     if any(n > 1 for n in counts.values()):
         sessions = [
-            Session(session_id=s.session_id + os.path.splitext(s.uri)[1], uri=s.uri, extra=s.extra)
-            if counts[s.session_id] > 1
-            else s
+            replace(s, session_id=s.session_id + os.path.splitext(s.uri)[1]) if counts[s.session_id] > 1 else s
             for s in sessions
         ]
         still = [sid for sid, n in Counter(s.session_id for s in sessions).items() if n > 1]

@@ -147,6 +147,22 @@ def test_a_bad_query_gets_duckdbs_message_and_exit_2(output: Path, capsys):
     assert main(["query", "select 1", "--out", str(output), "--format", "parquet"]) == 2
 
 
+def test_queries_are_read_only_unless_told(output: Path, capsys, tmp_path: Path):
+    target = tmp_path / "copied.csv"
+    for sql in (
+        f"copy (select * from sessions) to '{target}'",  # a write anywhere on the disk
+        "select * from read_csv('/etc/passwd')",  # a read outside the output
+        "install spatial",  # a download
+        "set enable_external_access = true",  # and no way back
+    ):
+        code, _, err = _query(capsys, output, sql)
+        assert code == 2 and "query failed" in err, sql
+    assert not target.exists()
+    assert _query(capsys, output, "select count(*) from sessions")[0] == 0
+    code, _, _ = _query(capsys, output, f"copy (select 1 as x) to '{target}'", "--allow-external")
+    assert code == 0 and target.read_text().strip().splitlines() == ["x", "1"]
+
+
 @pytest.mark.parametrize("title,sql", EXAMPLE_QUERIES, ids=[t for t, _ in EXAMPLE_QUERIES])
 def test_the_dictionarys_example_queries_run(output: Path, capsys, title: str, sql: str):
     assert _query(capsys, output, sql, "--format", "json")[0] == 0

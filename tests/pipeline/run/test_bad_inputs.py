@@ -45,7 +45,7 @@ def bad_archive(tmp_path_factory) -> Path:
     write_bit_flipped(root / "bit_flipped.mp4", face)
     write_unknown_codec(root / "unknown_codec.avi")
     write_huge_resolution(root / "huge.mp4")
-    os.mkfifo(root / "hangs.mp4")  # opening it blocks until a writer comes: a decode that hangs
+    os.mkfifo(root / "fifo.mp4")  # opening it would block until a writer comes: refused at listing
     names = sorted(p.name for p in root.iterdir())
     (root / "manifest.csv").write_text(
         "session_id,uri\n" + "".join(f"{Path(n).stem},{n}\n" for n in names) + "nowhere,missing/nowhere.mp4\n"
@@ -72,7 +72,7 @@ def test_every_bad_input_is_a_failed_row_and_the_run_goes_on(
         "audio_only": "no video stream (streams: audio)",
         "unknown_codec": "unsupported video codec",
         "huge": "resolution 4100x4100 exceeds",
-        "hangs": "timed out after 25 s",
+        "fifo": "not a regular file (fifo)",
         "nowhere": "file not found",
     }
     for sid, reason in expected_errors.items():
@@ -84,6 +84,17 @@ def test_every_bad_input_is_a_failed_row_and_the_run_goes_on(
     assert (flipped["status"], flipped["error"], flipped["frames_decoded"]) == ("ok", None, 8)
     assert flipped["frames_scored"] >= 1
     assert set(got) == set(expected_errors) | {"good", "bit_flipped"}
+
+
+def test_a_session_past_its_timeout_is_a_failed_row(tmp_path: Path, ray_session, shipped_model):
+    """A real, long session (20 s, analysed in several seconds) against a one-second timeout."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_face_video(inputs / "long.mp4", n=240, fps=12.0)
+    out = tmp_path / "out"
+    assert main(["scan", str(inputs), "--out", str(out), "--quiet", "--set", "decode.timeout_s=1"]) == 0
+    row = sessions_by_id(out)["long"]
+    assert row["status"] == "failed" and "timed out after 1 s" in row["error"]
 
 
 def test_a_file_that_vanishes_after_listing_is_a_failed_analysis(tmp_path: Path):
@@ -122,21 +133,14 @@ def test_a_session_that_keeps_crashing_its_worker_is_retried_then_failed(tmp_pat
     inputs = tmp_path / "in"
     inputs.mkdir()
     write_face_video(inputs / "fine.mp4", n=6)
-    fifo = inputs / "crasher.mp4"
-    os.mkfifo(fifo)
+    crasher = write_face_video(inputs / "crasher.mp4", n=240, fps=12.0)  # long: analysed for seconds
 
-    def blocked_on_the_fifo(p: psutil.Process) -> bool:
-        """A thread of ``p`` waits in open() for the FIFO's writer (the kernel's wait_for_partner)."""
-        for task in os.listdir(f"/proc/{p.pid}/task"):
-            try:
-                if Path(f"/proc/{p.pid}/task/{task}/wchan").read_text() == "wait_for_partner":
-                    return True
-            except OSError:
-                continue
-        return False
+    def analysing_the_crasher(p: psutil.Process) -> bool:
+        """``p`` is a worker with the crasher's video open (decoding it)."""
+        return any(f.path == str(crasher) for f in p.open_files())
 
     proc = scan_process(inputs, tmp_path / "out", "--set", "ray.session_retries=2", "--set", "decode.timeout_s=300")
-    killed = _kill_matching(proc, blocked_on_the_fifo, times=3)
+    killed = _kill_matching(proc, analysing_the_crasher, times=3)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert killed == 3  # the first try and both retries

@@ -104,14 +104,14 @@ def test_fifos_are_refused_at_listing_with_a_reason(tmp_path: Path, caplog):
     touch(tmp_path / "in" / "ok.mp4")
     os.mkfifo(tmp_path / "in" / "pipe.mp4")  # reading it would block a worker until the timeout
     with caplog.at_level("WARNING"):
-        assert [s.session_id for s in list_sessions([str(tmp_path / "in")], EXT)] == ["ok"]
-        assert [s.session_id for s in list_sessions([str(tmp_path / "in" / "*.mp4")], EXT)] == ["ok"]
+        for text in ("in", "in/*.mp4", "in/pipe.mp4"):
+            problems = {s.session_id: s.problem for s in list_sessions([str(tmp_path / text)], EXT)}
+            assert problems["pipe"] == "not a regular file (fifo): not read", text
+            assert problems.get("ok", None) is None
     assert "not regular files" in caplog.text and "pipe.mp4 (fifo)" in caplog.text
-    with pytest.raises(InputError, match="not a regular file"):
-        list_sessions([str(tmp_path / "in" / "pipe.mp4")], EXT)
 
 
-def test_a_manifest_row_naming_a_fifo_is_skipped_too(tmp_path: Path, caplog):
+def test_a_manifest_row_naming_a_fifo_is_refused_too(tmp_path: Path, caplog):
     import os
 
     touch(tmp_path / "ok.mp4")
@@ -119,5 +119,8 @@ def test_a_manifest_row_naming_a_fifo_is_skipped_too(tmp_path: Path, caplog):
     manifest = tmp_path / "m.csv"
     manifest.write_text("session_id,uri\na,ok.mp4\nb,pipe.mp4\n")
     with caplog.at_level("WARNING"):
-        assert [s.session_id for s in list_sessions([str(manifest)], EXT)] == ["a"]
+        assert [(s.session_id, s.problem) for s in list_sessions([str(manifest)], EXT)] == [
+            ("a", None),
+            ("b", "not a regular file (fifo): not read"),
+        ]
     assert "(fifo)" in caplog.text
