@@ -4,6 +4,7 @@ ledger, the scan itself and its summary. What ``liveness scan`` and ``liveness d
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 
 from pipeline.config import ScanConfig
@@ -66,12 +67,28 @@ def prepare_scan(
         store = Store(out)
     except (ValueError, OSError) as exc:
         raise UsageError(f"--out {out}: {exc}") from exc
+    if store.local and Path(out).is_symlink():
+        raise UsageError(f"--out {out} is a symbolic link: give the directory it points to ({Path(out).resolve()})")
     if store.local and Path(store.root).exists() and not Path(store.root).is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
     sessions = list_sessions(inputs, config.input.extensions)
     if not sessions:
         raise UsageError(f"no video found in {' '.join(inputs)} (extensions: {', '.join(config.input.extensions)})")
     return sessions, scorers, store
+
+
+def check_writable(store: Store) -> None:
+    """A local ``--out`` that cannot be written is a usage error before any work (a probe file
+    is made and removed)."""
+    if not store.local:
+        return
+    root = Path(store.root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".liveness-probe-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"--out {store.display()} is not writable: {exc.strerror or exc}") from exc
 
 
 def print_plan(plan: ScanPlan) -> None:
@@ -95,6 +112,7 @@ def execute_scan(
     if dry_run:
         print_plan(plan_scan(sessions, config, scorers, ledger, rescan=rescan))
         return None
+    check_writable(store)
     try:
         ledger.lock()
     except LedgerBusy as exc:

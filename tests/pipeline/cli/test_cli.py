@@ -145,3 +145,21 @@ def test_version_names_the_package_and_every_shipped_model(capsys):
     out = capsys.readouterr().out
     assert out.startswith("liveness ") and all(f"  {m}: " in out for m in ("b2", "reference", "occlusion", "identity"))
     assert "unreadable" not in out
+
+
+def test_an_out_that_is_a_file_a_link_or_not_writable_is_refused_before_any_work(tmp_path, capsys):
+    video = write_face_video(tmp_path / "v.mp4", n=4)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "link").symlink_to(elsewhere)
+    (tmp_path / "a_file").write_text("mine\n")
+    cases = {
+        "a_file": "exists and is not a directory",
+        "link": "is a symbolic link",
+        "/proc/liveness-out": "is not writable",  # a file system nobody may create in, not even root
+    }
+    for out, message in cases.items():
+        target = out if out.startswith("/") else str(tmp_path / out)
+        assert main(["scan", str(video), "--out", target, "--quiet"]) == 2, out
+        assert message in capsys.readouterr().err, out
+    assert list(elsewhere.iterdir()) == [] and (tmp_path / "a_file").read_text() == "mine\n"

@@ -185,3 +185,47 @@ def test_the_report_draws_the_blinks_the_scan_stored_never_a_recount():
     stored = {"blink_count": 1, "blinks": [{"start_s": 1.0, "end_s": 1.25}]}
     assert blink_spans(stored) == [(1.0, 1.25)] and len(blink_spans(stored)) == stored["blink_count"]
     assert blink_spans({"blink_count": None, "blinks": None}) == []  # written before blinks were stored
+
+
+def test_hostile_names_are_escaped_and_no_secret_is_written_anywhere(tmp_path: Path, shipped_model):
+    """Session ids, file names and manifest columns carrying HTML and script reach the report
+    escaped; the storage credentials in the environment appear in no output, log or report."""
+    import sys
+
+    from tests.videos import write_face_video, write_text_as_video
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_face_video(inputs / 'it\'s "a" <b>video.mp4', n=6)
+    write_text_as_video(inputs / "broken.mp4")
+    hostile = ["<script>alert(1)</script>", '"><img src=x onerror=alert(2)>', "javascript:alert(3)"]
+    (inputs / "manifest.csv").write_text(
+        "session_id,uri,note\n"
+        f'"{hostile[0]}","it\'s ""a"" <b>video.mp4",{hostile[2]}\n'
+        + '"'
+        + hostile[1].replace('"', '""')
+        + '",broken.mp4,x\n'
+    )
+    secret = "s3cr3t-Value-9f8e7d"
+    env = os.environ | {"AWS_SECRET_ACCESS_KEY": secret, "AWS_ACCESS_KEY_ID": "AKIA-" + secret}
+    out = tmp_path / "out"
+    scan = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "scan", str(inputs / "manifest.csv"), "--out", str(out)],
+        capture_output=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert scan.returncode == 0, scan.stderr.decode()[-2000:]
+    report = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "report", "--out", str(out)], capture_output=True, env=env, timeout=300
+    )
+    assert report.returncode == 0, report.stderr.decode()[-2000:]
+    page = next(out.glob("report-*.html")).read_text()
+    for text in hostile[:2]:
+        assert text not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in page
+    assert "<b>video" not in page and "&lt;b&gt;video" in page
+    assert not re.search(r"""(src|href)\s*=\s*['"]?\s*(https?:|//|javascript:)""", page, re.I)  # loads nothing
+    assert "<link" not in page and "@import" not in page
+    for path in [p for p in out.rglob("*") if p.is_file()]:
+        assert secret.encode() not in path.read_bytes(), path
+    for stream in (scan.stdout, scan.stderr, report.stdout, report.stderr):
+        assert secret.encode() not in stream
