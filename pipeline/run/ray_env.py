@@ -29,6 +29,9 @@ def ensure_ray(config: ScanConfig) -> None:
 
     if ray.is_initialized():
         return
+    # Ray announces on every start that it protects its cluster with a token (good: kept on);
+    # an operator reads it as a warning about the run.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     env = storage_env()
     if config.ray.address:
         ray.init(

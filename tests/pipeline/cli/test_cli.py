@@ -163,3 +163,21 @@ def test_an_out_that_is_a_file_a_link_or_not_writable_is_refused_before_any_work
         assert main(["scan", str(video), "--out", target, "--quiet"]) == 2, out
         assert message in capsys.readouterr().err, out
     assert list(elsewhere.iterdir()) == [] and (tmp_path / "a_file").read_text() == "mine\n"
+
+
+def test_a_normal_run_prints_no_error_looking_line(tmp_path):
+    """Nothing that reads as a problem when there is none: no warning, error, traceback or raylet line."""
+    from tests.helpers import scan_process
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_face_video(inputs / "a.mp4", n=6)
+    write_face_video(inputs / "b.mp4", n=6)
+    proc = scan_process(inputs, tmp_path / "out")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0
+    lines = [line for line in err.decode().splitlines() if line.strip()]
+    scary = [
+        line for line in lines if any(word in line for word in ("WARNING", "ERROR", "Traceback", "(raylet)", "rror:"))
+    ]
+    assert scary == [], scary
