@@ -44,3 +44,13 @@ class DecodeError(LivenessError):
     """A video that cannot be opened or decoded; the message is the reason shown on its row.
 
     Raised per session and caught by the scan, which makes it a ``failed`` row."""
+
+
+class ScanInterrupted(BaseException):
+    """SIGINT or SIGTERM reached a scan: it stops submitting, commits what is finished and
+    exits ``128 + signum``. A BaseException, like KeyboardInterrupt, so that no handler of
+    ordinary errors swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum

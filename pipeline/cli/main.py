@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from pipeline.cli.options import EXIT_OK, EXIT_USAGE, scan_config_from_args
-from pipeline.errors import LivenessError, QueryError, UsageError
+from pipeline.errors import LivenessError, QueryError, ScanInterrupted, UsageError
 from pipeline.run.execute import execute_scan, resolve_model
 from pipeline.storage import Store
 
@@ -409,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         handler = TRAINING_COMMANDS[args.command]
     try:
         return handler(args)
+    except ScanInterrupted as stop:
+        return 128 + stop.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     except LivenessError as exc:
         print(f"liveness {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -3,20 +3,31 @@ ledger, the scan itself and its summary. What ``liveness scan`` and ``liveness d
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.config import ScanConfig
-from pipeline.errors import ConfigError, LedgerBusy, ModelError, UsageError
+from pipeline.errors import ConfigError, LedgerBusy, ModelError, ScanInterrupted, UsageError
 from pipeline.run.ledger import Ledger
 from pipeline.run.plan import ScanPlan, plan_scan
+from pipeline.run.ray_env import ensure_ray
 from pipeline.run.summary import ScanSummary
 from pipeline.scoring.model import DEFAULT_MODEL_DIR, ModelCard, read_card
 from pipeline.scoring.onnx_model import OnnxEnsembleScorer, OnnxModelCard
 from pipeline.scoring.registry import ScorerEntry, scan_scorers
 from pipeline.storage import Store
 from pipeline.video.sources import Session, list_sessions
+
+if TYPE_CHECKING:
+    from pipeline.run.scan import StopRequest
 
 log = logging.getLogger("liveness")
 
@@ -91,6 +102,32 @@ def check_writable(store: Store) -> None:
         raise UsageError(f"--out {store.display()} is not writable: {exc.strerror or exc}") from exc
 
 
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[StopRequest]:
+    """SIGINT and SIGTERM, while the scan runs, ask it to stop (:class:`StopRequest`): the
+    handler only records the signal (raising inside Ray's waits would surface as Ray's own
+    error), and the scan loop stops at its next turn. Outside the main thread, nothing."""
+    from pipeline.run.scan import StopRequest
+
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = {s: signal.signal(s, request) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _shutdown_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 def print_plan(plan: ScanPlan) -> None:
     """The ``--dry-run`` listing: one line per session, then the counts."""
     for session in plan.todo:
@@ -126,16 +163,33 @@ def execute_scan(
                 len(plan.skipped),
                 len(sessions),
             )
-        summary = run_scan(
-            plan.todo,
-            config,
-            scorers=scorers,
-            store=store,
-            ledger=ledger,
-            keys=plan.keys,
-            progress=not quiet,
-        )
+        started = time.perf_counter()
+        if plan.todo:
+            ensure_ray(config)  # first: Ray installs a SIGTERM handler of its own when it starts
+        startup_s = time.perf_counter() - started
+        with _stop_on_signals() as stop:
+            try:
+                summary = run_scan(
+                    plan.todo,
+                    config,
+                    scorers=scorers,
+                    store=store,
+                    ledger=ledger,
+                    keys=plan.keys,
+                    progress=not quiet,
+                    stop=stop,
+                )
+            except ScanInterrupted as stop:
+                _shutdown_ray()
+                name = signal.Signals(stop.signum).name
+                print(
+                    f"liveness scan: stopped by {name}: the sessions finished before it are committed, the others"
+                    f" were not scanned; run the same command again to scan them ({store.display()})",
+                    file=sys.stderr,
+                )
+                raise
         summary.skipped = len(plan.skipped)
+        summary.startup_s += startup_s
         write_summary(summary, store)
     finally:
         ledger.unlock()

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import ScanConfig
+from pipeline.errors import ScanInterrupted
 from pipeline.links.archive import Linker, mark_matched
 from pipeline.run.batcher import Batch, CropBatcher
 from pipeline.run.ledger import Ledger
@@ -41,6 +42,23 @@ from pipeline.video.sources import Session
 log = logging.getLogger(__name__)
 
 ACTOR_QUEUE_DEPTH = 2  # batches queued per actor, so it never waits for the driver
+
+
+class StopRequest:
+    """A signal handler that records the first SIGINT or SIGTERM; the scan loop checks it
+    every turn (at least once a second) and stops there."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    def check(self) -> None:
+        """Raise :class:`ScanInterrupted` when a signal came."""
+        if self.signum is not None:
+            raise ScanInterrupted(self.signum)
 
 
 class _Progress:
@@ -272,11 +290,15 @@ def run_scan(
     ledger: Ledger | None = None,
     keys: dict[str, str] | None = None,
     progress: bool = True,
+    stop: StopRequest | None = None,
 ) -> ScanSummary:
     """Scan ``sessions`` with the scorers (the b2 first) and commit their rows (and ledger entries) to ``store``.
 
-    ``keys`` maps session ids to their ledger keys (the ``input_key`` column).
+    ``keys`` maps session ids to their ledger keys (the ``input_key`` column). With ``stop``,
+    a recorded signal ends the loop: what is finished is committed, then
+    :class:`ScanInterrupted` is raised.
     """
+    stop = stop or StopRequest()
     import ray
 
     now = datetime.now(UTC)
@@ -327,6 +349,7 @@ def run_scan(
             if session.problem is not None:
                 sessions_done.commit(SessionAnalysis.failed(session, session.problem), None)
         while analyses.todo or analyses.running or actors.running or batcher.queued:
+            stop.check()
             analyses.submit(batcher.pending, max_in_flight)
             actors.feed(batcher, force=(not analyses.todo and not analyses.running) or actors.idle)
             ready, _ = ray.wait([*analyses.running, *actors.running], num_returns=1, timeout=1.0)
@@ -341,6 +364,10 @@ def run_scan(
         if linker is not None:
             mark_matched(store, [run.run_id], by=run.run_id)
         summary.backend = actors.backend()
+    except ScanInterrupted:
+        writer.flush()  # the finished sessions are committed; those in flight are scanned next time
+        summary.interrupted = True
+        raise
     finally:
         sessions_done.progress.close()
         actors.close()

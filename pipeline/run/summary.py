@@ -40,6 +40,7 @@ class ScanSummary:
     templates: int = 0  # sessions whose main face gave an identity template
     no_template: int = 0  # sessions with a face but none usable for a template (too small, turned, covered)
     links: dict[str, int] = field(default_factory=dict)  # new links by kind
+    interrupted: bool = False  # stopped by SIGINT or SIGTERM: the sessions counted were committed
 
     @property
     def sessions_per_s(self) -> float:

@@ -214,3 +214,29 @@ def test_a_scoring_actor_that_fails_for_good_fails_its_sessions_with_a_reason(
     assert got["empty_room"]["status"] == "no_face"
     assert main(argv) == 0  # failed rows are committed: the ledger has them, nothing is scanned twice
     assert len(read_sessions(out)) == 4
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_sigint_and_sigterm_stop_cleanly_and_the_next_run_resumes(tmp_path: Path, signum: int, code: int):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(8):
+        write_face_video(inputs / f"v{i}.mp4", n=40)
+    out = tmp_path / "out"
+    proc = scan_process(inputs, out)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("sessions/*/*.parquet")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signum)  # the driver alone, as a scheduler's kill or a terminal's Ctrl-C would reach it
+    _, err = proc.communicate(timeout=300)
+    text = err.decode()
+    assert proc.returncode == code, text[-2000:]
+    assert "Traceback" not in text and "(raylet)" not in text
+    assert f"stopped by {signal.Signals(signum).name}" in text
+    kept = sessions_by_id(out)
+    assert 1 <= len(kept) < 8  # what finished is committed, the rest is not
+    rerun = scan_process(inputs, out)
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err.decode()[-2000:]
+    rows = duckdb.sql(f"select session_id, count(*) as n from '{out}/sessions/*/*.parquet' group by 1").fetchall()
+    assert sorted(rows) == [(f"v{i}", 1) for i in range(8)]  # every input exactly once
