@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import sklearn.metrics as skm
 
 BONA_FIDE_TYPE = "none"
 """The attack type string carried by bona fide (label 0) rows."""
@@ -186,10 +187,16 @@ def cross_entropy(probs: ArrayLike, labels: ArrayLike, eps: float = DEFAULT_EPS)
     return float(np.mean(losses))
 
 
+def _predicted(scores: ArrayLike, labels: ArrayLike, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and decisions (attack, label 1, when ``score >= threshold``), validated."""
+    s, y = _validate(scores, labels)
+    return y.astype(int), (s >= _check_threshold(threshold)).astype(int)
+
+
 def accuracy(scores: ArrayLike, labels: ArrayLike, threshold: float = 0.5) -> float:
-    """Proportion of presentations classified correctly: ``(TP + TN) / N``."""
-    tp, fp, tn, fn = _confusion(scores, labels, threshold)
-    return (tp + tn) / (tp + fp + tn + fn)
+    """Proportion of presentations classified correctly: ``(TP + TN) / N`` (scikit-learn)."""
+    y, pred = _predicted(scores, labels, threshold)
+    return float(skm.accuracy_score(y, pred))
 
 
 def recall(scores: ArrayLike, labels: ArrayLike, threshold: float = 0.5) -> float:
@@ -197,8 +204,8 @@ def recall(scores: ArrayLike, labels: ArrayLike, threshold: float = 0.5) -> floa
 
     NaN when there is no attack presentation.
     """
-    tp, _fp, _tn, fn = _confusion(scores, labels, threshold)
-    return _rate(tp, tp + fn)
+    y, pred = _predicted(scores, labels, threshold)
+    return float(skm.recall_score(y, pred, zero_division=np.nan))
 
 
 def precision(scores: ArrayLike, labels: ArrayLike, threshold: float = 0.5) -> float:
@@ -206,8 +213,8 @@ def precision(scores: ArrayLike, labels: ArrayLike, threshold: float = 0.5) -> f
 
     NaN when nothing is classified as an attack.
     """
-    tp, fp, _tn, _fn = _confusion(scores, labels, threshold)
-    return _rate(tp, tp + fp)
+    y, pred = _predicted(scores, labels, threshold)
+    return float(skm.precision_score(y, pred, zero_division=np.nan))
 
 
 def f1(scores: ArrayLike, labels: ArrayLike, threshold: float = 0.5) -> float:
@@ -216,29 +223,18 @@ def f1(scores: ArrayLike, labels: ArrayLike, threshold: float = 0.5) -> float:
     This form is 0 (not NaN) when nothing is classified as an attack but attacks exist;
     NaN only when there is no attack and none is predicted.
     """
-    tp, fp, _tn, fn = _confusion(scores, labels, threshold)
-    return _rate(2 * tp, 2 * tp + fp + fn)
+    y, pred = _predicted(scores, labels, threshold)
+    return float(skm.f1_score(y, pred, zero_division=np.nan))
 
 
 def roc_auc(scores: ArrayLike, labels: ArrayLike) -> float:
-    """Area under the ROC curve from ranks (Mann-Whitney U statistic).
-
-    ``AUC = (R_1 - n_1 (n_1 + 1) / 2) / (n_1 n_0)`` where ``R_1`` is the sum of the
-    (tie-averaged) ranks of the attack scores: the probability that a random attack
-    scores above a random bona fide presentation, ties counting one half. Equals the
-    trapezoidal area under :func:`roc_curve`. NaN when only one class is present.
-    """
+    """Area under the ROC curve (scikit-learn): the probability that a random attack scores
+    above a random bona fide presentation, ties counting one half. NaN when only one class
+    is present."""
     s, y = _validate(scores, labels)
-    n1 = int(np.sum(y == 1))
-    n0 = y.size - n1
-    if n1 == 0 or n0 == 0:
+    if np.unique(y).size < 2:
         return math.nan
-    _uniq, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    # average rank of each distinct value (1-based): start + (count + 1) / 2
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    avg_rank = starts + (counts + 1) / 2.0
-    r1 = float(np.sum(avg_rank[inverse][y == 1]))
-    return (r1 - n1 * (n1 + 1) / 2.0) / (n1 * n0)
+    return float(skm.roc_auc_score(y, s))
 
 
 def _candidate_thresholds(s: np.ndarray) -> np.ndarray:
@@ -272,37 +268,33 @@ def _require_both_classes(y: np.ndarray, what: str) -> None:
 
 
 def roc_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ROC curve with attack as the positive class: ``(fpr, tpr, thresholds)``.
+    """ROC curve with attack as the positive class: ``(fpr, tpr, thresholds)`` (scikit-learn,
+    every operating point kept).
 
     ``thresholds`` are ``+inf`` followed by the distinct scores in *decreasing* order;
     ``fpr[i]`` (= BPCER) and ``tpr[i]`` (= 1 - APCER_all) are the proportions of bona
     fide and attack presentations with ``score >= thresholds[i]``. So the curve starts
-    at (0, 0) and ends at (1, 1); every distinct operating point is included (no
-    point is dropped). Raises ValueError if either class is missing.
+    at (0, 0) and ends at (1, 1). Raises ValueError if either class is missing.
     """
     s, y = _validate(scores, labels)
     _require_both_classes(y, "roc_curve")
-    thresholds = _candidate_thresholds(s)[::-1]
-    fpr = _frac_at_or_above(np.sort(s[y == 0]), thresholds)
-    tpr = _frac_at_or_above(np.sort(s[y == 1]), thresholds)
+    fpr, tpr, thresholds = skm.roc_curve(y.astype(int), s, drop_intermediate=False)
     return fpr, tpr, thresholds
 
 
 def det_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """DET curve: ``(apcer, bpcer, thresholds)`` with all attacks pooled.
+    """DET curve: ``(apcer, bpcer, thresholds)`` with all attacks pooled: the ROC's points
+    in *increasing* threshold order (the distinct scores, then ``+inf``).
 
-    ``thresholds`` are the distinct scores in *increasing* order followed by ``+inf``;
     ``apcer[i]`` is the proportion of attacks with ``score < thresholds[i]`` and
-    ``bpcer[i]`` the proportion of bona fide presentations with
-    ``score >= thresholds[i]``. APCER rises from 0 to 1 and BPCER falls from 1 to 0.
-    Raises ValueError if either class is missing.
+    ``bpcer[i]`` the proportion of bona fide presentations with ``score >= thresholds[i]``.
+    APCER rises from 0 to 1 and BPCER falls from 1 to 0. Raises ValueError if either class
+    is missing.
     """
     s, y = _validate(scores, labels)
     _require_both_classes(y, "det_curve")
-    thresholds = _candidate_thresholds(s)
-    apcer_all = _frac_below(np.sort(s[y == 1]), thresholds)
-    bpcer_ = _frac_at_or_above(np.sort(s[y == 0]), thresholds)
-    return apcer_all, bpcer_, thresholds
+    fpr, tpr, thresholds = roc_curve(s, y)
+    return (1.0 - tpr)[::-1], fpr[::-1], thresholds[::-1]
 
 
 # ------------------------------------------------------------------------ ISO 30107-3
