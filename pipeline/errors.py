@@ -54,3 +54,8 @@ class ScanInterrupted(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(f"interrupted by signal {signum}")
         self.signum = signum
+
+
+class OutputFull(LivenessError):
+    """The output's disk (or quota) is full: what was committed before stays, the rest is
+    scanned by the next run once there is space."""

@@ -141,7 +141,7 @@ def execute_scan(
     inputs: list[str], config: ScanConfig, out: Path | str, *, quiet: bool, rescan: bool = False, dry_run: bool = False
 ) -> tuple[ScanSummary, ScanPlan, Store] | None:
     """Plan the run against the ledger, scan what is new, write the summary; None for a dry run."""
-    from pipeline.run.scan import run_scan
+    from pipeline.run.scan import no_space, run_scan
     from pipeline.run.summary import print_summary, write_summary
 
     sessions, scorers, store = prepare_scan(inputs, config, out)
@@ -190,7 +190,12 @@ def execute_scan(
                 raise
         summary.skipped = len(plan.skipped)
         summary.startup_s += startup_s
-        write_summary(summary, store)
+        try:
+            write_summary(summary, store)
+        except OSError as exc:
+            if not no_space(exc):
+                raise
+            log.warning("no space left for the run summary in %s: the sessions are committed", store.display())
     finally:
         ledger.unlock()
     print_summary(summary)

@@ -41,6 +41,7 @@ class RunWriter:
         self._links: list[pa.Table] = []
         self._part = 0
         self.files: list[str] = []
+        self.sessions_committed = 0  # in chunks whose sessions file and ledger entry are written
 
     def add(self, session: FinishedSession) -> None:
         """Queue one session, its frames and its evidence; commits a chunk when the buffer is full."""
@@ -84,6 +85,7 @@ class RunWriter:
         )
         if self.ledger is not None:
             self.ledger.commit(chunk, rows)
+        self.sessions_committed += len(rows)
         self._part += 1
         self._sessions, self._frames, self._evidence = [], [], []
         self._identities, self._fingerprints, self._links = [], [], []

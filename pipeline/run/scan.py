@@ -11,6 +11,7 @@ crops are scored (:class:`_Sessions`), and committed in chunks
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import time
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import ScanConfig
-from pipeline.errors import ScanInterrupted
+from pipeline.errors import OutputFull, ScanInterrupted
 from pipeline.links.archive import Linker, mark_matched
 from pipeline.run.batcher import Batch, CropBatcher
 from pipeline.run.ledger import Ledger
@@ -42,6 +43,11 @@ from pipeline.video.sources import Session
 log = logging.getLogger(__name__)
 
 ACTOR_QUEUE_DEPTH = 2  # batches queued per actor, so it never waits for the driver
+
+
+def no_space(exc: OSError) -> bool:
+    """Whether ``exc`` says the disk or the quota is full (pyarrow gives the errno in its message)."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(exc)
 
 
 class StopRequest:
@@ -368,6 +374,13 @@ def run_scan(
         writer.flush()  # the finished sessions are committed; those in flight are scanned next time
         summary.interrupted = True
         raise
+    except OSError as exc:
+        if not no_space(exc):
+            raise
+        raise OutputFull(
+            f"no space left on the output ({store.display()}): {writer.sessions_committed} session(s) of this run"
+            " were committed before it filled; free space and run the same command again: it scans the rest"
+        ) from exc
     finally:
         sessions_done.progress.close()
         actors.close()

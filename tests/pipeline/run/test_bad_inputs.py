@@ -240,3 +240,37 @@ def test_sigint_and_sigterm_stop_cleanly_and_the_next_run_resumes(tmp_path: Path
     assert rerun.returncode == 0, err.decode()[-2000:]
     rows = duckdb.sql(f"select session_id, count(*) as n from '{out}/sessions/*/*.parquet' group by 1").fetchall()
     assert sorted(rows) == [(f"v{i}", 1) for i in range(8)]  # every input exactly once
+
+
+def test_a_full_disk_is_a_clear_error_and_the_next_run_scans_each_session_once(tmp_path: Path):
+    """A small tmpfs as the output, filled but for a little room: the scan commits what fits,
+    stops with a message (no traceback), and after space is freed the same command finishes."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(6):
+        write_face_video(inputs / f"v{i}.mp4", n=8)
+    out = tmp_path / "out"
+    out.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(out)], capture_output=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mount.stderr.decode().strip() or 'mount failed'}")
+    try:
+        stats = os.statvfs(out)
+        filler = out / "filler.bin"
+        filler.write_bytes(b"\0" * (stats.f_bavail * stats.f_frsize - 160 * 1024))  # about two sessions' room
+        proc = scan_process(inputs, out)
+        _, err = proc.communicate(timeout=300)
+        text = err.decode()
+        assert proc.returncode == 2, text[-2000:]
+        assert "no space left on the output" in text and "run the same command again" in text
+        assert "Traceback" not in text
+        before = {sid for sid, _ in duckdb.sql(f"select session_id, 1 from '{out}/sessions/*/*.parquet'").fetchall()}
+        assert len(before) < 6
+        filler.unlink()
+        rerun = scan_process(inputs, out)
+        _, err = rerun.communicate(timeout=300)
+        assert rerun.returncode == 0, err.decode()[-2000:]
+        rows = duckdb.sql(f"select session_id, count(*) from '{out}/sessions/*/*.parquet' group by 1").fetchall()
+        assert sorted(rows) == [(f"v{i}", 1) for i in range(6)]  # every input exactly once
+    finally:
+        subprocess.run(["umount", "-l", str(out)], capture_output=True)
