@@ -264,7 +264,10 @@ def cmd_query(args: argparse.Namespace) -> int:
         raise UsageError(f"query failed: {exc}") from exc
     except ValueError as exc:
         raise UsageError(f"--out {args.out}: {exc}") from exc
-    write_result(table, fmt, args.output)
+    try:
+        write_result(table, fmt, args.output)
+    except OSError as exc:
+        raise UsageError(f"--output {args.output}: {exc.strerror or exc} (nothing was written)") from exc
     return EXIT_OK
 
 
@@ -301,7 +304,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise UsageError(f"--out {args.out} holds no scan output (no sessions/ folder)")
     except ValueError as exc:
         raise UsageError(f"--out {args.out}: {exc}") from exc
-    path = write_report(args.out, day=args.date, top=args.top, output=args.output)
+    try:
+        path = write_report(args.out, day=args.date, top=args.top, output=args.output)
+    except OSError as exc:
+        raise UsageError(f"the report could not be written: {exc.strerror or exc} (nothing was written)") from exc
     print(path)
     return EXIT_OK
 

@@ -23,6 +23,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pipeline.atomic import write_aside
 from pipeline.errors import ReportError
 from pipeline.reports.query import connect
 from pipeline.schema import CONTRACT_SCORERS, DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF, REGIONS, RUNS_DIR
@@ -418,7 +419,6 @@ def write_report(out: str, *, day: date | None = None, top: int = 20, output: st
     data = load(out, day, top)
     page = render(data).encode()
     if output:
-        with open(output, "wb") as f:
-            f.write(page)
+        write_aside(output, lambda tmp: tmp.write_bytes(page))  # all of it or, on failure, nothing
         return output
     return Store(out).write_bytes(f"report-{data.day}.html", page, overwrite=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from pipeline.atomic import write_aside
 
 TERMINAL_ROWS = 200  # rows a terminal table shows; use --format csv/json/parquet for all of them
 
@@ -22,7 +25,19 @@ def _cell(value: object) -> str:
 
 
 def write_result(table: pa.Table, fmt: str, output: Path | None) -> None:
-    """Write ``table`` as ``fmt`` (table, csv, json, parquet) to ``output`` or standard output."""
+    """Write ``table`` as ``fmt`` (table, csv, json, parquet) to ``output`` or standard output.
+
+    A file is written aside and renamed into place: a failure (a full disk) leaves the old
+    file, or none, never half of one."""
+    if output is None:
+        if fmt == "parquet":
+            raise ValueError("parquet needs an output file")
+        _write(table, fmt, None)
+        return
+    write_aside(output, lambda tmp: _write(table, fmt, tmp))
+
+
+def _write(table: pa.Table, fmt: str, output: Path | None) -> None:
     if fmt == "parquet":
         pq.write_table(table, output)
         return
@@ -35,10 +50,11 @@ def write_result(table: pa.Table, fmt: str, output: Path | None) -> None:
             shown.add_column(name)
         for row in table.slice(0, TERMINAL_ROWS).to_pylist():
             shown.add_row(*(_cell(v) for v in row.values()))
-        console = Console(file=open(output, "w") if output else None, soft_wrap=True, markup=False, highlight=False)
-        console.print(shown)
-        more = f"; showing the first {TERMINAL_ROWS}" if table.num_rows > TERMINAL_ROWS else ""
-        console.print(f"{table.num_rows} row(s){more}")
+        with open(output, "w") if output else contextlib.nullcontext(sys.stdout) as sink:
+            console = Console(file=sink, soft_wrap=True, markup=False, highlight=False)
+            console.print(shown)
+            more = f"; showing the first {TERMINAL_ROWS}" if table.num_rows > TERMINAL_ROWS else ""
+            console.print(f"{table.num_rows} row(s){more}")
         return
     if fmt == "csv":
         flat = (
@@ -51,8 +67,7 @@ def write_result(table: pa.Table, fmt: str, output: Path | None) -> None:
             if table.num_columns
             else table
         )
-        sink = str(output) if output else sys.stdout.buffer
-        pacsv.write_csv(flat, sink)
+        pacsv.write_csv(flat, str(output) if output else sys.stdout.buffer)
         return
     if fmt == "json":
         text = json.dumps(table.to_pylist(), default=str, ensure_ascii=False, indent=1)
