@@ -6,6 +6,9 @@ compute are present and null, so readers never depend on which features were on.
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
 import pyarrow as pa
 
 STATUS_OK = "ok"
@@ -150,6 +153,11 @@ DATASETS = {
 }
 VIEWS = DATASETS | {"clusters": CLUSTER_SCHEMA}  # what `liveness query` can read
 RUNS_DIR = "_runs"  # OUT/_runs/<run_id>.json: each run's summary
+
+
+def new_run_id(now: datetime, prefix: str = "") -> str:
+    """A run's id: ``prefix`` + its UTC start time + a random suffix, so ids sort by time."""
+    return prefix + now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
 def partition(dataset: str, scan_date: str) -> str:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow.dataset as ds
+import pytest
 
 from pipeline.run.output import RunWriter
 from pipeline.schema import EVIDENCE_SCHEMA, FRAME_SCHEMA, to_table
@@ -141,3 +144,25 @@ def add_rows(writer: RunWriter, session: dict, frames: list[dict], evidence: lis
     frame_table = to_table(frames, FRAME_SCHEMA) if frames else None
     evidence_table = to_table(evidence, EVIDENCE_SCHEMA) if evidence else None
     writer.add(FinishedSession(row, frame_table, evidence_table))
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (e.g. ``"8m"``) mounted at ``path`` for the block, unmounted after;
+    the test skips where mounting is not permitted (it needs root)."""
+    path.mkdir(exist_ok=True)
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mount.stderr.decode().strip() or 'mount failed'}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill_disk(folder: Path, room: int = 0) -> Path:
+    """A file in ``folder`` that leaves ``room`` bytes free on its file system; returns it."""
+    stats = os.statvfs(folder)
+    filler = folder / "filler.bin"
+    filler.write_bytes(b"\0" * max(0, stats.f_bavail * stats.f_frsize - room))
+    return filler

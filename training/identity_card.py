@@ -56,7 +56,7 @@ def embed_images(paths: Iterable[Path], config: IdentityConfig | None = None) ->
         if points is None or unusable(points, min_eye_px=config.min_eye_px, max_turn=config.max_turn):
             out[image_path] = None
             continue
-        out[image_path] = shared_embedder().embed([embedder.chip(image, points)])[0]
+        out[image_path] = embedder.embed([embedder.chip(image, points)])[0]
     return out
 
 

@@ -145,23 +145,6 @@ def _check_target(target: float) -> float:
     return x
 
 
-def _rate(numerator: int, denominator: int) -> float:
-    return numerator / denominator if denominator else math.nan
-
-
-def _confusion(scores: ArrayLike, labels: ArrayLike, threshold: float) -> tuple[int, int, int, int]:
-    """Return ``(tp, fp, tn, fn)`` with attack (label 1) as the positive class."""
-    s, y = _validate(scores, labels)
-    t = _check_threshold(threshold)
-    pred = s >= t
-    pos = y == 1
-    tp = int(np.sum(pred & pos))
-    fp = int(np.sum(pred & ~pos))
-    tn = int(np.sum(~pred & ~pos))
-    fn = int(np.sum(~pred & pos))
-    return tp, fp, tn, fn
-
-
 # ----------------------------------------------------------------- classification table
 
 

@@ -135,8 +135,3 @@ class FaceEmbedder:
             return np.zeros((0, EMBEDDING_DIM), np.float32)
         vectors = self.net.compute_face_descriptor([np.ascontiguousarray(c) for c in chips])
         return np.asarray([np.asarray(v) for v in vectors], np.float32).reshape(len(chips), EMBEDDING_DIM)
-
-
-def distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Euclidean distance of two embeddings (under the card's threshold: one person)."""
-    return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))

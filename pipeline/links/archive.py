@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from pipeline.config import LinksConfig
 from pipeline.links.faces import TemplateIndex
 from pipeline.links.video import FingerprintIndex
-from pipeline.schema import CLUSTER_SCHEMA, LINK_SAME_FACE, LINK_SAME_VIDEO, LINK_SCHEMA, partition
+from pipeline.schema import CLUSTER_SCHEMA, LINK_SAME_FACE, LINK_SAME_VIDEO, LINK_SCHEMA, new_run_id, partition
 from pipeline.storage import Store
 from pipeline.video.fingerprint import Fingerprint
 
@@ -198,7 +198,7 @@ def link_pending(store: Store, config: LinksConfig, threshold: float) -> LinksPa
     """Link the sessions of every run not yet linked against the whole output; writes their
     links (``links/scan_date=<today>/<run id>.parquet``) and marks those runs linked."""
     now = datetime.now(UTC)
-    run_id = links_run_id(now)
+    run_id = new_run_id(now, LINKS_RUN_PREFIX)
     linker = Linker(store, config, threshold, run_id)
     matched = matched_runs(store)
     face_rows, video_rows = linker.pending(matched)
@@ -211,12 +211,6 @@ def link_pending(store: Store, config: LinksConfig, threshold: float) -> LinksPa
     return LinksPass(
         run_id, tuple(runs), len(face_rows), len(video_rows), 0 if table is None else table.num_rows, written
     )
-
-
-def links_run_id(now: datetime | None = None) -> str:
-    """A run id for one ``liveness links`` pass."""
-    now = now or datetime.now(UTC)
-    return LINKS_RUN_PREFIX + now.strftime("%Y%m%dT%H%M%SZ") + "-" + hashlib.sha1(str(now).encode()).hexdigest()[:8]
 
 
 def clusters(links: pa.Table) -> pa.Table:

@@ -329,7 +329,7 @@ def render(data: ReportData) -> str:
                 "<div class='thumbs'>"
                 + "".join(
                     f"<figure><img alt='{html.escape(e['kind'])}'"
-                    f" src='data:image/jpeg;base64,{base64.b64encode(e['jpeg']).decode()}'>"
+                    f" src='{_jpeg_src(e['jpeg'])}'>"
                     f"<figcaption>{html.escape(e['kind'].replace('_', ' '))}<br>"
                     f"{e['pts_s']:.2f} s · {_fmt(e['spoof_score'])}</figcaption></figure>"
                     for e in thumbs
@@ -383,10 +383,15 @@ def render(data: ReportData) -> str:
     return "\n".join(out)
 
 
+def _jpeg_src(jpeg: bytes) -> str:
+    """A thumbnail as an inline data URI: the report loads nothing from anywhere."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
+
+
 def _thumb(jpeg: bytes | None, alt: str) -> str:
     if jpeg is None:
         return "<span class='muted'>no thumbnail</span>"
-    return f"<img alt='{html.escape(alt)}' src='data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}'>"
+    return f"<img alt='{html.escape(alt)}' src='{_jpeg_src(jpeg)}'>"
 
 
 def _links_section(links: list[dict]) -> list[str]:

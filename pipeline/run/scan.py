@@ -15,7 +15,6 @@ import errno
 import logging
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +29,7 @@ from pipeline.run.ledger import Ledger
 from pipeline.run.output import RunWriter
 from pipeline.run.ray_env import ensure_ray, task_env
 from pipeline.run.summary import ScanSummary
+from pipeline.schema import new_run_id
 from pipeline.scoring.model import ModelCard
 from pipeline.scoring.registry import ScorerEntry, ScoringActor, crop_specs
 from pipeline.scoring.scorers import spoof_onnx
@@ -308,7 +308,7 @@ def run_scan(
     import ray
 
     now = datetime.now(UTC)
-    run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+    run_id = new_run_id(now)
     card = identity_card(config.identity.model) if config.identity.enabled else None
     run = RunContext(
         run_id=run_id, scanned_at=now, scorers=tuple(scorers), config=config,

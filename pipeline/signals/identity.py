@@ -44,10 +44,6 @@ class IdentitySeries:
     def __len__(self) -> int:
         return len(self.times)
 
-    @classmethod
-    def empty(cls) -> IdentitySeries:
-        return cls(np.zeros(0), np.zeros((0, EMBEDDING_DIM), np.float32))
-
 
 @dataclass(frozen=True)
 class IdentityTemplate:
@@ -122,11 +118,8 @@ class IdentityTrack:
 
     def finish(self) -> IdentitySeries:
         """The session's embeddings, in time order."""
-        if not self._times:
-            return IdentitySeries(np.zeros(0), np.zeros((0, EMBEDDING_DIM), np.float32), dict(self.refused))
-        return IdentitySeries(
-            np.asarray(self._times, np.float64), np.asarray(self._vectors, np.float32), dict(self.refused)
-        )
+        vectors = np.asarray(self._vectors, np.float32).reshape(-1, EMBEDDING_DIM)
+        return IdentitySeries(np.asarray(self._times, np.float64), vectors, dict(self.refused))
 
 
 def session_template(series: IdentitySeries, threshold: float) -> IdentityTemplate | None:

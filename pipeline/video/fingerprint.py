@@ -45,10 +45,6 @@ class Fingerprint:
     def __len__(self) -> int:
         return len(self.times)
 
-    @classmethod
-    def empty(cls) -> Fingerprint:
-        return cls(np.zeros(0), np.zeros(0, np.uint64))
-
 
 class FingerprintTrack:
     """Hashes a session's sampled frames ``hz`` times a second (:meth:`add` per sampled frame)."""

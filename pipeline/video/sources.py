@@ -191,12 +191,10 @@ def expand_input(text: str, extensions: Iterable[str]) -> list[Session]:
     path = Path(text)
     if path.is_dir():
         return _from_files(_videos_under(path, exts), path)
-    if path.is_file():
-        if path.suffix.lower() in MANIFEST_SUFFIXES:
-            return read_manifest(path)
+    if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+        return read_manifest(path)
+    if path.is_file() or _special(path):  # a FIFO or device named directly is refused by _regular
         return [Session(session_id=_strip_extension(path.name), uri=os.path.abspath(path))]
-    if path.is_fifo() or path.is_char_device() or path.is_block_device() or path.is_socket():
-        return [Session(session_id=_strip_extension(path.name), uri=os.path.abspath(path))]  # refused by _regular
     if _GLOB_CHARS & set(text):
         root = _glob_root(text)
         matches = _glob_files(text, root)

@@ -18,7 +18,7 @@ from pipeline.run.ledger import Ledger
 from pipeline.run.output import RunWriter
 from pipeline.schema import DATASETS, VIEWS
 from pipeline.storage import Store
-from tests.helpers import ROOT, add_rows
+from tests.helpers import ROOT, add_rows, fill_disk, small_tmpfs
 
 
 @pytest.fixture(scope="module")
@@ -181,24 +181,13 @@ def test_the_dictionary_file_is_current(capsys):
 
 
 def test_query_and_report_outputs_are_whole_or_absent_on_a_full_disk(output: Path, capsys, tmp_path: Path):
-    import os
-    import subprocess
-
-    full = tmp_path / "full"
-    full.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(full)], capture_output=True)
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mount.stderr.decode().strip() or 'mount failed'}")
-    try:
+    with small_tmpfs(tmp_path / "full", "1m") as full:
         kept = full / "result.csv"
         kept.write_text("old\n")
-        stats = os.statvfs(full)
-        (full / "filler").write_bytes(b"\0" * (stats.f_bavail * stats.f_frsize))  # not a byte left
+        fill_disk(full)  # not a byte left
         code, _, err = _query(capsys, output, "select * from frames", "--format", "csv", "--output", str(kept))
         assert code == 2 and "nothing was written" in err
         assert kept.read_text() == "old\n"  # the old file, not a partial new one
         assert main(["report", "--out", str(output), "--output", str(full / "report.html")]) == 2
         assert "nothing was written" in capsys.readouterr().err
-        assert sorted(p.name for p in full.iterdir()) == ["filler", "result.csv"]  # no 0-byte HTML, no temporaries
-    finally:
-        subprocess.run(["umount", "-l", str(full)], capture_output=True)
+        assert sorted(p.name for p in full.iterdir()) == ["filler.bin", "result.csv"]  # no 0-byte HTML, no temporaries

@@ -20,7 +20,7 @@ from pipeline.faces.crop import CropSpec
 from pipeline.scoring.model import read_card
 from pipeline.session.analyse import analyse_session
 from pipeline.video.sources import list_sessions
-from tests.helpers import read_sessions, scan_process, sessions_by_id
+from tests.helpers import fill_disk, read_sessions, scan_process, sessions_by_id, small_tmpfs
 from tests.videos import (
     write_audio_only,
     write_bit_flipped,
@@ -249,15 +249,8 @@ def test_a_full_disk_is_a_clear_error_and_the_next_run_scans_each_session_once(t
     inputs.mkdir()
     for i in range(6):
         write_face_video(inputs / f"v{i}.mp4", n=8)
-    out = tmp_path / "out"
-    out.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(out)], capture_output=True)
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mount.stderr.decode().strip() or 'mount failed'}")
-    try:
-        stats = os.statvfs(out)
-        filler = out / "filler.bin"
-        filler.write_bytes(b"\0" * (stats.f_bavail * stats.f_frsize - 160 * 1024))  # about two sessions' room
+    with small_tmpfs(tmp_path / "out", "8m") as out:
+        filler = fill_disk(out, room=160 * 1024)  # about two sessions' room
         proc = scan_process(inputs, out)
         _, err = proc.communicate(timeout=300)
         text = err.decode()
@@ -272,5 +265,3 @@ def test_a_full_disk_is_a_clear_error_and_the_next_run_scans_each_session_once(t
         assert rerun.returncode == 0, err.decode()[-2000:]
         rows = duckdb.sql(f"select session_id, count(*) from '{out}/sessions/*/*.parquet' group by 1").fetchall()
         assert sorted(rows) == [(f"v{i}", 1) for i in range(6)]  # every input exactly once
-    finally:
-        subprocess.run(["umount", "-l", str(out)], capture_output=True)
