@@ -6,12 +6,14 @@ Unknown keys and bad values fail loudly at start-up (exit 2 from the CLI), befor
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
+
+_M = TypeVar("_M", bound=BaseModel)
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_SCAN_CONFIG = CONFIG_DIR / "scan.yaml"
@@ -306,6 +308,25 @@ def _set_path(data: dict, path: list[str], value: Any) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"override {'.'.join(path)}: {part} is not a section")
     node[path[-1]] = value
+
+
+def load_flat_config(cls: type[_M], path: Path, overrides: list[str], what: str) -> _M:
+    """A one-level YAML config (the training side's ``configs/*.yaml``) with ``key=value``
+    overrides, validated by ``cls``; every problem is a :class:`ConfigError` naming the key."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {what} config {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} config {path} must be a mapping of keys, got {type(data).__name__}")
+    for text in overrides:
+        key, value = parse_override(text)
+        data[".".join(key)] = value
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid {what} config ({path}): {problems}") from exc
 
 
 def load_scan_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ScanConfig:

@@ -130,6 +130,20 @@ LINK_FIELDS: list[pa.Field] = [
     pa.field("run_id", pa.string(), nullable=False),
 ]
 
+VERDICTS = ("spoof", "live", "unsure")
+ATTACK_TYPES = ("print", "replay", "mask", "deepfake", "injection", "other")
+VERDICT_FIELDS: list[pa.Field] = [  # append-only: `liveness verdicts add` writes, nothing rewrites
+    pa.field("session_id", pa.string(), nullable=False),
+    pa.field("verdict", pa.string(), nullable=False),
+    pa.field("attack", pa.string()),
+    pa.field("note", pa.string()),
+    pa.field("analyst", pa.string()),
+    pa.field("recorded_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("source_file", pa.string(), nullable=False),
+    pa.field("source_row", pa.int32(), nullable=False),
+    pa.field("run_id", pa.string(), nullable=False),
+]
+
 CLUSTER_SCHEMA = pa.schema(  # a view computed from links when opened, not a dataset
     [("session_id", pa.string()), ("cluster_id", pa.string()), ("size", pa.int64())]
 )
@@ -140,6 +154,7 @@ EVIDENCE_SCHEMA = pa.schema(EVIDENCE_FIELDS)
 IDENTITY_SCHEMA = pa.schema(IDENTITY_FIELDS)
 FINGERPRINT_SCHEMA = pa.schema(FINGERPRINT_FIELDS)
 LINK_SCHEMA = pa.schema(LINK_FIELDS)
+VERDICT_SCHEMA = pa.schema(VERDICT_FIELDS)
 SESSION_COLUMNS = tuple(SESSION_SCHEMA.names)
 FRAME_COLUMNS = tuple(FRAME_SCHEMA.names)
 
@@ -150,8 +165,13 @@ DATASETS = {
     "identities": IDENTITY_SCHEMA,
     "fingerprints": FINGERPRINT_SCHEMA,
     "links": LINK_SCHEMA,
+    "verdicts": VERDICT_SCHEMA,  # read as `verdict_history`; the `verdicts` view is the latest per session
 }
-VIEWS = DATASETS | {"clusters": CLUSTER_SCHEMA}  # what `liveness query` can read
+HISTORY_VIEWS = {"verdicts": "verdict_history"}  # datasets whose every row is a view of its own name
+VIEWS = (  # what `liveness query` can read
+    {HISTORY_VIEWS.get(name, name): schema for name, schema in DATASETS.items()}
+    | {"verdicts": VERDICT_SCHEMA, "clusters": CLUSTER_SCHEMA}
+)
 RUNS_DIR = "_runs"  # OUT/_runs/<run_id>.json: each run's summary
 
 

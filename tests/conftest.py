@@ -55,3 +55,19 @@ def signal_path():
     from tests.signal_path import SignalPath
 
     return SignalPath()
+
+
+@pytest.fixture(scope="session")
+def labelled_scan(tmp_path_factory, ray_session, shipped_model, face_sources) -> Path:
+    """A scan's output of three live face videos and a rendered print attack (live0-2, print0).
+    Read-only: a test that adds to it (verdicts) works on a copy."""
+    from pipeline.cli.main import main
+    from tests.videos import write_face_video, write_rendered_session
+
+    inputs = tmp_path_factory.mktemp("labelled")
+    for i in range(3):
+        write_face_video(inputs / f"live{i}.mp4", n=8)
+    write_rendered_session(inputs / "print0.mp4", face_sources, kind="print", seconds=1.5)
+    out = inputs.parent / "labelled-out"
+    assert main(["scan", str(inputs), "--out", str(out), "--quiet"]) == 0
+    return out

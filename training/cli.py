@@ -1,5 +1,5 @@
-"""The training side's sub-commands of ``liveness``: synth, preprocess, train, train-occlusion, evaluate,
-predict, export-onnx."""
+"""The training side's sub-commands of ``liveness``: synth, preprocess, mine, train, train-occlusion,
+evaluate, predict, export-onnx."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline.errors import InputError
 from pipeline.scoring.model import DEFAULT_MODEL_DIR
+from pipeline.storage import Store
 
 TRAINING_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -36,14 +37,23 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--raw", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument(
-        "--size", type=int, default=128, help="crop side in pixels: the model's input size (recorded in crop_spec.json)"
+        "--size",
+        type=int,
+        default=260,
+        help="crop side in pixels: the model's input size (default 260, EfficientNet-B2's native; in crop_spec.json)",
     )
     p.add_argument(
         "--scale", type=float, default=1.6, help="crop scale around the face box (recorded in crop_spec.json)"
     )
 
     p = sub.add_parser("train", help="train the EfficientNet-B2 liveness classifier on preprocessed crops")
-    p.add_argument("--data", type=Path, required=True, help="preprocessed folder (with crops.csv)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        required=True,
+        help="crop folder with crops.csv (from preprocess or mine); repeat it to train on several",
+    )
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     p.add_argument("--config", type=Path, help="training config YAML (default: configs/train.yaml)")
     p.add_argument("--init-weights", help="local ImageNet weights (.safetensors) to start from")
@@ -52,7 +62,12 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate", help="ISO/IEC 30107-3 evaluation of a checkpoint; threshold chosen on the validation split"
     )
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR, help="checkpoint directory")
+    p.add_argument(
+        "--model",
+        type=Path,
+        help="checkpoint directory (default: the shipped one); with --sessions: the b2 model measured"
+        " (on the rows it scanned) and whose card records the figures",
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="preprocessed folder (with crops.csv): the model's own test split")
     source.add_argument(
@@ -63,9 +78,13 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--sessions",
         type=Path,
-        help="labels CSV (session_id, label live|spoof, attack, split) against --scan's sessions",
+        help="labels CSV (session_id, label live|spoof, attack, split), or 'verdicts' (the output's own),"
+        " against the scan's sessions",
     )
-    p.add_argument("--scan", help="with --sessions: the scan's output (its --out)")
+    p.add_argument(
+        "--scan",
+        help="with --sessions: the scan's output (else --out is; the figures then go to OUT/evaluations/)",
+    )
     p.add_argument(
         "--record", metavar="NAME=DIR", help="with --sessions: write scorer NAME's figures into the card at DIR"
     )
@@ -108,6 +127,14 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="one JSON object per image per line")
 
+    p = sub.add_parser(
+        "mine", help="labelled face crops from committed scans (verdicts first, then the teacher's confident scores)"
+    )
+    p.add_argument("--out", required=True, help="the scan's output directory or s3:// prefix")
+    p.add_argument("--to", type=Path, required=True, help="crop folder to create or extend (what `train --data` reads)")
+    p.add_argument("--config", type=Path, help="mining config YAML (default: configs/mine.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
     p = sub.add_parser("export-onnx", help="export a checkpoint to ONNX and check parity with torch")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     p.add_argument("--out", type=Path, required=True)
@@ -146,7 +173,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides) + ([f"init_weights={args.init_weights}"] if args.init_weights else [])
     config = load_train_config(args.config, overrides)
-    _require_crops(args.data)
+    for folder in args.data:
+        _require_crops(folder)
     metrics = train(args.data, args.out, config)
     print(json.dumps(metrics, indent=2))
     return 0
@@ -161,10 +189,11 @@ def _require_crops(folder: Path) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate
 
-    if args.images is not None:
-        return evaluate_on_images(args)
     if args.sessions is not None:
         return evaluate_on_sessions(args)
+    args.model = args.model or DEFAULT_MODEL_DIR
+    if args.images is not None:
+        return evaluate_on_images(args)
     _require_crops(args.data)
     if args.model.resolve() == DEFAULT_MODEL_DIR and not args.no_card:
         raise InputError("refusing to rewrite the shipped model's card: pass --model DIR (a copy) or --no-card")
@@ -204,22 +233,38 @@ def evaluate_on_sessions(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from pipeline.scoring.model import RealEvaluation
+    from pipeline.scoring.registry import read_scorer_card
     from training.evaluate_sessions import check_recordable, evaluate_sessions, record_real_evaluation
 
-    if not args.scan:
-        raise InputError("--sessions needs --scan OUT (the scan's output to measure)")
+    scan = args.scan or (str(args.out) if args.out else None)
+    if not scan:
+        raise InputError("--sessions needs --out OUT (the scan's output to measure)")
+    if not Store(scan).exists("sessions"):
+        raise InputError(f"{scan} holds no scan output (no sessions/ folder)")
     record = scorer_options([args.record]) if args.record else {}
+    version = None
+    if args.model is not None:
+        version = read_scorer_card(args.model).version
+        if not args.no_card:
+            record.setdefault("b2", str(args.model))
     for model_dir in record.values():
         check_recordable(Path(model_dir))
-    report = evaluate_sessions(args.sessions, args.scan, split=args.split, out=args.out or Path("evaluation-sessions"))
+    report = evaluate_sessions(args.sessions, scan, split=args.split, model_version=version,
+                               out=args.out if args.scan and args.out else None)  # fmt: skip
+    if not (args.scan and args.out):
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        name = f"evaluations/sessions-{version or 'scan'}-{stamp}.json"
+        report["written"] = Store(scan).write_bytes(name, (json.dumps(report, indent=2) + "\n").encode())
     for name, model_dir in record.items():
         figures = report["scorers"].get(name)
         if not figures or "skipped" in figures:
             raise InputError(f"--record {name}: the scan holds no usable {name} scores for the labelled sessions")
         evaluation = RealEvaluation(
-            data=f"{report['live']} live and {report['spoof']} attack sessions labelled in {args.sessions}"
+            data=f"{report['live']} live and {report['spoof']} attack sessions labelled "
+            + ("by the analysts' verdicts" if str(args.sessions) == "verdicts" else f"in {args.sessions}")
             + (f" (split {args.split})" if args.split else "")
-            + f", scanned into {args.scan}",
+            + f", scanned into {scan}"
+            + (f" by {version}" if version else ""),
             measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
             metrics=figures | {"failure_to_acquire": report["failure_to_acquire"]["rate"]},
         )
@@ -288,6 +333,17 @@ def scorer_options(options: list[str]) -> dict[str, str]:
             raise InputError(f"--scorer {option!r} must look like NAME=DIR")
         out[name] = path
     return out
+
+
+@_command("mine")
+def cmd_mine(args: argparse.Namespace) -> int:
+    from pipeline.config import load_scan_config
+    from training.mine import load_mine_config, mine
+
+    config = load_mine_config(args.config, args.overrides)
+    report = mine(args.out, args.to, config, max_pixels=load_scan_config().decode.max_pixels)
+    print(report.to_json(), end="")
+    return 0
 
 
 @_command("export-onnx")

@@ -50,6 +50,16 @@ class CropSet:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @classmethod
+    def concat(cls, parts: list[CropSet]) -> CropSet:
+        """One set of the crops of ``parts``, in order."""
+        return cls(
+            images=np.concatenate([p.images for p in parts]),
+            labels=np.concatenate([p.labels for p in parts]),
+            attack_types=[a for p in parts for a in p.attack_types],
+            subjects=[s for p in parts for s in p.subjects],
+        )
+
 
 def load_crop_sets(processed: Path, spec: CropSpec, *, seed: int) -> dict[str, CropSet]:
     """The train/val/test crop sets of a preprocessed folder; the manifest's split wins when given.

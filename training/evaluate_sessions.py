@@ -28,23 +28,60 @@ from training.evaluate_images import LABELS, read_label_rows, scorer_metrics
 REPORT_JSON = "evaluation_sessions.json"
 
 
+VERDICT_LABELS = "verdicts"  # ``--sessions verdicts``: the scan's own committed verdicts are the labels
+
+
 def read_session_labels(path: Path, split: str | None = None) -> dict[str, tuple[str, str]]:
     """``session_id -> (label, attack)``; bad rows are an :class:`InputError` naming the row."""
     return {row.columns["session_id"]: (row.label, row.attack) for row in read_label_rows(path, "session_id", split)}
 
 
+def verdict_labels(scan: str) -> dict[str, tuple[str, str]]:
+    """``session_id -> (label, attack)`` from the scan's latest verdicts (unsure ones left out)."""
+    rows = run_query(scan, "select session_id, verdict, attack from verdicts where verdict <> 'unsure'").to_pylist()
+    if not rows:
+        raise InputError(f"{scan} holds no spoof or live verdict: add some with `liveness verdicts add`")
+    return {r["session_id"]: (r["verdict"], r["attack"] or ("unknown" if r["verdict"] == "spoof" else "none"))
+            for r in rows}  # fmt: skip
+
+
 def evaluate_sessions(
-    labels_csv: Path, scan: str, *, split: str | None = None, out: Path | None = None
+    labels_csv: Path | str,
+    scan: str,
+    *,
+    split: str | None = None,
+    out: Path | None = None,
+    model_version: str | None = None,
 ) -> dict[str, Any]:
-    """Measure every scorer of a scan's output per session against the labels."""
-    labels = read_session_labels(labels_csv, split)
+    """Measure every scorer of a scan's output per session against the labels (a CSV, or
+    :data:`VERDICT_LABELS`); with ``model_version``, on the rows that model scanned."""
+    labels = verdict_labels(scan) if str(labels_csv) == VERDICT_LABELS else read_session_labels(Path(labels_csv), split)
+    classes = {label for label, _ in labels.values()}
+    if len(classes) < 2:
+        [only] = classes
+        raise InputError(
+            f"the labels ({labels_csv}) hold {len(labels)} {only} session(s) and no "
+            f"{'spoof' if only == 'live' else 'live'} one: a measurement needs both"
+        )
+    where = (
+        "where model_version = $v or list_contains(string_split(model_version, '+'), $v)"
+        if model_version
+        else "where true"
+    )
     rows = run_query(
-        scan, "select * from sessions qualify row_number() over (partition by session_id order by scanned_at desc) = 1"
+        scan,
+        f"select * from sessions {where}"
+        " qualify row_number() over (partition by session_id order by scanned_at desc) = 1",
+        params={"v": model_version} if model_version else None,
     ).to_pylist()
     found = {r["session_id"]: r for r in rows if r["session_id"] in labels}
     missing = sorted(set(labels) - set(found))
     if missing:
-        raise InputError(f"{len(missing)} labelled session(s) are not in {scan}: {', '.join(missing[:10])}")
+        raise InputError(
+            f"{len(missing)} labelled session(s) are not in {scan}"
+            + (f" scanned with {model_version}" if model_version else "")
+            + f": {', '.join(missing[:10])}"
+        )
     scored = [sid for sid in labels if found[sid]["status"] == "ok" and found[sid]["scores"]]
     y = np.array([LABELS.index(labels[sid][0]) for sid in scored], np.int64)
     attacks = np.array([labels[sid][1] if labels[sid][0] == "spoof" else "none" for sid in scored], dtype=object)

@@ -16,6 +16,11 @@ print photo held out in ``test``, the replay in ``tune``): with one side empty o
 nothing about attacks could be chosen or checked.
 
     uv run python -m training.real_data --real ../shared/real --out data/real_labels.csv
+
+With ``--media DIR --split tune`` it also copies that split's images into ``DIR/live/`` and
+``DIR/spoof/`` for ``liveness scan`` (photos are one-frame sessions) and writes
+``DIR/verdicts.csv``, their known labels as the verdicts ``liveness verdicts add`` reads.
+``DIR/live/`` is then the face folder ``liveness synth --faces`` renders attacks from.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import shutil
 from pathlib import Path
 
 from pipeline.atomic import write_aside
@@ -56,7 +62,7 @@ def _deepface_subjects(folder: Path) -> dict[str, str]:
 
 def real_labels(real: Path) -> list[dict[str, str]]:
     """One labelled row per image of the real material (paths absolute)."""
-    images = real / "images"
+    images = real.resolve() / "images"
     if not images.is_dir():
         raise InputError(f"{images} not found: point --real at the shared/real folder")
     rows = []
@@ -92,13 +98,42 @@ def write_labels(rows: list[dict[str, str]], out: Path) -> Path:
     return write_aside(out, write)
 
 
+def write_media(rows: list[dict[str, str]], folder: Path, split: str) -> Path:
+    """Copy the images of ``split`` to ``folder/live`` and ``folder/spoof`` (named after their
+    source folder, so that names do not collide) and write their labels as ``verdicts.csv``;
+    returns that file."""
+    verdicts = []
+    for row in rows:
+        if row["split"] != split:
+            continue
+        source = Path(row["path"])
+        name = f"{source.parent.name}_{source.name}"
+        target = folder / row["label"] / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        verdicts.append({"session_id": f"{row['label']}/{target.stem}", "verdict": row["label"],
+                         "attack": row["attack"], "note": f"known label of {source.name} in shared/real"})  # fmt: skip
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["session_id", "verdict", "attack", "note"])
+            writer.writeheader()
+            writer.writerows(verdicts)
+
+    return write_aside(folder / "verdicts.csv", write)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--real", type=Path, default=Path(__file__).resolve().parent.parent.parent / "shared" / "real")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--media", type=Path, help="copy the images of --split here, with verdicts.csv")
+    parser.add_argument("--split", choices=SPLITS, default="tune", help="with --media: which split")
     args = parser.parse_args(argv)
     rows = real_labels(args.real)
     write_labels(rows, args.out)
+    if args.media:
+        write_media(rows, args.media, args.split)
     for split in SPLITS:
         part = [r for r in rows if r["split"] == split]
         print(f"{split}: {len(part)} images, {sum(r['label'] == 'spoof' for r in part)} attacks, "

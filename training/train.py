@@ -13,21 +13,22 @@ import logging
 import math
 import shutil
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.atomic import write_aside
 from pipeline.checkpoint import save_checkpoint
-from pipeline.config import CONFIG_DIR, parse_override
-from pipeline.errors import ConfigError
+from pipeline.config import CONFIG_DIR, load_flat_config
+from pipeline.errors import ConfigError, InputError
 from pipeline.faces.crop import CropSpec
 from pipeline.scoring.model import ModelCard, create_model, load_checkpoint, preprocess
-from training.datasets import augment, load_crop_sets
+from training.datasets import CropSet, augment, load_crop_sets
 from training.evaluate import calibrate_and_measure, predict_probs, write_evaluation
 from training.metrics import cross_entropy
 from training.preprocess import read_crop_spec
@@ -54,6 +55,7 @@ class TrainConfig(BaseModel):
     patience: int = Field(3, ge=1)
     seed: int = 0
     threshold_method: str = "eer"
+    sampling: Literal["uniform", "subject"] = "uniform"
     init_weights: str | None = None
     max_train_batches: int = Field(0, ge=0)
     version: str | None = None
@@ -64,18 +66,7 @@ class TrainConfig(BaseModel):
 
 def load_train_config(path: Path | None, overrides: list[str]) -> TrainConfig:
     """``configs/train.yaml`` (or ``path``) with ``key=value`` overrides, validated."""
-    path = path or CONFIG_DIR / "train.yaml"
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read training config {path}: {exc}") from exc
-    for text in overrides:
-        key, value = parse_override(text)
-        data[".".join(key)] = value
-    try:
-        return TrainConfig.model_validate(data)
-    except ValueError as exc:
-        raise ConfigError(f"invalid training config: {exc}") from exc
+    return load_flat_config(TrainConfig, path or CONFIG_DIR / "train.yaml", overrides, "training")
 
 
 def _init_from(model, path: str) -> str:
@@ -105,25 +96,54 @@ def crop_spec_for(processed: Path, config: TrainConfig) -> CropSpec:
     return spec
 
 
-def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = True) -> dict:
-    """Train, calibrate and evaluate; writes the checkpoint in ``out`` and returns the card's metrics."""
+def load_training_sets(folders: list[Path], config: TrainConfig) -> tuple[CropSpec, dict[str, CropSet]]:
+    """The crops of every folder, split by split; all of them must have been cut alike."""
+    specs = [crop_spec_for(folder, config) for folder in folders]
+    if len(set(specs)) != 1:
+        made = ", ".join(f"{f} ({s.size} px, scale {s.scale:g})" for f, s in zip(folders, specs, strict=True))
+        raise ConfigError(f"the crop folders were cut differently: {made}")
+    parts = [load_crop_sets(folder, specs[0], seed=config.seed) for folder in folders]
+    sets = {split: CropSet.concat([p[split] for p in parts]) for split in parts[0]}
+    for split in ("train", "val"):
+        if len(set(sets[split].labels.tolist())) < 2:
+            raise InputError(
+                f"the {split} split holds {len(sets[split])} crops of "
+                f"{'no class' if not len(sets[split]) else 'one class only'}: training needs live and spoof "
+                "crops in both train and val (add data or subjects)"
+            )
+    return specs[0], sets
+
+
+def epoch_order(subjects: list[str], sampling: str, rng: np.random.Generator) -> np.ndarray:
+    """The crops of one epoch, in order: a permutation (``uniform``), or as many draws with
+    each subject equally likely (``subject``), so that a face photographed once weighs as much
+    as one rendered a hundred times."""
+    n = len(subjects)
+    if sampling == "uniform":
+        return rng.permutation(n)
+    counts = Counter(subjects)
+    weights = np.array([1.0 / counts[s] for s in subjects])
+    return rng.choice(n, size=n, replace=True, p=weights / weights.sum())
+
+
+def train(data: Path | list[Path], out: Path, config: TrainConfig, *, progress: bool = True) -> dict:
+    """Train, calibrate and evaluate on the crops of ``data`` (one folder or several);
+    writes the checkpoint in ``out`` and returns the card's metrics."""
     import torch
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    spec = crop_spec_for(processed, config)
-    sets = load_crop_sets(processed, spec, seed=config.seed)
-    for split, data in sets.items():
+    folders = data if isinstance(data, list) else [data]
+    spec, sets = load_training_sets(folders, config)
+    for split, crops in sets.items():
         log.info(
             "%s: %d crops (%d spoof) from %d subjects",
             split,
-            len(data),
-            int(data.labels.sum()),
-            len(set(data.subjects)),
+            len(crops),
+            int(crops.labels.sum()),
+            len(set(crops.subjects)),
         )
-    if len(sets["train"]) == 0 or len(sets["val"]) == 0:
-        raise ConfigError("training needs crops in both the train and val splits; add data or subjects")
     card = ModelCard(input_size=spec.size, crop_scale=spec.scale, drop_rate=config.drop_rate)
     model = create_model(card).to(device)
     init = (
@@ -164,7 +184,7 @@ def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = T
     train_set = sets["train"]
     for epoch in range(start_epoch, config.epochs):
         model.train()
-        started, order = time.perf_counter(), rng.permutation(len(train_set))
+        started, order = time.perf_counter(), epoch_order(train_set.subjects, config.sampling, rng)
         batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
         batches = [b for b in batches if len(b) > 1]
         if config.max_train_batches:
@@ -233,7 +253,7 @@ def train(processed: Path, out: Path, config: TrainConfig, *, progress: bool = T
             "trained": True,
             "version": config.version or datetime.now(UTC).strftime("b2-%Y%m%d-%H%M"),
             "init": init,
-            "trained_on": config.trained_on or f"crops in {processed}",
+            "trained_on": config.trained_on or f"crops in {', '.join(str(f) for f in folders)}",
             "limits": config.limits,
             "reproduce": config.reproduce,
             "metrics": metrics,

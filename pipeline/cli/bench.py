@@ -161,6 +161,37 @@ def measure_scorer(crops: dict[str, np.ndarray], config: ScanConfig, checkpoint:
     return cost, ", ".join(f"{name}: {b}" for name, b in scorers.backends().items())
 
 
+B2_INPUT_SIZES = (128, 260)  # the shipped input size and EfficientNet-B2's native one (the seed recipe)
+
+
+def measure_b2_input_sizes(config: ScanConfig, checkpoint: Path, n: int = 64) -> dict:
+    """The b2 scorer's cost per crop at each of :data:`B2_INPUT_SIZES`, on the scan's backend
+    and batch size: the same weights with the card's input size changed (the network pools
+    globally, so any size runs), over ``n`` random crops each, in one run. The rest of the
+    scan's per-crop cost does not depend on the input size."""
+    from pipeline.checkpoint import CARD_FILE
+
+    b2_only = config.model_copy(update={"scorers": {}})
+    rng = np.random.default_rng(0)
+    cost_ms = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in B2_INPUT_SIZES:
+            copy = Path(tmp) / f"b2-{size}"
+            copy.mkdir()
+            for item in checkpoint.iterdir():
+                if item.is_file():
+                    (copy / item.name).symlink_to(item.resolve())
+            card = json.loads((checkpoint / CARD_FILE).read_text()) | {"input_size": size}
+            (copy / CARD_FILE).unlink()
+            (copy / CARD_FILE).write_text(json.dumps(card))
+            [spec] = crop_specs(bench_scorers(b2_only, copy))
+            crops = {spec.key: rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)}
+            cost, _ = measure_scorer(crops, b2_only, copy)
+            cost_ms[str(size)] = round(1e3 * cost.cpu_s / n, 2)
+    low, high = (cost_ms[str(s)] for s in B2_INPUT_SIZES)
+    return {"b2_cpu_ms_per_crop_by_input": cost_ms, "b2_260_vs_128_cost": round(high / max(low, 1e-9), 2)}
+
+
 def measure_stages_on_all_cores(
     sessions: list[Session],
     config: ScanConfig,
@@ -473,7 +504,7 @@ def run_bench(
         naive=naive_result,
         scorer_backend=backend,
         gpu_scorer=gpu_scorer,
-        extra={"gpu": gpu},
+        extra={"gpu": gpu, **measure_b2_input_sizes(config, checkpoint)},
     )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from pipeline.cli.options import EXIT_OK, EXIT_USAGE, scan_config_from_args
 from pipeline.errors import LivenessError, QueryError, ScanInterrupted, UsageError
 from pipeline.run.execute import execute_scan, resolve_model
+from pipeline.schema import VIEWS
 from pipeline.storage import Store
 
 log = logging.getLogger("liveness")
@@ -148,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = sub.add_parser(
         "query",
-        help="SQL over a scan's output: DuckDB views sessions, frames, evidence, identities, links and clusters",
+        help="SQL over a scan's output: DuckDB views " + ", ".join(VIEWS),
     )
     query.add_argument("sql", nargs="?", help='e.g. "select decision, count(*) from sessions group by 1"')
     query.add_argument("--out", required=True, help="the scan's output directory or s3:// prefix")
@@ -179,6 +180,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
     )
     links.add_argument("--quiet", action="store_true")
+
+    verdicts = sub.add_parser("verdicts", help="analysts' verdicts on sessions (spoof / live / unsure)")
+    verdicts_sub = verdicts.add_subparsers(dest="verdicts_command", required=True, metavar="ACTION")
+    add = verdicts_sub.add_parser(
+        "add",
+        help="commit a CSV of verdicts (session_id, verdict, attack, note, analyst): all rows or, on a bad one, none",
+    )
+    add.add_argument("file", type=Path, metavar="FILE", help="the CSV (e.g. the report's 'Download verdicts')")
+    add.add_argument("--out", required=True, help="the scan's output directory or s3:// prefix")
+    add.add_argument("--analyst", help="who gave the verdicts, for rows whose analyst column is empty")
+
+    diff = sub.add_parser(
+        "diff", help="what a new model changes: sessions whose decision or score changed between two model versions"
+    )
+    diff.add_argument("--out", required=True, help="the scan's output directory or s3:// prefix")
+    diff.add_argument("--from", dest="from_version", help="the old model version (default: the second most recent)")
+    diff.add_argument("--to", dest="to_version", help="the new model version (default: the most recent)")
+    diff.add_argument(
+        "--min-change", type=float, default=0.1, help="list a session whose score moved this much (default 0.1)"
+    )
+    diff.add_argument("--format", choices=["table", "csv", "json"], help="default: table on a terminal, csv otherwise")
+    diff.add_argument("--output", type=Path, help="write to this file instead of standard output")
 
     report = sub.add_parser(
         "report", help="one self-contained HTML report of a day's sessions: ranked, with timelines and evidence"
@@ -249,16 +272,12 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(render_markdown(), end="")
         return EXIT_OK
     if not args.sql:
-        raise UsageError(
-            "give a SQL query (or --dictionary); the views are sessions, frames, evidence, identities, "
-            "fingerprints, links and clusters"
-        )
+        raise UsageError("give a SQL query (or --dictionary); the views are " + ", ".join(VIEWS))
     fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "csv")
     if fmt == "parquet" and args.output is None:
         raise UsageError("--format parquet needs --output FILE")
+    _require_scan_output(args.out)
     try:
-        if not Store(args.out).exists("sessions"):
-            raise UsageError(f"--out {args.out} holds no scan output (no sessions/ folder)")
         table = run_query(args.out, args.sql, allow_external=args.allow_external)
     except QueryError as exc:
         raise UsageError(f"query failed: {exc}") from exc
@@ -276,12 +295,8 @@ def cmd_links(args: argparse.Namespace) -> int:
     from pipeline.session.frame_path import identity_card
 
     config = scan_config_from_args(argparse.Namespace(model=None, config=args.config, overrides=args.overrides))
-    try:
-        store = Store(args.out)
-        if not store.exists("sessions"):
-            raise UsageError(f"--out {args.out} holds no scan output (no sessions/ folder)")
-    except ValueError as exc:
-        raise UsageError(f"--out {args.out}: {exc}") from exc
+    _require_scan_output(args.out)
+    store = Store(args.out)
     threshold = config.links.same_face_distance or identity_card(config.identity.model).threshold
     done = link_pending(store, config.links, threshold)
     if not done.runs:
@@ -294,16 +309,70 @@ def cmd_links(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_verdicts(args: argparse.Namespace) -> int:
+    from pipeline.reports.verdicts import add_verdicts
+
+    _require_scan_output(args.out)
+    commit = add_verdicts(args.out, args.file, analyst=args.analyst)
+    counts = ", ".join(f"{n} {name}" for name, n in commit.by_verdict.items() if n)
+    print(f"committed {commit.verdicts} verdict(s) ({counts}) to {commit.file}")
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.atomic import write_aside
+    from pipeline.reports.diff import model_diff, versions
+    from pipeline.reports.query import connect
+    from pipeline.reports.results import write_result
+
+    if not 0 <= args.min_change <= 1:
+        raise UsageError(f"--min-change must be between 0 and 1, got {args.min_change}")
+    _require_scan_output(args.out)
+    con = connect(args.out)
+    known = versions(con)
+    if (args.from_version is None or args.to_version is None) and len(known) < 2:
+        raise UsageError(f"{args.out} holds sessions of {len(known)} model version(s): a diff needs two")
+    diff = model_diff(con, args.from_version or known[1], args.to_version or known[0], min_change=args.min_change)
+    fmt = args.format or ("table" if args.output is None and sys.stdout.isatty() else "csv")
+    try:
+        if fmt == "json":
+            text = json.dumps(diff.to_json(), default=str, indent=1) + "\n"
+            if args.output is None:
+                print(text, end="")
+            else:
+                write_aside(args.output, lambda tmp: tmp.write_text(text))
+        elif fmt == "csv":
+            write_result(diff.changed, "csv", args.output)
+        else:
+            print(
+                f"{diff.from_version} -> {diff.to_version}: {diff.common} session(s) scanned by both"
+                f" ({diff.only_from} only by the first, {diff.only_to} only by the second);"
+                f" {diff.changed.num_rows} changed (decision, or score by {args.min_change:g} or more)"
+            )
+            write_result(diff.transitions, "table", None)
+            columns = ["session_id", "from_decision", "to_decision", "from_score", "to_score", "score_change"]
+            write_result(diff.changed.select(columns), "table", args.output)
+    except OSError as exc:
+        raise UsageError(f"--output {args.output}: {exc.strerror or exc} (nothing was written)") from exc
+    return EXIT_OK
+
+
+def _require_scan_output(out: str) -> None:
+    try:
+        if not Store(out).exists("sessions"):
+            raise UsageError(f"--out {out} holds no scan output (no sessions/ folder)")
+    except ValueError as exc:
+        raise UsageError(f"--out {out}: {exc}") from exc
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from pipeline.reports.report import write_report
 
     if args.top < 0:
         raise UsageError("--top must be >= 0")
-    try:
-        if not Store(args.out).exists("sessions"):
-            raise UsageError(f"--out {args.out} holds no scan output (no sessions/ folder)")
-    except ValueError as exc:
-        raise UsageError(f"--out {args.out}: {exc}") from exc
+    _require_scan_output(args.out)
     try:
         path = write_report(args.out, day=args.date, top=args.top, output=args.output)
     except OSError as exc:
@@ -382,6 +451,11 @@ def print_bench(summary: dict) -> None:
         table.add_row(key, str(summary.get(key)))
     table.add_row("cpu ms per crop", ", ".join(f"{k} {v}" for k, v in summary["cpu_ms_per_crop"].items()))
     table.add_row("bottleneck", f"{summary['bottleneck']} ({100 * summary['bottleneck_share']:.0f}% of CPU per crop)")
+    by_input = summary.get("b2_cpu_ms_per_crop_by_input") or {}
+    table.add_row(
+        "b2 cpu ms per crop by input",
+        ", ".join(f"{k} px {v}" for k, v in by_input.items()) + f" ({summary.get('b2_260_vs_128_cost')}x)",
+    )
     for n, mem in (summary.get("memory_by_sessions") or {}).items():
         table.add_row(f"peak memory, {n} sessions", f"{mem['peak_rss_mb']} MB")
     Console(soft_wrap=True).print(table)
@@ -398,6 +472,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "query": cmd_query,
     "report": cmd_report,
+    "verdicts": cmd_verdicts,
+    "diff": cmd_diff,
     "links": cmd_links,
     "bench": cmd_bench,
 }

@@ -23,6 +23,22 @@ class Column(NamedTuple):
 
 _SIGNAL_NULL = "no face or no face-mesh landmarks in the frame, or signals switched off"
 
+_VERDICT_COLUMNS = {
+    "session_id": Column("the session the verdict is on (a session of this output)"),
+    "verdict": Column("the analyst's verdict: `spoof`, `live` or `unsure`"),
+    "attack": Column(
+        "attack type: `print`, `replay`, `mask`, `deepfake`, `injection` or `other`",
+        null="not given, or the verdict is not spoof",
+    ),
+    "note": Column("the analyst's note, as written", null="no note"),
+    "analyst": Column("who gave the verdict (the CSV's analyst column or `--analyst`)", null="not given"),
+    "recorded_at": Column("when `liveness verdicts add` committed it", "UTC timestamp"),
+    "source_file": Column("name of the CSV file it came from"),
+    "source_row": Column("its row number in that file (the header is row 1)", "row"),
+    "run_id": Column("the `verdicts-...` commit that wrote it; the latest commit wins in `verdicts`"),
+    "scan_date": Column("hive partition: the date it was committed", "date (UTC)"),
+}
+
 COLUMNS: dict[str, dict[str, Column]] = {
     "sessions": {
         "session_id": Column(
@@ -277,6 +293,8 @@ COLUMNS: dict[str, dict[str, Column]] = {
         "run_id": Column("the scan (or `links-...` pass) that found it"),
         "scan_date": Column("hive partition: the date it was found", "date (UTC)"),
     },
+    "verdict_history": _VERDICT_COLUMNS,
+    "verdicts": _VERDICT_COLUMNS,
     "clusters": {
         "session_id": Column("a session with at least one link"),
         "cluster_id": Column(
@@ -321,6 +339,13 @@ EXAMPLE_QUERIES: list[tuple[str, str]] = [
         "from clusters c join sessions s using (session_id) order by c.size desc, c.cluster_id, s.session_id",
     ),
     (
+        "Where the model and the analysts disagree",
+        "select s.session_id, s.decision, v.verdict, v.attack, v.analyst, round(s.spoof_score, 3) as score\n"
+        "from sessions s join verdicts v using (session_id)\n"
+        "where (v.verdict = 'spoof' and s.decision = 'live') or (v.verdict = 'live' and s.decision = 'spoof')\n"
+        "qualify row_number() over (partition by s.session_id order by s.scanned_at desc) = 1",
+    ),
+    (
         "The frames around a session's swap",
         "select f.pts_s, f.similarity_prev, f.spoof_score from frames f join sessions s using (session_id, run_id)\n"
         "where s.swap_detected and abs(f.pts_s - s.swap_at_s) < 1 order by f.session_id, f.pts_s",
@@ -334,6 +359,11 @@ def _type(field: pa.Field) -> str:
     )
 
 
+def partitioned(view: str) -> bool:
+    """Whether a view reads a dataset's files, hence has its ``scan_date`` partition column."""
+    return any(VIEWS[view] is schema for schema in DATASETS.values())
+
+
 def render_markdown() -> str:
     """The data dictionary as Markdown: one table per dataset, then example queries."""
     lines = [
@@ -342,13 +372,13 @@ def render_markdown() -> str:
         "Generated from `pipeline/reports/dictionary.py`"
         " (`uv run python -m pipeline.reports.dictionary > DATA_DICTIONARY.md`).",
         'Query it with `liveness query "SQL" --out DIR`: the views are the datasets below; `clusters` is'
-        " computed from `links` when the query starts.",
+        " computed from `links` when the query starts, and `verdicts` is each session's latest row of"
+        " `verdict_history`.",
         "",
     ]
     for dataset, schema in VIEWS.items():
         lines += [f"## `{dataset}`", "", "| column | type | meaning | unit | null means |", "|---|---|---|---|---|"]
-        partitioned = dataset in DATASETS
-        for field in [*schema, *([pa.field("scan_date", pa.date32())] if partitioned else [])]:
+        for field in [*schema, *([pa.field("scan_date", pa.date32())] if partitioned(dataset) else [])]:
             doc = COLUMNS[dataset][field.name]
             lines.append(f"| `{field.name}` | {_type(field)} | {doc.meaning} | {doc.unit} | {doc.null} |")
         lines.append("")

@@ -1,6 +1,7 @@
 """SQL over a scan's output: DuckDB views of every dataset (``sessions``, ``frames``,
-``evidence``, ``identities``, ``fingerprints``, ``links``) and ``clusters`` (the groups the
-links make, computed when the view is opened).
+``evidence``, ``identities``, ``fingerprints``, ``links``, ``verdict_history``), ``verdicts``
+(each session's latest verdict) and ``clusters`` (the groups the links make, computed when
+the view is opened).
 
 Each view reads its hive-partitioned dataset through a pyarrow dataset with today's
 schema, so files written by older versions read fine (columns added later are null) and
@@ -16,7 +17,7 @@ import pyarrow.dataset as ds
 
 from pipeline.errors import QueryError
 from pipeline.links.archive import clusters
-from pipeline.schema import DATASETS
+from pipeline.schema import DATASETS, HISTORY_VIEWS
 from pipeline.storage import Store
 
 
@@ -37,6 +38,10 @@ def dataset_of(store: Store, name: str, schema: pa.Schema) -> ds.Dataset:
     )
 
 
+LATEST_VERDICTS_SQL = (  # the `verdicts` view: each session's latest verdict (history in `verdict_history`)
+    "select * exclude (rank) from (select *, row_number() over (partition by session_id"
+    " order by recorded_at desc, run_id desc, source_row desc) as rank from verdict_history) where rank = 1"
+)
 READ_ONLY_SETTINGS = (
     "SET autoinstall_known_extensions = false",
     "SET autoload_known_extensions = false",
@@ -55,7 +60,8 @@ def connect(out: str, *, allow_external: bool = False) -> duckdb.DuckDBPyConnect
     store = Store(out)
     con = duckdb.connect()
     for name, schema in DATASETS.items():
-        con.register(name, dataset_of(store, name, schema))
+        con.register(HISTORY_VIEWS.get(name, name), dataset_of(store, name, schema))
+    con.execute(f"create view verdicts as {LATEST_VERDICTS_SQL}")
     links = dataset_of(store, "links", DATASETS["links"]).to_table(columns=["session_a", "session_b"])
     con.register("clusters", clusters(links))
     if not allow_external:
@@ -64,11 +70,12 @@ def connect(out: str, *, allow_external: bool = False) -> duckdb.DuckDBPyConnect
     return con
 
 
-def run_query(out: str, sql: str, *, allow_external: bool = False) -> pa.Table:
-    """The result of ``sql`` over the output's views, as an Arrow table (read-only unless ``allow_external``)."""
+def run_query(out: str, sql: str, *, allow_external: bool = False, params: dict | None = None) -> pa.Table:
+    """The result of ``sql`` (with ``$name`` ``params``) over the output's views, as an Arrow
+    table (read-only unless ``allow_external``)."""
     con = connect(out, allow_external=allow_external)
     try:
-        relation = con.sql(sql)
+        relation = con.sql(sql, params=params)
         return relation.to_arrow_table() if relation is not None else pa.table({})
     except duckdb.Error as exc:
         raise QueryError(str(exc)) from exc

@@ -25,8 +25,18 @@ from matplotlib.figure import Figure
 
 from pipeline.atomic import write_aside
 from pipeline.errors import ReportError
+from pipeline.reports.diff import ModelDiff, model_diff, versions
 from pipeline.reports.query import connect
-from pipeline.schema import CONTRACT_SCORERS, DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF, REGIONS, RUNS_DIR
+from pipeline.schema import (
+    ATTACK_TYPES,
+    CONTRACT_SCORERS,
+    DECISION_LIVE,
+    DECISION_REVIEW,
+    DECISION_SPOOF,
+    REGIONS,
+    RUNS_DIR,
+    VERDICTS,
+)
 from pipeline.storage import Store
 
 SEVERITY_SQL = (
@@ -62,6 +72,8 @@ class ReportData:
     runs: list[dict]
     flagged: list[dict]
     links: list[dict] = field(default_factory=list)
+    verdicts: dict[str, dict] = field(default_factory=dict)  # session id -> its latest committed verdict
+    diff: ModelDiff | None = None  # the two latest model versions, when the output holds two
 
 
 def load(out: str, day: date | None, top: int) -> ReportData:
@@ -103,8 +115,24 @@ def load(out: str, day: date | None, top: int) -> ReportData:
             runs.append(run)
     rel = con.sql(LINKS_SQL, params={"day": day})
     links = [dict(zip(rel.columns, r, strict=False)) for r in rel.fetchall()]
+    rel = con.sql(
+        "select session_id, verdict, attack, note, analyst from verdicts"
+        " where session_id in (select session_id from sessions where scan_date = $day)",
+        params={"day": day},
+    )
+    verdicts = {r[0]: dict(zip(rel.columns, r, strict=False)) for r in rel.fetchall()}
+    known = versions(con)
+    diff = model_diff(con, known[1], known[0]) if len(known) >= 2 else None
     return ReportData(
-        day=day, sessions=sessions, frames=frames, evidence=evidence, runs=runs, flagged=flagged, links=links
+        day=day,
+        sessions=sessions,
+        frames=frames,
+        evidence=evidence,
+        runs=runs,
+        flagged=flagged,
+        links=links,
+        verdicts=verdicts,
+        diff=diff,
     )
 
 
@@ -228,6 +256,9 @@ _CSS = (
     ".thumbs{display:flex;gap:8px;flex-wrap:wrap}.thumbs figure{margin:0;font-size:11px;text-align:center}\n"
     ".thumbs img,#links img{width:112px;height:112px;border-radius:4px;border:1px solid #ccc}"
     ".muted{color:#777;font-size:12px}\n"
+    ".mark select,.mark input{font-size:11px;margin-right:2px}.mark input.n{width:9em}"
+    ".mark[data-dirty='1']{outline:2px solid #f39c12;border-radius:3px}\n"
+    "#verdict-bar{margin-top:14px;padding:6px 10px;background:#f7f7f7;border-radius:6px;font-size:13px}\n"
 )
 
 _JS = (
@@ -242,8 +273,72 @@ _JS = (
     "window.addEventListener('load',()=>{const imgs=[...document.images];\n"
     "document.body.dataset.imagesLoaded=imgs.filter(i=>i.complete&&i.naturalWidth>0).length;\n"
     "document.body.dataset.imagesTotal=imgs.length;"
-    "document.body.dataset.tableRows=document.querySelectorAll('#ranked tbody tr').length;});\n"
+    "document.body.dataset.tableRows=document.querySelectorAll('#ranked tbody tr').length;restoreMarks();});\n"
+    # Analysts' marks: every control of one session is kept in step; marks survive a reload
+    # (localStorage) and leave the page only as the CSV that `liveness verdicts add` reads.
+    "const MARK_FIELDS=['v','a','n'];function storeKey(){return 'liveness-verdicts-'+document.body.dataset.day}\n"
+    "function marksOf(sid){return [...document.querySelectorAll('.mark')].filter(m=>m.dataset.session===sid)}\n"
+    "function setMark(sid,values,dirty){marksOf(sid).forEach(m=>{MARK_FIELDS.forEach(f=>{"
+    "m.querySelector('.'+f).value=values[f]});m.dataset.dirty=dirty?'1':'0'});}\n"
+    "function markChanged(el){const m=el.closest('.mark');const values={};"
+    "MARK_FIELDS.forEach(f=>values[f]=m.querySelector('.'+f).value);\n"
+    "if(values.v!=='spoof'){values.a=''};setMark(m.dataset.session,values,true);saveMarks();}\n"
+    "function dirtyMarks(){const seen=new Map();document.querySelectorAll(\".mark[data-dirty='1']\").forEach(m=>"
+    "{if(m.querySelector('.v').value)seen.set(m.dataset.session,m)});return [...seen.values()]}\n"
+    "function saveMarks(){const saved={};document.querySelectorAll(\".mark[data-dirty='1']\").forEach(m=>{"
+    "saved[m.dataset.session]={v:m.querySelector('.v').value,a:m.querySelector('.a').value,"
+    "n:m.querySelector('.n').value}});\n"
+    "document.getElementById('marked').textContent=dirtyMarks().length;"
+    "try{localStorage.setItem(storeKey(),JSON.stringify(saved))}catch(e){}}\n"
+    "function restoreMarks(){let saved={};try{saved=JSON.parse(localStorage.getItem(storeKey())||'{}')}catch(e){}\n"
+    "const known=new Set([...document.querySelectorAll('.mark')].map(m=>m.dataset.session));"
+    "Object.entries(saved).forEach(([sid,v])=>{if(known.has(sid))setMark(sid,v,true)});"
+    "document.getElementById('marked').textContent=dirtyMarks().length;}\n"
+    "function csvCell(s){s=String(s??'');return /[\",\\r\\n]/.test(s)?'\"'+s.replace(/\"/g,'\"\"')+'\"':s}\n"
+    "function verdictsCsv(){const who=document.getElementById('analyst').value.trim();"
+    "const lines=['session_id,verdict,attack,note,analyst'];\n"
+    "dirtyMarks().forEach(m=>lines.push([m.dataset.session,m.querySelector('.v').value,m.querySelector('.a').value,"
+    "m.querySelector('.n').value,who].map(csvCell).join(',')));return lines.join('\\r\\n')+'\\r\\n'}\n"
+    "function downloadVerdicts(){const a=document.createElement('a');"
+    "a.href=URL.createObjectURL(new Blob([verdictsCsv()],{type:'text/csv'}));\n"
+    "a.download='verdicts-'+document.body.dataset.day+'.csv';document.body.appendChild(a);a.click();a.remove();}\n"
 )
+
+
+def _options(values: tuple[str, ...], chosen: str | None, blank: str) -> str:
+    return f"<option value=''>{blank}</option>" + "".join(
+        f"<option value='{v}'{' selected' if v == chosen else ''}>{v}</option>" for v in values
+    )
+
+
+def _mark(session_id: str, committed: dict | None) -> str:
+    """An analyst's controls for one session (verdict, attack, note), showing its committed verdict."""
+    committed = committed or {}
+    was = (
+        f"<span class='muted' title='committed verdict'>now {html.escape(committed['verdict'])}"
+        f"{' (' + html.escape(committed['attack']) + ')' if committed.get('attack') else ''}</span> "
+        if committed
+        else ""
+    )
+    return (
+        f"<span class='mark' data-session='{html.escape(session_id)}' data-dirty='0'>{was}"
+        f"<select class='v' aria-label='verdict' onchange='markChanged(this)'>"
+        f"{_options(VERDICTS, committed.get('verdict'), 'verdict')}</select>"
+        f"<select class='a' aria-label='attack type' onchange='markChanged(this)'>"
+        f"{_options(ATTACK_TYPES, committed.get('attack'), 'attack')}</select>"
+        f"<input class='n' aria-label='note' placeholder='note' value='{_e(committed.get('note'))}'"
+        " onchange='markChanged(this)'></span>"
+    )
+
+
+def _verdict_bar() -> str:
+    return (
+        "<div id='verdict-bar'>Mark sessions below (verdict, attack type, note), then "
+        "<input id='analyst' placeholder='your name' aria-label='analyst'> "
+        "<button id='download-verdicts' onclick='downloadVerdicts()'>Download verdicts CSV</button> "
+        "(<span id='marked'>0</span> marked). Commit the file with "
+        "<code>liveness verdicts add FILE --out DIR</code>; marks stay in this browser until then.</div>"
+    )
 
 
 def _decision(value: str | None, status: str) -> str:
@@ -264,7 +359,7 @@ def render(data: ReportData) -> str:
     wall = sum(r.get("wall_s", 0.0) for r in data.runs)
     out = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>liveness report {data.day}</title>"
-        f"<style>{_CSS}</style><script>{_JS}</script></head><body>"
+        f"<style>{_CSS}</style><script>{_JS}</script></head><body data-day='{data.day}'>"
     ]
     out.append(f"<h1>Liveness report, sessions scanned on {data.day}</h1>")
     out.append(
@@ -286,6 +381,7 @@ def render(data: ReportData) -> str:
         )
         + "</div>"
     )
+    out.append(_verdict_bar())
     histogram = histogram_png(sessions, thresholds[0] if len(thresholds) == 1 else None)
     out.append(f"<h2>Score distribution</h2><img alt='score histogram' src='{histogram}'>")
     out.append(f"<h2>Flagged sessions ({len(data.flagged)} shown)</h2>")
@@ -312,6 +408,7 @@ def render(data: ReportData) -> str:
             )
             + "</h3>"
         )
+        out.append(f"<div>{_mark(s['session_id'], data.verdicts.get(s['session_id']))}</div>")
         out.append(
             f"<div class='muted'>reasons: <b>{_e(s['reasons']) or 'none'}</b> · blinks {_e(s['blink_count'])}"
             f" · swap {'at ' + _fmt(s['swap_at_s'], 2) + ' s' if s['swap_detected'] else 'no'}"
@@ -338,6 +435,8 @@ def render(data: ReportData) -> str:
             )
         out.append("</div>")
     out.extend(_links_section(data.links))
+    if data.diff is not None:
+        out.extend(_diff_section(data.diff))
     shown = sessions[:MAX_TABLE_ROWS]
     out.append(
         f"<h2>All sessions, ranked ({len(shown)} of {len(sessions)})</h2><p class='muted'>Click a column to sort.</p>"
@@ -356,6 +455,7 @@ def render(data: ReportData) -> str:
         "faces",
         "status / error",
         "source",
+        "analyst's verdict",
     )
     out.append(
         "<table id='ranked'><thead><tr>"
@@ -377,6 +477,7 @@ def render(data: ReportData) -> str:
             _e(s["face_ratio"]),
             html.escape(s["error"] or s["status"]),
             html.escape(s["source"]),
+            _mark(s["session_id"], data.verdicts.get(s["session_id"])),
         )
         out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table></body></html>")
@@ -414,6 +515,37 @@ def _links_section(links: list[dict]) -> list[str]:
             f"<td>{_thumb(link['thumb_b'], link['session_b'])}</td>"
             f"<td>{html.escape(link['session_b'])}<br>{_decision(link['decision_b'], link['status_b'] or '?')}</td>"
             f"<td>{_e(link['cluster_size'])}</td></tr>"
+        )
+    out.append("</tbody></table>")
+    return out
+
+
+def _diff_section(diff: ModelDiff) -> list[str]:
+    """What the latest model changed against the one before, on the sessions both scanned."""
+    out = [
+        f"<h2 id='diff'>What {html.escape(diff.to_version)} changed</h2>"
+        f"<p class='muted'>Against {html.escape(diff.from_version)}, on the {diff.common} session(s) both scanned"
+        f" ({diff.only_from} only by the old version, {diff.only_to} only by the new);"
+        " <code>liveness diff</code> gives the whole list as CSV or JSON.</p>"
+        "<table id='transitions'><thead><tr><th>from</th><th>to</th><th>sessions</th></tr></thead><tbody>"
+    ]
+    for t in diff.transitions.to_pylist():
+        out.append(
+            f"<tr><td>{_decision(t['from_decision'], '')}</td><td>{_decision(t['to_decision'], '')}</td>"
+            f"<td>{t['sessions']}</td></tr>"
+        )
+    out.append("</tbody></table>")
+    changed = diff.changed.to_pylist()
+    out.append(
+        f"<h3>Sessions whose decision or score changed ({min(len(changed), MAX_LINKS)} of {len(changed)})</h3>"
+        "<table id='changed'><thead><tr><th>session</th><th>from</th><th>to</th><th>old score</th>"
+        "<th>new score</th><th>change</th></tr></thead><tbody>"
+    )
+    for c in changed[:MAX_LINKS]:
+        out.append(
+            f"<tr><td>{html.escape(c['session_id'])}</td><td>{_decision(c['from_decision'], '')}</td>"
+            f"<td>{_decision(c['to_decision'], '')}</td><td>{_e(c['from_score'])}</td><td>{_e(c['to_score'])}</td>"
+            f"<td>{_e(c['score_change'])}</td></tr>"
         )
     out.append("</tbody></table>")
     return out

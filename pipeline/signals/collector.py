@@ -131,15 +131,15 @@ class SessionSignals:
 
     def finish(self) -> SessionVerdicts:
         """The session verdicts; all None where the session had no face to judge."""
-        faces = any(s is not None for s in self.shapes)
-        if not faces or len(self.times) < 2:
+        if not any(s is not None for s in self.shapes):
             return SessionVerdicts()
+        if len(self.times) < 2:  # a photo: nothing happens over time, but who it is and what covers it hold
+            if self.identity is not None:
+                self.identity_series = self.identity.finish()
+            return SessionVerdicts(occluded_regions=self._regions())
         blinks = count_blinks(self.times, self.ear_left, self.ear_right, self.config.blinks)
         swap_at, swap_times, swap_distance = self._swaps()
-        regions = None
-        if self.occlusion is not None:
-            scores = np.asarray(self.occlusion_scores, dtype=np.float32).reshape(-1, len(REGIONS))
-            regions = tuple(occluded_regions(scores, self.occlusion.thresholds, self.config.occlusion.min_fraction))
+        regions = self._regions()
         return SessionVerdicts(
             blink_count=len(blinks),
             blinks=tuple(blinks),
@@ -151,6 +151,12 @@ class SessionSignals:
             static=detect_static(self.times, self.similarity_prev, self.config.static),
             occluded_regions=regions,
         )
+
+    def _regions(self) -> tuple[str, ...] | None:
+        if self.occlusion is None:
+            return None
+        scores = np.asarray(self.occlusion_scores, dtype=np.float32).reshape(-1, len(REGIONS))
+        return tuple(occluded_regions(scores, self.occlusion.thresholds, self.config.occlusion.min_fraction))
 
     def _swaps(self) -> tuple[float | None, tuple[float, ...], float | None]:
         """(first swap time, every swap time, largest identity distance across one).

@@ -57,6 +57,8 @@ def test_bench_measures_every_stage_and_ends_with_json(tmp_path: Path, ray_sessi
         assert result[key] > 0, key
     assert set(result["cpu_ms_per_crop"]) == {"decode", "detect", "signals", "identity", "score"}
     assert result["identity_ms_per_embedding"] > 0 and result["embeddings_per_session"] > 0
+    by_input = result["b2_cpu_ms_per_crop_by_input"]
+    assert set(by_input) == {"128", "260"} and min(by_input.values()) > 0 and result["b2_260_vs_128_cost"] > 0
     assert result["settings"]["sample_fps"] == 12.0 and result["machine"]["cores"] >= 1
     assert set(result["memory_by_sessions"]) == {"1", "3"}
     assert (

@@ -229,3 +229,55 @@ def test_hostile_names_are_escaped_and_no_secret_is_written_anywhere(tmp_path: P
         assert secret.encode() not in path.read_bytes(), path
     for stream in (scan.stdout, scan.stderr, report.stdout, report.stderr):
         assert secret.encode() not in stream
+
+
+def test_analysts_mark_sessions_in_the_page_and_commit_the_downloaded_csv(output: Path, tmp_path: Path, capsys):
+    """In headless Chromium: mark two sessions (one in its flagged card, one in the table),
+    reload (the marks stay), download the CSV from the page itself, commit it with
+    `liveness verdicts add`; the next report shows the committed verdicts."""
+    from playwright.sync_api import sync_playwright
+
+    browser_path = _chromium()
+    if browser_path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (.ci/run does)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    out = tmp_path / "out"
+    shutil.copytree(output, out)
+    page_file = tmp_path / "report.html"
+    assert main(["report", "--out", str(out), "--output", str(page_file)]) == 0
+    note = 'bezel visible, "tablet" at 1.2 s'
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(page_file.as_uri())
+        card = page.locator("#s1 .mark")  # session-00's flagged card
+        card.locator("select.v").select_option("spoof")
+        card.locator("select.a").select_option("replay")
+        card.locator("input.n").fill(note)
+        card.locator("input.n").dispatch_event("change")
+        row = page.locator("#ranked .mark[data-session='session-07']")
+        row.locator("select.v").select_option("live")
+        assert page.locator("#ranked .mark[data-session='session-00'] select.a").input_value() == "replay"
+        page.reload()
+        assert page.locator("#marked").text_content() == "2"  # kept in the browser across a reload
+        page.fill("#analyst", "Ana Lyst")
+        with page.expect_download() as download:
+            page.click("#download-verdicts")
+        csv_file = tmp_path / download.value.suggested_filename
+        download.value.save_as(csv_file)
+        browser.close()
+    assert csv_file.name == f"verdicts-{TODAY}.csv"
+    assert main(["verdicts", "add", str(csv_file), "--out", str(out)]) == 0
+    assert "committed 2 verdict(s) (1 spoof, 1 live)" in capsys.readouterr().out
+    rows = Store(out).committed("verdicts")
+    assert len(rows) == 1
+    from pipeline.reports.query import run_query
+
+    got = run_query(str(out), "select session_id, verdict, attack, note, analyst from verdicts order by 1").to_pylist()
+    assert got == [
+        {"session_id": "session-00", "verdict": "spoof", "attack": "replay", "note": note, "analyst": "Ana Lyst"},
+        {"session_id": "session-07", "verdict": "live", "attack": None, "note": None, "analyst": "Ana Lyst"},
+    ]
+    assert main(["report", "--out", str(out), "--output", str(page_file)]) == 0
+    assert page_file.read_text().count("committed verdict'>now spoof (replay)") == 2  # card and table

@@ -62,3 +62,19 @@ def test_the_path_follows_the_main_face_and_forgets_it_between_sessions(rendered
     second = path.run(frames)  # the same video again: nothing carried over from the first run
     _assert_same(first, second)
     assert len(first.crops) == int(first.records.has_face.sum())
+
+
+def test_a_photo_is_a_one_frame_session_with_who_it_is_and_what_covers_it(real_material):
+    """A still image scans as one frame: nothing happens over time (no blinks, swap or
+    stillness), but its identity template and blocked regions are still computed."""
+    config, card = ScanConfig(), read_card(DEFAULT_MODEL_DIR)
+    photo = real_material / "images" / "deepface" / "img1.jpg"
+    scan = analyse_session(
+        Session("photo", str(photo)), config.decode, config.detect, config.signals, crop=card.crop_spec,
+        identity=config.identity,
+    )  # fmt: skip
+    assert scan.error is None and scan.n_crops == 1
+    verdicts = scan.frames.verdicts
+    assert verdicts.blink_count is None and verdicts.swap_detected is None and verdicts.static is None
+    assert verdicts.occluded_regions == ()  # a bare face: measured, and nothing blocked
+    assert scan.frames.identity is not None and scan.frames.identity.frames == 1
