@@ -86,7 +86,9 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
         help="with --sessions: the scan's output (else --out is; the figures then go to OUT/evaluations/)",
     )
     p.add_argument(
-        "--record", metavar="NAME=DIR", help="with --sessions: write scorer NAME's figures into the card at DIR"
+        "--record",
+        metavar="NAME=DIR",
+        help="with --images or --sessions: write scorer NAME's figures into the card at DIR (real_evaluation)",
     )
     p.add_argument("--split", help="with --images or --sessions: only the rows of this split")
     p.add_argument("--scorer", action="append", default=[], metavar="NAME=DIR", help="with --images: another scorer")
@@ -217,14 +219,42 @@ def evaluate_on_images(args: argparse.Namespace) -> int:
     from pipeline.config import load_scan_config
     from pipeline.scoring.registry import resolve_scorers
     from training.evaluate_images import evaluate_images
+    from training.evaluate_sessions import check_recordable
 
+    record = scorer_options([args.record]) if args.record else {}
+    for model_dir in record.values():
+        check_recordable(Path(model_dir))
     entries = resolve_scorers({"b2": args.model, "reference": None, **scorer_options(args.scorer)})
     out = args.out or Path("evaluation-images")
     report = evaluate_images(
         args.images, entries, review_band=load_scan_config().aggregate.review_band, split=args.split, out=out
     )
+    data = (
+        f"{report['live']} live and {report['spoof']} attack images of {report['subjects']} subjects in {args.images}"
+        + (f" (split {args.split})" if args.split else "")
+    )
+    _record(report, record, data)
     print(json.dumps(report, indent=2))
     return 0
+
+
+def _record(report: dict, record: dict[str, str], data: str) -> None:
+    """Write each named scorer's figures of ``report`` into its card as its ``real_evaluation``."""
+    from datetime import UTC, datetime
+
+    from pipeline.scoring.model import RealEvaluation
+    from training.evaluate_sessions import record_real_evaluation
+
+    for name, model_dir in record.items():
+        figures = report["scorers"].get(name)
+        if not figures or "skipped" in figures:
+            raise InputError(f"--record {name}: no usable {name} scores to record")
+        evaluation = RealEvaluation(
+            data=data,
+            measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            metrics=figures | {"failure_to_acquire": report["failure_to_acquire"]["rate"]},
+        )
+        report["recorded"] = str(record_real_evaluation(Path(model_dir), evaluation))
 
 
 def evaluate_on_sessions(args: argparse.Namespace) -> int:
@@ -232,9 +262,8 @@ def evaluate_on_sessions(args: argparse.Namespace) -> int:
     scorer's figures in its card, so that it may decide."""
     from datetime import UTC, datetime
 
-    from pipeline.scoring.model import RealEvaluation
     from pipeline.scoring.registry import read_scorer_card
-    from training.evaluate_sessions import check_recordable, evaluate_sessions, record_real_evaluation
+    from training.evaluate_sessions import check_recordable, evaluate_sessions
 
     scan = args.scan or (str(args.out) if args.out else None)
     if not scan:
@@ -255,20 +284,14 @@ def evaluate_on_sessions(args: argparse.Namespace) -> int:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         name = f"evaluations/sessions-{version or 'scan'}-{stamp}.json"
         report["written"] = Store(scan).write_bytes(name, (json.dumps(report, indent=2) + "\n").encode())
-    for name, model_dir in record.items():
-        figures = report["scorers"].get(name)
-        if not figures or "skipped" in figures:
-            raise InputError(f"--record {name}: the scan holds no usable {name} scores for the labelled sessions")
-        evaluation = RealEvaluation(
-            data=f"{report['live']} live and {report['spoof']} attack sessions labelled "
-            + ("by the analysts' verdicts" if str(args.sessions) == "verdicts" else f"in {args.sessions}")
-            + (f" (split {args.split})" if args.split else "")
-            + f", scanned into {scan}"
-            + (f" by {version}" if version else ""),
-            measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            metrics=figures | {"failure_to_acquire": report["failure_to_acquire"]["rate"]},
-        )
-        report["recorded"] = str(record_real_evaluation(Path(model_dir), evaluation))
+    data = (
+        f"{report['live']} live and {report['spoof']} attack sessions labelled "
+        + ("by the analysts' verdicts" if str(args.sessions) == "verdicts" else f"in {args.sessions}")
+        + (f" (split {args.split})" if args.split else "")
+        + f", scanned into {scan}"
+        + (f" by {version}" if version else "")
+    )
+    _record(report, record, data)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -312,8 +335,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     paths = image_paths(args.paths)
     if not paths:
         raise InputError(f"no image found in {' '.join(args.paths)}")
-    review_band = load_scan_config().aggregate.review_band
-    for prediction in predict_images(paths, entries, review_band=review_band):
+    scan = load_scan_config()
+    deciders = scan.decision.scorers
+    if deciders is not None:  # the scan's deciding scorers, where this run has them
+        deciders = [name for name in deciders if name in {e.name for e in entries}] or None
+    for prediction in predict_images(paths, entries, review_band=scan.aggregate.review_band, deciders=deciders):
         if args.json:
             print(json.dumps(prediction.to_json()), flush=True)
         elif prediction.error or not prediction.face_found:

@@ -677,6 +677,11 @@ class ReplayRanges(TypedDict):
 # bezel edges lie inside a 1.6x crop of the face box; larger at the bottom and often at
 # the top, because face detection on these low-resolution faces needs the head outline.
 PHOTO_MARGIN = ((0.04, 0.14), (0.08, 0.4), (0.04, 0.14), (0.3, 0.6))  # left, top, right, bottom
+# A close-up: the photo reaches past the 1.6x crop on every side (the sheet or screen fills
+# the view, as in real attacks held near the camera), so only the print's or the screen's
+# texture, contrast and colour tell it from a face.
+CLOSE_UP_MARGIN = ((0.4, 0.8), (0.4, 0.55), (0.4, 0.8), (0.6, 1.2))
+CLOSE_UP_FRACTION = 0.35
 PRINT: PrintRanges = {
     "margin": PHOTO_MARGIN,
     "border": (0.03, 0.07),
@@ -696,6 +701,13 @@ REPLAY: ReplayRanges = {
     "bezel": (0.03, 0.09),
     "blur": (0.4, 0.7),
 }
+
+
+def _photo_margin(rng: np.random.Generator, ranges: tuple[Range, Range, Range, Range]) -> np.ndarray:
+    """How much of the photo shows beyond the face box (face sizes): usually ``ranges``, so the
+    edge is in the crop; a :data:`CLOSE_UP_FRACTION` of the time a close-up."""
+    chosen = CLOSE_UP_MARGIN if rng.random() < CLOSE_UP_FRACTION else ranges
+    return np.array([rng.uniform(*r) for r in chosen])
 
 
 def _fingers_on_edges(rgb, alpha, rng, sheet_box, s: float) -> None:
@@ -728,8 +740,9 @@ def _fingers_on_edges(rgb, alpha, rng, sheet_box, s: float) -> None:
 
 def print_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     """The photo printed on paper and held by hand: halftone, paper texture, flat range, blur,
-    a white paper border whose edge falls inside a 1.6x face crop, and thumbs on the edges."""
-    margin = np.array([rng.uniform(*r) for r in PRINT["margin"]])
+    a white paper border whose edge falls inside a 1.6x face crop (but for a close-up), and
+    thumbs on the edges."""
+    margin = _photo_margin(rng, PRINT["margin"])
     border = rng.uniform(*PRINT["border"], 4)  # white paper around the photo
     photo = portrait(src, rng, margin)
     ph, pw = photo.shape[:2]
@@ -773,8 +786,9 @@ def print_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
 
 def replay_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     """The photo on a phone or tablet screen: gamma and colour cast, RGB subpixel grid (which
-    aliases into moire once resampled), moire bands, glare, and a dark bezel inside a 1.6x crop."""
-    margin = np.array([rng.uniform(*r) for r in REPLAY["margin"]])
+    aliases into moire once resampled), moire bands, glare, and a dark bezel inside a 1.6x crop
+    (but for a close-up)."""
+    margin = _photo_margin(rng, REPLAY["margin"])
     photo = portrait(src, rng, margin)
     up = SCREEN_UPSAMPLE
     photo = cv2.resize(photo, None, fx=up, fy=up, interpolation=cv2.INTER_LINEAR)

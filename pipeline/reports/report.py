@@ -16,6 +16,7 @@ import html
 import io
 import json
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -38,6 +39,7 @@ from pipeline.schema import (
     VERDICTS,
 )
 from pipeline.storage import Store
+from pipeline.text import printable, utf8_text
 
 SEVERITY_SQL = (
     f"case decision when '{DECISION_SPOOF}' then 0 when '{DECISION_REVIEW}' then 1"
@@ -236,7 +238,20 @@ def _fmt(value: object, digits: int = 3) -> str:
 
 
 def _e(value: object) -> str:
-    return html.escape(_fmt(value))
+    return _h(_fmt(value))
+
+
+def _attr(text: str) -> str:
+    """Exact text for an attribute the page's script reads back (a session id): HTML-escaped,
+    control and bidi characters as character references, so none is in the file raw."""
+    return "".join(
+        f"&#{ord(c)};" if unicodedata.category(c) in ("Cc", "Cf") else c for c in html.escape(utf8_text(text))
+    )
+
+
+def _h(text: str) -> str:
+    """Untrusted text for the page: control and bidi characters shown as escapes, then HTML-escaped."""
+    return html.escape(printable(text))
 
 
 _CSS = (
@@ -321,7 +336,7 @@ def _mark(session_id: str, committed: dict | None) -> str:
         else ""
     )
     return (
-        f"<span class='mark' data-session='{html.escape(session_id)}' data-dirty='0'>{was}"
+        f"<span class='mark' data-session='{_attr(session_id)}' data-dirty='0'>{was}"
         f"<select class='v' aria-label='verdict' onchange='markChanged(this)'>"
         f"{_options(VERDICTS, committed.get('verdict'), 'verdict')}</select>"
         f"<select class='a' aria-label='attack type' onchange='markChanged(this)'>"
@@ -343,8 +358,8 @@ def _verdict_bar() -> str:
 
 def _decision(value: str | None, status: str) -> str:
     if value is None:
-        return f'<span class="failed">{html.escape(status)}</span>'
-    return f'<span class="{html.escape(value)}">{html.escape(value)}</span>'
+        return f'<span class="failed">{_h(status)}</span>'
+    return f'<span class="{_h(value)}">{_h(value)}</span>'
 
 
 def render(data: ReportData) -> str:
@@ -363,7 +378,7 @@ def render(data: ReportData) -> str:
     ]
     out.append(f"<h1>Liveness report, sessions scanned on {data.day}</h1>")
     out.append(
-        f"<p class='muted'>{len(sessions)} sessions; model {html.escape(', '.join(versions))}; "
+        f"<p class='muted'>{len(sessions)} sessions; model {_h(', '.join(versions))}; "
         f"{len(data.runs)} run(s), {wall:.0f} s of scanning. "
         "Start with the flagged sessions below: they are ranked spoof first, then review, by score.</p>"
     )
@@ -398,7 +413,7 @@ def render(data: ReportData) -> str:
             if any(f.get(f"occlusion_{r}") is not None for f in frames)
         )
         out.append(
-            f"<div class='session' id='s{rank}'><h3>#{rank} {html.escape(s['session_id'])} "
+            f"<div class='session' id='s{rank}'><h3>#{rank} {_h(s['session_id'])} "
             f"{_decision(s['decision'], s['status'])} "
             f"score {_e(s['spoof_score'])} (max {_e(s['spoof_score_max'])})"
             + "".join(
@@ -413,21 +428,21 @@ def render(data: ReportData) -> str:
             f"<div class='muted'>reasons: <b>{_e(s['reasons']) or 'none'}</b> · blinks {_e(s['blink_count'])}"
             f" · swap {'at ' + _fmt(s['swap_at_s'], 2) + ' s' if s['swap_detected'] else 'no'}"
             f" · static {'yes' if s.get('static') else 'no'}"
-            f" · blocked regions: <b>{html.escape(', '.join(regions)) or 'none'}</b>"
+            f" · blocked regions: <b>{_h(', '.join(regions)) or 'none'}</b>"
             f"{' (mean scores ' + region_scores + ')' if region_scores else ''}"
             f" · faces in {_fmt(s['face_ratio'], 2)} of frames, several in {_fmt(s['multi_face_ratio'], 2)}"
-            f" · {html.escape(s['source'])}</div>"
+            f" · {_h(s['source'])}</div>"
         )
         if any(f["spoof_score"] is not None for f in frames):
-            out.append(f"<img alt='timelines of {html.escape(s['session_id'])}' src='{timeline_png(s, frames)}'>")
+            out.append(f"<img alt='timelines of {_h(s['session_id'])}' src='{timeline_png(s, frames)}'>")
         thumbs = data.evidence.get(key, [])
         if thumbs:
             out.append(
                 "<div class='thumbs'>"
                 + "".join(
-                    f"<figure><img alt='{html.escape(e['kind'])}'"
+                    f"<figure><img alt='{_h(e['kind'])}'"
                     f" src='{_jpeg_src(e['jpeg'])}'>"
-                    f"<figcaption>{html.escape(e['kind'].replace('_', ' '))}<br>"
+                    f"<figcaption>{_h(e['kind'].replace('_', ' '))}<br>"
                     f"{e['pts_s']:.2f} s · {_fmt(e['spoof_score'])}</figcaption></figure>"
                     for e in thumbs
                 )
@@ -465,7 +480,7 @@ def render(data: ReportData) -> str:
     for rank, s in enumerate(shown, 1):
         cells = (
             str(rank),
-            html.escape(s["session_id"]),
+            _h(s["session_id"]),
             _decision(s["decision"], s["status"]),
             _e(s["spoof_score"]),
             _e(s["spoof_score_max"]),
@@ -475,8 +490,8 @@ def render(data: ReportData) -> str:
             _e(s["blink_count"]),
             _e(s.get("occluded_regions")),
             _e(s["face_ratio"]),
-            html.escape(s["error"] or s["status"]),
-            html.escape(s["source"]),
+            _h(s["error"] or s["status"]),
+            _h(s["source"]),
             _mark(s["session_id"], data.verdicts.get(s["session_id"])),
         )
         out.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -492,7 +507,7 @@ def _jpeg_src(jpeg: bytes) -> str:
 def _thumb(jpeg: bytes | None, alt: str) -> str:
     if jpeg is None:
         return "<span class='muted'>no thumbnail</span>"
-    return f"<img alt='{html.escape(alt)}' src='{_jpeg_src(jpeg)}'>"
+    return f"<img alt='{_h(alt)}' src='{_jpeg_src(jpeg)}'>"
 
 
 def _links_section(links: list[dict]) -> list[str]:
@@ -509,11 +524,11 @@ def _links_section(links: list[dict]) -> list[str]:
     for link in links[:MAX_LINKS]:
         out.append(
             "<tr>"
-            f"<td>{html.escape(link['session_a'])}<br>{_decision(link['decision_a'], link['status_a'] or '?')}</td>"
+            f"<td>{_h(link['session_a'])}<br>{_decision(link['decision_a'], link['status_a'] or '?')}</td>"
             f"<td>{_thumb(link['thumb_a'], link['session_a'])}</td>"
-            f"<td>{html.escape(link['kind'])}</td><td>{_e(link['distance'])}</td>"
+            f"<td>{_h(link['kind'])}</td><td>{_e(link['distance'])}</td>"
             f"<td>{_thumb(link['thumb_b'], link['session_b'])}</td>"
-            f"<td>{html.escape(link['session_b'])}<br>{_decision(link['decision_b'], link['status_b'] or '?')}</td>"
+            f"<td>{_h(link['session_b'])}<br>{_decision(link['decision_b'], link['status_b'] or '?')}</td>"
             f"<td>{_e(link['cluster_size'])}</td></tr>"
         )
     out.append("</tbody></table>")
@@ -523,8 +538,8 @@ def _links_section(links: list[dict]) -> list[str]:
 def _diff_section(diff: ModelDiff) -> list[str]:
     """What the latest model changed against the one before, on the sessions both scanned."""
     out = [
-        f"<h2 id='diff'>What {html.escape(diff.to_version)} changed</h2>"
-        f"<p class='muted'>Against {html.escape(diff.from_version)}, on the {diff.common} session(s) both scanned"
+        f"<h2 id='diff'>What {_h(diff.to_version)} changed</h2>"
+        f"<p class='muted'>Against {_h(diff.from_version)}, on the {diff.common} session(s) both scanned"
         f" ({diff.only_from} only by the old version, {diff.only_to} only by the new);"
         " <code>liveness diff</code> gives the whole list as CSV or JSON.</p>"
         "<table id='transitions'><thead><tr><th>from</th><th>to</th><th>sessions</th></tr></thead><tbody>"
@@ -543,7 +558,7 @@ def _diff_section(diff: ModelDiff) -> list[str]:
     )
     for c in changed[:MAX_LINKS]:
         out.append(
-            f"<tr><td>{html.escape(c['session_id'])}</td><td>{_decision(c['from_decision'], '')}</td>"
+            f"<tr><td>{_h(c['session_id'])}</td><td>{_decision(c['from_decision'], '')}</td>"
             f"<td>{_decision(c['to_decision'], '')}</td><td>{_e(c['from_score'])}</td><td>{_e(c['to_score'])}</td>"
             f"<td>{_e(c['score_change'])}</td></tr>"
         )

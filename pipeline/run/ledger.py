@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from pipeline.errors import LedgerBusy
+from pipeline.errors import LedgerBusy, UsageError
 from pipeline.storage import Store, filesystem_for
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,15 @@ class Ledger:
             return
         path = self.store.path(LOCK_FILE)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never follow a link planted there: the lock would create or truncate a file elsewhere
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if os.path.islink(path):
+                raise UsageError(
+                    f"{self.store.display(LOCK_FILE)} is a symbolic link (to {os.readlink(path)}): "
+                    "remove it; the lock file is never followed"
+                ) from exc
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -5,6 +5,7 @@ Used by ``liveness scan`` before any work (and alone by ``--dry-run``, which wri
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -72,8 +73,11 @@ def plan_scan(
     digests = "+".join(scorer_digest(e) for e in scorers)
     plan = ScanPlan(fingerprint=scan_fingerprint(versions, digests, result_settings(config, scorers)))
     done = set() if rescan else ledger.done()
+    shared = {uri for uri, n in Counter(s.uri for s in sessions).items() if n > 1}
     for session in sessions:
-        key = input_key(session.uri, input_identity(session.uri, config.input.identity), plan.fingerprint)
+        # manifest rows sharing one file are sessions of their own: each has its own key
+        name = f"{session.uri}\0{session.session_id}" if session.uri in shared else session.uri
+        key = input_key(name, input_identity(session.uri, config.input.identity), plan.fingerprint)
         plan.keys[session.session_id] = key
         if key in done:
             plan.skipped.append(session)

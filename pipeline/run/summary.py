@@ -13,6 +13,7 @@ from rich.table import Table
 from pipeline.schema import RUNS_DIR, STATUS_OK
 from pipeline.session.records import SessionRow
 from pipeline.storage import Store
+from pipeline.text import printable
 
 
 @dataclass
@@ -133,7 +134,7 @@ def print_summary(summary: ScanSummary, console: Console | None = None) -> None:
         linked = ", ".join(f"{n} {kind}" for kind, n in sorted(summary.links.items()))
         console.print(f"new links to earlier sessions: {linked} (views links and clusters in `liveness query`)")
     for failure in summary.failures[:20]:
-        console.print(f"  failed: {failure['session_id']}: {failure['error']}")
+        console.print(f"  failed: {printable(failure['session_id'])}: {printable(failure['error'] or '')}")
     if len(summary.failures) > 20:
         console.print(f"  ... and {len(summary.failures) - 20} more failures (see the sessions dataset)")
     console.print(f"reports in {summary.out_dir}/sessions and {summary.out_dir}/frames (scan_date={summary.scan_date})")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import fnmatch
+import io
 import logging
 import os
 import posixpath
@@ -13,12 +15,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputError
 from pipeline.storage import filesystem_for, is_remote
+from pipeline.text import utf8_text
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,25 @@ def _regular(sessions: list[Session]) -> list[Session]:
     return out
 
 
+def _utf8_named(sessions: list[Session]) -> list[Session]:
+    """``sessions`` with a ``problem`` on those whose file name is not valid UTF-8: a name the
+    output cannot hold as text. Each keeps a row, its id and source shown with the bad bytes
+    escaped (``bad\\xff.mp4``), and the run goes on."""
+    out: list[Session] = []
+    for session in sessions:
+        shown = utf8_text(session.uri)
+        if shown != session.uri:
+            log.warning("file name is not valid UTF-8, not read: %s", shown)
+            session = replace(
+                session,
+                session_id=utf8_text(session.session_id),
+                uri=shown,
+                problem="the file name is not valid UTF-8 (shown with its bytes escaped): rename the file to scan it",
+            )
+        out.append(session)
+    return out
+
+
 def _videos_under(root: Path, extensions: set[str]) -> list[Path]:
     """Video files under ``root``, recursively; links to directories are not followed (no loops)."""
     found: list[Path] = []
@@ -104,6 +125,20 @@ def _glob_root(pattern: str) -> Path:
     return Path(*fixed) if fixed else Path(".")
 
 
+def _csv_rows(data: bytes, name: str) -> tuple[list[str], list[dict]]:
+    """A CSV manifest's columns and rows, every value the text the user wrote (``00123``
+    stays ``00123``). UTF-8 (a BOM is dropped); a file that is not is read as Latin-1, with
+    a warning, so that ``caf\xe9`` is ``café``."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        log.warning("manifest %s is not UTF-8: read as Latin-1", name)
+        text = data.decode("latin-1")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = [{k: v for k, v in row.items() if k is not None} for row in reader]
+    return list(reader.fieldnames or []), rows
+
+
 def read_manifest(path: Path | str) -> list[Session]:
     """Sessions of a CSV or Parquet manifest (local or ``s3://``) with ``session_id`` and ``uri`` columns.
 
@@ -115,21 +150,17 @@ def read_manifest(path: Path | str) -> list[Session]:
     try:
         if text.lower().endswith(".parquet"):
             table = pq.read_table(fs_path, filesystem=fs)
+            columns, rows = table.column_names, table.to_pylist()
         else:
             with fs.open_input_stream(fs_path) as f:
-                table = pacsv.read_csv(
-                    f,
-                    convert_options=pacsv.ConvertOptions(
-                        strings_can_be_null=False, column_types={"session_id": pa.string(), "uri": pa.string()}
-                    ),
-                )
-    except (pa.ArrowInvalid, OSError) as exc:
+                columns, rows = _csv_rows(f.read(), text)
+    except (pa.ArrowInvalid, OSError, csv.Error) as exc:
         raise InputError(f"manifest {path} cannot be read: {exc}") from exc
-    missing = [c for c in MANIFEST_REQUIRED if c not in table.column_names]
+    missing = [c for c in MANIFEST_REQUIRED if c not in columns]
     if missing:
         raise InputError(f"manifest {path} lacks column(s) {missing}; it needs {list(MANIFEST_REQUIRED)}")
     sessions = []
-    for i, row in enumerate(table.to_pylist()):
+    for i, row in enumerate(rows):
         sid, uri = row.pop("session_id"), row.pop("uri")
         if sid in (None, "") or uri in (None, ""):
             raise InputError(f"manifest {path} row {i + 1}: session_id and uri must not be empty")
@@ -205,27 +236,60 @@ def expand_input(text: str, extensions: Iterable[str]) -> list[Session]:
 
 
 def list_sessions(inputs: Iterable[str], extensions: Iterable[str]) -> list[Session]:
-    """All sessions of all inputs, each file once, with unique session ids.
+    """All sessions of all inputs with unique session ids: each listed file once, and every
+    manifest row (rows may share a file: each is a session of its own).
 
-    Where two files would get the same id (``a.mp4`` and ``a.mov``), their ids keep the
-    extension so that neither is lost.
+    Where listed files would get the same id, their ids become their paths from the folder
+    the colliding files share (``day1/cust42``, ``day2/cust42``), then keep the extension
+    (``a.mp4``, ``a.mov``), so that none is lost. Ids a manifest gives twice are an
+    :class:`InputError` naming them and where they come from.
     """
     seen_uris: set[str] = set()
     sessions: list[Session] = []
+    from_manifest: set[int] = set()
     for text in inputs:
+        manifest = not _is_listing(text)
         for s in expand_input(text, extensions):
             key = os.path.realpath(s.uri) if "://" not in s.uri else s.uri
-            if key not in seen_uris:
-                seen_uris.add(key)
-                sessions.append(s)
-    sessions = _regular(sessions)
-    counts = Counter(s.session_id for s in sessions)
-    if any(n > 1 for n in counts.values()):
+            if manifest:
+                from_manifest.add(len(sessions))
+            elif key in seen_uris:
+                continue
+            seen_uris.add(key)
+            sessions.append(s)
+    sessions = _utf8_named(_regular(sessions))
+    for rename in (_from_shared_folder, _with_extension):
+        counts = Counter(s.session_id for s in sessions)
+        if all(n == 1 for n in counts.values()):
+            return sessions
         sessions = [
-            replace(s, session_id=s.session_id + os.path.splitext(s.uri)[1]) if counts[s.session_id] > 1 else s
-            for s in sessions
+            rename(s, sessions) if counts[s.session_id] > 1 and i not in from_manifest else s
+            for i, s in enumerate(sessions)
         ]
-        still = [sid for sid, n in Counter(s.session_id for s in sessions).items() if n > 1]
-        if still:
-            raise InputError(f"session ids are not unique: {still[:5]}; give the manifest distinct session_id values")
+    counts = Counter(s.session_id for s in sessions)
+    twice = [sid for sid, n in counts.items() if n > 1]
+    if twice:
+        sources = [f"{s.session_id!r} ({s.uri})" for s in sessions if counts[s.session_id] > 1]
+        raise InputError(
+            f"{len(twice)} session id(s) are given to more than one input: {', '.join(sources[:6])}; "
+            "a manifest's session_id values must be distinct, and from those of the files listed beside it"
+        )
     return sessions
+
+
+def _is_listing(text: str) -> bool:
+    """Whether an INPUT lists files (a folder, glob, file or prefix) rather than being a manifest."""
+    return not (text.lower().endswith(MANIFEST_SUFFIXES) and (is_remote(text) or Path(text).is_file()))
+
+
+def _from_shared_folder(session: Session, sessions: list[Session]) -> Session:
+    """``session`` with the id its path has from the folder shared by the files of the same id."""
+    same = [s.uri for s in sessions if s.session_id == session.session_id]
+    if any("://" in uri for uri in same):
+        return session
+    common = os.path.commonpath([os.path.dirname(uri) for uri in same])
+    return replace(session, session_id=_strip_extension(os.path.relpath(session.uri, common)))
+
+
+def _with_extension(session: Session, sessions: list[Session]) -> Session:
+    return replace(session, session_id=session.session_id + os.path.splitext(session.uri)[1])

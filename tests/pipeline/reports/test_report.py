@@ -140,16 +140,18 @@ def test_report_errors_are_usage_errors(output: Path, tmp_path: Path, capsys):
     assert main(["report", "--out", str(tmp_path / "empty")]) == 2
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+def _chromium() -> str:
+    """The system's Chromium; the test skips without one (CI must have it: .ci/run installs it)."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (.ci/run does)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return found
 
 
 def test_report_renders_in_headless_chromium(output: Path, tmp_path: Path):
     browser = _chromium()
-    if browser is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's chromium (.ci/run does)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
     page = tmp_path / "report.html"
     assert main(["report", "--out", str(output), "--output", str(page)]) == 0
     flags = [
@@ -238,10 +240,6 @@ def test_analysts_mark_sessions_in_the_page_and_commit_the_downloaded_csv(output
     from playwright.sync_api import sync_playwright
 
     browser_path = _chromium()
-    if browser_path is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must install Debian's chromium (.ci/run does)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
     out = tmp_path / "out"
     shutil.copytree(output, out)
     page_file = tmp_path / "report.html"
@@ -281,3 +279,19 @@ def test_analysts_mark_sessions_in_the_page_and_commit_the_downloaded_csv(output
     ]
     assert main(["report", "--out", str(out), "--output", str(page_file)]) == 0
     assert page_file.read_text().count("committed verdict'>now spoof (replay)") == 2  # card and table
+
+
+def test_control_and_bidi_characters_in_ids_reach_the_page_as_visible_escapes(tmp_path: Path):
+    """Issue 18 item 8: NUL, ESC and U+202E in ids reached the HTML raw."""
+    out = tmp_path / "out"
+    store = Store(out)
+    writer = RunWriter(store, Ledger(store), run_id="r1", scan_date=TODAY)
+    hostile = "cust\x1b[2J\u202egpj.exe"
+    add_rows(writer, {"session_id": hostile, "source": f"/x/{hostile}.mp4", "status": "failed",
+                      "error": f"cannot open {hostile}", "run_id": "r1", "scanned_at": datetime.now(UTC)}, [])  # fmt: skip
+    writer.flush()
+    page = tmp_path / "r.html"
+    assert main(["report", "--out", str(out), "--output", str(page)]) == 0
+    text = page.read_text()
+    assert "\x1b" not in text and "\u202e" not in text
+    assert "cust\\x1b[2J\\u202egpj.exe" in text

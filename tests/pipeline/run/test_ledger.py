@@ -198,3 +198,22 @@ def test_runs_killed_at_several_points_end_with_every_session_exactly_once(tmp_p
     assert session_counts(out) == {f"v{i}": 1 for i in range(10)}
     assert set(frame_sessions(out).values()) == {1}
     assert not list(out.rglob(".*.tmp"))
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(tmp_path: Path):
+    """Issue 18 item 8: a symlinked ``_ledger/lock`` created a file where it pointed."""
+    from pipeline.errors import UsageError
+
+    out = tmp_path / "out"
+    (out / "_ledger").mkdir(parents=True)
+    target = tmp_path / "elsewhere" / "precious"
+    (out / "_ledger" / "lock").symlink_to(target)
+    ledger = Ledger(Store(out))
+    with pytest.raises(UsageError, match="is a symbolic link"):
+        ledger.lock()
+    assert not target.exists()
+    target.parent.mkdir()
+    target.write_text("keep")
+    with pytest.raises(UsageError, match="is a symbolic link"):
+        ledger.lock()
+    assert target.read_text() == "keep"

@@ -124,3 +124,54 @@ def test_a_manifest_row_naming_a_fifo_is_refused_too(tmp_path: Path, caplog):
             ("b", "not a regular file (fifo): not read"),
         ]
     assert "(fifo)" in caplog.text
+
+
+def test_a_file_name_that_is_not_utf8_gets_a_failed_row_and_never_stops_the_listing(tmp_path: Path, capsys):
+    """Issue 18 item 1: ``bad\\xff\\xfe.mp4`` made planning and --dry-run exit 1 (UnicodeEncodeError)."""
+    import os
+
+    from pipeline.cli.main import main
+
+    (tmp_path / "good.mp4").write_bytes(b"x")
+    with open(os.path.join(os.fsencode(tmp_path), b"bad\xff\xfe.mp4"), "wb") as f:
+        f.write(b"x")
+    sessions = {s.session_id: s for s in list_sessions([str(tmp_path)], ["mp4"])}
+    assert set(sessions) == {"good", "bad\\xff\\xfe"}
+    bad = sessions["bad\\xff\\xfe"]
+    assert bad.uri == str(tmp_path / "bad\\xff\\xfe.mp4") and "not valid UTF-8" in (bad.problem or "")
+    assert sessions["good"].problem is None
+    assert main(["scan", str(tmp_path), "--out", str(tmp_path / "out"), "--dry-run", "--quiet"]) == 0
+    assert "bad\\xff\\xfe" in capsys.readouterr().out
+
+
+def test_manifest_extra_columns_are_the_text_the_user_wrote(tmp_path: Path, caplog):
+    """Issue 18 item 6: ``00123`` became ``123``, ``1e5`` ``100000.0``, Latin-1 ``b'caf\\xe9'``."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_bytes("session_id,uri,customer,amount,city\n00123,/a.mp4,00042,1e5,café\n".encode("latin-1"))
+    [session] = list_sessions([str(manifest)], EXT)
+    assert session.session_id == "00123"
+    assert session.extra == {"customer": "00042", "amount": "1e5", "city": "café"}
+    assert "not UTF-8: read as Latin-1" in caplog.text
+    manifest.write_bytes('\ufeffsession_id,uri,note\nx,/b.mp4,"a, b"\n'.encode())
+    [session] = list_sessions([str(manifest)], EXT)
+    assert (session.session_id, session.extra) == ("x", {"note": "a, b"})
+
+
+def test_manifest_rows_sharing_a_file_are_each_a_session(tmp_path: Path):
+    """Issue 18 item 2: three session ids pointing at one video gave one row."""
+    touch(tmp_path / "v.mp4")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("session_id,uri\na,v.mp4\nb,v.mp4\nc,v.mp4\n")
+    assert [s.session_id for s in list_sessions([str(manifest)], EXT)] == ["a", "b", "c"]
+    manifest.write_text("session_id,uri\na,v.mp4\na,w.mp4\n")
+    with pytest.raises(InputError, match=r"given to more than one input: 'a' \(.*v.mp4\), 'a' \(.*w.mp4\)"):
+        list_sessions([str(manifest)], EXT)
+
+
+def test_two_folders_with_the_same_file_name_give_distinct_ids(tmp_path: Path):
+    """Issue 18 item 2: ``day1/cust42.mp4`` and ``day2/cust42.mp4`` refused the run, naming a manifest."""
+    touch(tmp_path / "day1" / "cust42.mp4")
+    touch(tmp_path / "day2" / "cust42.mp4")
+    touch(tmp_path / "day2" / "other.mp4")
+    ids = [s.session_id for s in list_sessions([str(tmp_path / "day1"), str(tmp_path / "day2")], EXT)]
+    assert ids == ["day1/cust42", "day2/cust42", "other"]
