@@ -129,6 +129,9 @@ class InputConfig(_Strict):
     identity: Literal["stat", "content"] = Field(
         "stat", description="what tells a changed input: size + mtime, or a content hash"
     )
+    retry_failed: int = Field(
+        2, ge=0, le=100, description="later runs try a failed session again this many times (0 = never)"
+    )
 
     @field_validator("extensions")
     @classmethod

@@ -23,11 +23,13 @@ import json
 import logging
 import os
 import posixpath
+from collections import Counter
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
 from pipeline.errors import LedgerBusy, UsageError
+from pipeline.schema import STATUS_FAILED
 from pipeline.storage import Store, filesystem_for
 
 log = logging.getLogger(__name__)
@@ -166,19 +168,28 @@ class Ledger:
             )
         return found
 
-    def done(self) -> set[str]:
-        """Every input key committed so far, including sessions files whose ledger entry a
-        crash prevented (so a read-only ``--dry-run`` sees the same as a run after recovery)."""
+    def attempts(self) -> tuple[set[str], Counter[str]]:
+        """The input keys committed so far with a row that did not fail, and how many times
+        each other key failed; sessions files whose ledger entry a crash prevented count
+        too (so a read-only ``--dry-run`` sees the same as a run after recovery)."""
         committed = self._chunks(COMMITTED_DIR)
         files = list(committed.values()) + [
             p for chunk, p in self._chunks("sessions").items() if chunk not in committed
         ]
-        keys: set[str] = set()
+        finished: set[str] = set()
+        failed: Counter[str] = Counter()
         for relative in files:
             table = self.store.read_parquet(relative)
-            if "input_key" in table.column_names:
-                keys.update(k for k in table.column("input_key").to_pylist() if k)
-        return keys
+            if "input_key" not in table.column_names:
+                continue
+            statuses = table.column("status").to_pylist() if "status" in table.column_names else []
+            for key, status in zip(table.column("input_key").to_pylist(), statuses or [None] * table.num_rows,
+                                   strict=True):  # fmt: skip
+                if key and status == STATUS_FAILED:
+                    failed[key] += 1
+                elif key:
+                    finished.add(key)
+        return finished, Counter({k: n for k, n in failed.items() if k not in finished})
 
     def commit(self, chunk: str, rows: list[dict]) -> None:
         """Record the sessions of a committed chunk (after its sessions file is in place)."""

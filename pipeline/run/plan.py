@@ -19,6 +19,7 @@ from pipeline.video.sources import Session
 SCAN_NEW = "new or changed input"
 SCAN_FORCED = "--rescan"
 SKIP_DONE = "already scanned with this model and settings"
+SCAN_RETRY = "failed before: tried again"  # at most input.retry_failed more times
 
 
 def _identity_settings(config: ScanConfig) -> dict | None:
@@ -67,12 +68,17 @@ def plan_scan(
 ) -> ScanPlan:
     """Key every session and split them into to-scan and already-done (all to-scan with ``rescan``).
 
+    A session whose every row so far failed is tried again by later runs, up to
+    ``input.retry_failed`` times (a longer timeout or a fixed permission lets it through).
+
     ``limit`` applies to the sessions to scan, so a nightly ``--limit`` run makes progress.
     """
     versions = "+".join(e.card.version for e in scorers)
     digests = "+".join(scorer_digest(e) for e in scorers)
     plan = ScanPlan(fingerprint=scan_fingerprint(versions, digests, result_settings(config, scorers)))
-    done = set() if rescan else ledger.done()
+    finished, failed = (set(), Counter()) if rescan else ledger.attempts()
+    retries = config.input.retry_failed
+    done = finished | {k for k, n in failed.items() if n > retries}
     shared = {uri for uri, n in Counter(s.uri for s in sessions).items() if n > 1}
     for session in sessions:
         # manifest rows sharing one file are sessions of their own: each has its own key
@@ -84,5 +90,11 @@ def plan_scan(
             plan.why[session.session_id] = SKIP_DONE
         elif config.limit is None or len(plan.todo) < config.limit:
             plan.todo.append(session)
-            plan.why[session.session_id] = SCAN_FORCED if rescan else SCAN_NEW
+            plan.why[session.session_id] = (
+                SCAN_FORCED
+                if rescan
+                else f"{SCAN_RETRY} (attempt {failed[key] + 1} of {retries + 1})"
+                if key in failed
+                else SCAN_NEW
+            )
     return plan

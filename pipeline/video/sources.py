@@ -64,7 +64,7 @@ def _regular(sessions: list[Session]) -> list[Session]:
     out: list[Session] = []
     refused: list[str] = []
     for session in sessions:
-        kind = None if "://" in session.uri else _special(Path(session.uri))
+        kind = None if "://" in session.uri or session.problem else _special(Path(session.uri))
         if kind:
             refused.append(f"{session.uri} ({kind})")
             session = replace(session, problem=f"not a regular file ({kind}): not read")
@@ -93,17 +93,30 @@ def _utf8_named(sessions: list[Session]) -> list[Session]:
     return out
 
 
-def _videos_under(root: Path, extensions: set[str]) -> list[Path]:
-    """Video files under ``root``, recursively; links to directories are not followed (no loops)."""
+def _videos_under(root: Path, extensions: set[str]) -> list[Session]:
+    """Sessions of the video files under ``root``, recursively (links to directories are not
+    followed: no loops), and a failed one for each folder that could not be read."""
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    unreadable: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=unreadable.append):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(
             Path(dirpath) / f
             for f in sorted(filenames)
             if not f.startswith(".") and f.rsplit(".", 1)[-1].lower() in extensions and "." in f
         )
-    return found
+    sessions = _from_files(found, root)
+    for error in unreadable:
+        folder = Path(error.filename)
+        log.warning("folder %s could not be read (%s): its videos are not listed", folder, error.strerror)
+        sessions.append(
+            Session(
+                session_id=folder.relative_to(root).as_posix() + "/",
+                uri=os.path.abspath(folder),
+                problem=f"folder could not be read ({error.strerror or error}): the videos in it are not listed",
+            )
+        )
+    return sessions
 
 
 def _glob_files(pattern: str, root: Path) -> list[Path]:
@@ -221,7 +234,7 @@ def expand_input(text: str, extensions: Iterable[str]) -> list[Session]:
             raise InputError(str(exc)) from exc
     path = Path(text)
     if path.is_dir():
-        return _from_files(_videos_under(path, exts), path)
+        return _videos_under(path, exts)
     if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
         return read_manifest(path)
     if path.is_file() or _special(path):  # a FIFO or device named directly is refused by _regular

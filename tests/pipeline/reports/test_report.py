@@ -287,8 +287,8 @@ def test_control_and_bidi_characters_in_ids_reach_the_page_as_visible_escapes(tm
     store = Store(out)
     writer = RunWriter(store, Ledger(store), run_id="r1", scan_date=TODAY)
     hostile = "cust\x1b[2J\u202egpj.exe"
-    add_rows(writer, {"session_id": hostile, "source": f"/x/{hostile}.mp4", "status": "failed",
-                      "error": f"cannot open {hostile}", "run_id": "r1", "scanned_at": datetime.now(UTC)}, [])  # fmt: skip
+    row = {"session_id": hostile, "source": f"/x/{hostile}.mp4", "status": "failed", "error": f"cannot open {hostile}"}
+    add_rows(writer, row | {"run_id": "r1", "scanned_at": datetime.now(UTC)}, [])
     writer.flush()
     page = tmp_path / "r.html"
     assert main(["report", "--out", str(out), "--output", str(page)]) == 0

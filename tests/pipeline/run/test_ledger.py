@@ -83,7 +83,7 @@ def _commit_chunks(out: Path, n: int) -> Store:
 def test_recovery_completes_or_sets_aside_every_crash_state(tmp_path: Path):
     store = _commit_chunks(tmp_path, 3)
     ledger = Ledger(store)
-    assert ledger.done() == {"key0", "key1", "key2"}
+    assert ledger.attempts()[0] == {"key0", "key1", "key2"}
     # crash after the sessions file of chunk 1, before its ledger entry
     (tmp_path / COMMITTED_DIR / "run-00001.parquet").unlink()
     # crash after the frames file of chunk 2, before its sessions file
@@ -91,12 +91,12 @@ def test_recovery_completes_or_sets_aside_every_crash_state(tmp_path: Path):
     (tmp_path / COMMITTED_DIR / "run-00002.parquet").unlink()
     # crash while writing a file
     (tmp_path / "sessions/scan_date=2026-11-23/.run-00003.parquet.tmp").write_bytes(b"PAR1 half")
-    assert ledger.done() == {"key0", "key1"}  # what a dry run sees before recovery
+    assert ledger.attempts()[0] == {"key0", "key1"}  # what a dry run sees before recovery
     found = ledger.recover()
     assert found.ledger_rebuilt == ["run-00001"]
     assert found.set_aside == ["frames/scan_date=2026-11-23/run-00002.parquet"]
     assert found.temporaries_removed == 1
-    assert ledger.done() == {"key0", "key1"}
+    assert ledger.attempts()[0] == {"key0", "key1"}
     assert (tmp_path / UNCOMMITTED_DIR / "frames/scan_date=2026-11-23/run-00002.parquet").is_file()
     assert sorted(p.name for p in tmp_path.glob("frames/*/*.parquet")) == ["run-00000.parquet", "run-00001.parquet"]
     assert not ledger.recover()  # nothing left to do
@@ -217,3 +217,32 @@ def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(tmp_path: Pat
     with pytest.raises(UsageError, match="is a symbolic link"):
         ledger.lock()
     assert target.read_text() == "keep"
+
+
+def test_a_failed_session_is_tried_again_by_later_runs_up_to_the_limit(
+    tmp_path: Path, ray_session, shipped_model, capsys
+):
+    """Issue 18 item 4: a timed-out session stayed "done" after the timeout was raised."""
+    archive = tmp_path / "in"
+    archive.mkdir()
+    write_face_video(archive / "a.mp4", n=8)
+    out = tmp_path / "out"
+    assert main(["scan", str(archive), "--out", str(out), "--quiet", "--set", "decode.timeout_s=0.001"]) == 0
+    assert main(["scan", str(archive), "--out", str(out), "--quiet", "--set", "decode.timeout_s=0.001"]) == 0
+    failed = read_sessions(out)
+    assert [r["status"] for r in failed] == ["failed", "failed"] and "timed out" in failed[0]["error"]
+    capsys.readouterr()
+    assert main(["scan", str(archive), "--out", str(out), "--dry-run"]) == 0
+    assert "failed before: tried again (attempt 3 of 3)" in capsys.readouterr().out
+    assert main(["scan", str(archive), "--out", str(out), "--quiet"]) == 0  # the cause is fixed: it goes through
+    statuses = [r["status"] for r in sorted(read_sessions(out), key=lambda r: r["scanned_at"])]
+    assert statuses == ["failed", "failed", "ok"]  # the history is kept; the latest row is the answer
+    capsys.readouterr()
+    assert main(["scan", str(archive), "--out", str(out), "--dry-run"]) == 0
+    assert "0 to scan, 1 skipped" in capsys.readouterr().out
+    write_face_video(archive / "b.mp4", n=8)
+    args = ["scan", str(archive), "--out", str(out), "--quiet", "--set", "decode.timeout_s=0.001"]
+    assert main([*args, "--set", "input.retry_failed=0"]) == 0
+    capsys.readouterr()
+    assert main(["scan", str(archive), "--out", str(out), "--dry-run", "--set", "input.retry_failed=0"]) == 0
+    assert "0 to scan, 2 skipped" in capsys.readouterr().out  # no retries asked: b stays failed

@@ -175,3 +175,39 @@ def test_two_folders_with_the_same_file_name_give_distinct_ids(tmp_path: Path):
     touch(tmp_path / "day2" / "other.mp4")
     ids = [s.session_id for s in list_sessions([str(tmp_path / "day1"), str(tmp_path / "day2")], EXT)]
     assert ids == ["day1/cust42", "day2/cust42", "other"]
+
+
+def test_an_unreadable_sub_folder_is_a_failed_row_naming_it(tmp_path: Path, caplog):
+    """Issue 18 item 5: an unreadable sub-folder was skipped silently (2 rows instead of 3).
+    Root reads every folder, so there the listing runs in a child that gave up root."""
+    import json
+    import os
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="liveness-perm-"))
+    try:
+        for name in ("a/1.mp4", "b/2.mp4", "locked/3.mp4"):
+            touch(root / name)
+        for folder in (root, root / "a", root / "b"):
+            folder.chmod(0o755)
+        (root / "locked").chmod(0)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: list as an unprivileged user, send the result, leave at once
+            try:
+                if os.geteuid() == 0:
+                    os.setuid(65534)
+                found = [[s.session_id, s.problem] for s in list_sessions([str(root)], ["mp4"])]
+                os.write(write, json.dumps(found).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            sessions = dict(json.loads(pipe.read()))
+        os.waitpid(pid, 0)
+        assert set(sessions) == {"a/1", "b/2", "locked/"}
+        assert "folder could not be read (Permission denied)" in sessions["locked/"]
+    finally:
+        (root / "locked").chmod(0o755)
+        shutil.rmtree(root)
