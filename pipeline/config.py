@@ -213,6 +213,9 @@ class DecisionConfig(_Strict):
     occluded: Action = "review"
     multi_face: Action = "review"
     linked: Action = "review"
+    too_short: Action = Field(
+        "review", description="face seen under static.min_static_s (a photo, a 1-frame video): never live unseen"
+    )
     multi_face_ratio: float = Field(
         0.2, gt=0, le=1, description="share of sampled frames with 2+ faces that fires multi_face"
     )

@@ -107,7 +107,8 @@ COLUMNS: dict[str, dict[str, Column]] = {
         ),
         "reasons": Column(
             "why the decision is not `live`: `spoof_score:<scorer>`, `no_face`, `swap`, `static`, `no_blink`,"
-            " `occluded:<region>`, `multi_face`",
+            " `too_short` (a face seen under `static.min_static_s`: a photo, a 1-frame video), `occluded:<region>`,"
+            " `multi_face`, `linked:<kind>`",
             "list of strings",
             "the session failed (empty list)",
         ),

@@ -25,6 +25,7 @@ REASON_STATIC = "static"
 REASON_NO_BLINK = "no_blink"
 REASON_MULTI_FACE = "multi_face"
 REASON_OCCLUDED = "occluded:"  # followed by the region, e.g. occluded:mouth
+REASON_TOO_SHORT = "too_short"  # too little time with a face for the temporal rules: never live
 REASON_LINKED = "linked:"  # followed by the link kind, e.g. linked:same_face
 
 _SEVERITY = {"ignore": 0, DECISION_LIVE: 0, DECISION_REVIEW: 1, DECISION_SPOOF: 2}
@@ -72,6 +73,8 @@ def signal_reasons(verdicts: SessionVerdicts, multi_face_ratio: float, rules: De
         fired.append((REASON_STATIC, rules.static))
     if verdicts.no_blink:
         fired.append((REASON_NO_BLINK, rules.no_blink))
+    if verdicts.too_short:
+        fired.append((REASON_TOO_SHORT, rules.too_short))
     fired += [(REASON_OCCLUDED + region, rules.occluded) for region in verdicts.occluded_regions or ()]
     if multi_face_ratio >= rules.multi_face_ratio:
         fired.append((REASON_MULTI_FACE, rules.multi_face))

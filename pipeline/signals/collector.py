@@ -55,6 +55,7 @@ class SessionVerdicts:
     swap_distance: float | None = None
     static: bool | None = None
     occluded_regions: tuple[str, ...] | None = None
+    too_short: bool = False  # the face was seen for less than the temporal rules need (a photo, 1 frame)
 
 
 class SessionSignals:
@@ -136,7 +137,7 @@ class SessionSignals:
         if len(self.times) < 2:  # a photo: nothing happens over time, but who it is and what covers it hold
             if self.identity is not None:
                 self.identity_series = self.identity.finish()
-            return SessionVerdicts(occluded_regions=self._regions())
+            return SessionVerdicts(occluded_regions=self._regions(), too_short=True)
         blinks = count_blinks(self.times, self.ear_left, self.ear_right, self.config.blinks)
         swap_at, swap_times, swap_distance = self._swaps()
         regions = self._regions()
@@ -149,8 +150,14 @@ class SessionSignals:
             swap_times_s=swap_times,
             swap_distance=swap_distance,
             static=detect_static(self.times, self.similarity_prev, self.config.static),
+            too_short=self._face_span() < self.config.static.min_static_s,
             occluded_regions=regions,
         )
+
+    def _face_span(self) -> float:
+        """Seconds from the first to the last sampled frame with a face."""
+        seen = [t for t, shape in zip(self.times, self.shapes, strict=True) if shape is not None]
+        return seen[-1] - seen[0] if seen else 0.0
 
     def _regions(self) -> tuple[str, ...] | None:
         if self.occlusion is None:

@@ -133,3 +133,18 @@ def test_a_link_to_an_earlier_session_is_a_reason_with_its_own_action():
     assert ignored.decision == "live" and ignored.reasons == ()
     no_face = aggregate_session(frames([None]), threshold=0.5, config=cfg, linked=["same_video"])
     assert no_face.reasons == ("no_face", "linked:same_video") and no_face.decision == "review"
+
+
+def test_a_session_too_short_for_the_temporal_rules_is_never_live():
+    """Issue 18 item 3: a photo renamed .mp4, a 1-frame video or a .jpg was decided live."""
+    short = SessionVerdicts(too_short=True)
+    row = aggregate_session(frames([0.1]), threshold=0.5, config=AggregateConfig(), verdicts=short)
+    assert row.decision == "review" and row.reasons == ("too_short",)
+    spoof = aggregate_session(
+        frames([0.1]), threshold=0.5, config=AggregateConfig(), verdicts=short, rules=DecisionConfig(too_short="spoof")
+    )
+    assert spoof.decision == "spoof"
+    kept = aggregate_session(
+        frames([0.1]), threshold=0.5, config=AggregateConfig(), verdicts=short, rules=DecisionConfig(too_short="ignore")
+    )
+    assert kept.decision == "live" and kept.reasons == ()

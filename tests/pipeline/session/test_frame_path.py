@@ -76,5 +76,6 @@ def test_a_photo_is_a_one_frame_session_with_who_it_is_and_what_covers_it(real_m
     assert scan.error is None and scan.n_crops == 1
     verdicts = scan.frames.verdicts
     assert verdicts.blink_count is None and verdicts.swap_detected is None and verdicts.static is None
+    assert verdicts.too_short  # so it is never decided live unseen (decision.too_short)
     assert verdicts.occluded_regions == ()  # a bare face: measured, and nothing blocked
     assert scan.frames.identity is not None and scan.frames.identity.frames == 1
