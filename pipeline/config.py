@@ -220,7 +220,8 @@ class DecisionConfig(_Strict):
         0.2, gt=0, le=1, description="share of sampled frames with 2+ faces that fires multi_face"
     )
     scorers: list[str] | None = Field(
-        None, description="scorers whose score may decide; null = those whose card records a real-data measurement"
+        default_factory=lambda: ["reference"],
+        description="scorers whose score decides; null = every one whose card records a real-data measurement",
     )
     combine: Literal["most_severe", "mean"] = Field("most_severe", description="how several deciding scores combine")
 

@@ -225,10 +225,11 @@ def test_a_failed_session_is_tried_again_by_later_runs_up_to_the_limit(
     """Issue 18 item 4: a timed-out session stayed "done" after the timeout was raised."""
     archive = tmp_path / "in"
     archive.mkdir()
-    write_face_video(archive / "a.mp4", n=8)
+    write_face_video(archive / "a.mp4", n=150)  # 15 s: its analysis takes far longer than the short timeout
     out = tmp_path / "out"
-    assert main(["scan", str(archive), "--out", str(out), "--quiet", "--set", "decode.timeout_s=0.001"]) == 0
-    assert main(["scan", str(archive), "--out", str(out), "--quiet", "--set", "decode.timeout_s=0.001"]) == 0
+    short = ["--set", "decode.timeout_s=0.2"]
+    assert main(["scan", str(archive), "--out", str(out), "--quiet", *short]) == 0
+    assert main(["scan", str(archive), "--out", str(out), "--quiet", *short]) == 0
     failed = read_sessions(out)
     assert [r["status"] for r in failed] == ["failed", "failed"] and "timed out" in failed[0]["error"]
     capsys.readouterr()
@@ -240,8 +241,8 @@ def test_a_failed_session_is_tried_again_by_later_runs_up_to_the_limit(
     capsys.readouterr()
     assert main(["scan", str(archive), "--out", str(out), "--dry-run"]) == 0
     assert "0 to scan, 1 skipped" in capsys.readouterr().out
-    write_face_video(archive / "b.mp4", n=8)
-    args = ["scan", str(archive), "--out", str(out), "--quiet", "--set", "decode.timeout_s=0.001"]
+    write_face_video(archive / "b.mp4", n=150)
+    args = ["scan", str(archive), "--out", str(out), "--quiet", *short]
     assert main([*args, "--set", "input.retry_failed=0"]) == 0
     capsys.readouterr()
     assert main(["scan", str(archive), "--out", str(out), "--dry-run", "--set", "input.retry_failed=0"]) == 0

@@ -136,6 +136,17 @@ def test_scan_reads_and_writes_object_storage(s3_server, tmp_path: Path, ray_ses
 
     capsys.readouterr()
     assert main(["scan", f"s3://{BUCKET}/in/day1", "--out", f"s3://{BUCKET}/out", "--dry-run"]) == 0
+    assert "1 to scan, 2 skipped" in capsys.readouterr().out  # the failed (empty) file is tried again
+    dry = [
+        "scan",
+        f"s3://{BUCKET}/in/day1",
+        "--out",
+        f"s3://{BUCKET}/out",
+        "--dry-run",
+        "--set",
+        "input.retry_failed=0",
+    ]
+    assert main(dry) == 0
     assert "0 to scan, 3 skipped" in capsys.readouterr().out
 
 

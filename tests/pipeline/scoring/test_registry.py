@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from tests.videos import face_scene
 
 def test_the_shipped_scorers_and_their_crops():
     b2, reference = resolve_scorers({"b2": None, "reference": None})
-    assert (b2.name, b2.measured_on_real_data) == ("b2", False)  # synthetic only: it never decides by default
+    assert b2.name == "b2" and b2.measured_on_real_data  # measured on held-out real people (its card)
     assert reference.measured_on_real_data and reference.card.real_evaluation is not None
     assert crop_specs([b2, reference]) == (
         CropSpec(128, 1.6, "pad"), CropSpec(80, 2.7, "shift"), CropSpec(80, 4.0, "shift"))  # fmt: skip
@@ -67,15 +68,22 @@ def test_a_users_own_onnx_scorer_joins_by_its_card(tmp_path: Path):
 
 
 def test_only_scorers_measured_on_real_data_decide(tmp_path: Path):
+    from pipeline.config import load_scan_config
+
     b2, reference = resolve_scorers({"b2": None, "reference": None})
     entries = [b2, reference]
     t = reference.threshold
-    # the synthetic-only b2 says spoof: alone it decides nothing
-    verdict = decide_scores({"b2": 0.99, "reference": t - 0.3}, entries, review_band=0.1)
+    deciders = load_scan_config().decision.scorers
+    assert deciders == ["reference"]  # the scan's default: the stronger real-data measurement decides alone
+    verdict = decide_scores({"b2": 0.99, "reference": t - 0.3}, entries, review_band=0.1, deciders=deciders)
     assert (verdict.decision, verdict.fired) == ("live", None) and verdict.spoof_score == pytest.approx(t - 0.3)
-    verdict = decide_scores({"b2": 0.0, "reference": min(1.0, t + 0.11)}, entries, review_band=0.1)
+    verdict = decide_scores({"b2": 0.0, "reference": min(1.0, t + 0.11)}, entries, review_band=0.1, deciders=deciders)
     assert (verdict.decision, verdict.fired) == ("spoof", "reference")
-    assert decide_scores({"b2": 0.99}, entries, review_band=0.1).decision == "live"  # no deciding score
+    assert decide_scores({"b2": 0.99}, entries, review_band=0.1, deciders=deciders).decision == "live"
+    # a scorer with no real-data measurement never decides unless named
+    unmeasured = replace(b2, card=b2.card.model_copy(update={"real_evaluation": None}))
+    verdict = decide_scores({"b2": 0.99, "reference": t - 0.3}, [unmeasured, reference], review_band=0.1)
+    assert (verdict.decision, verdict.fired) == ("live", None)
     # a user who measured b2 on their own data lets it decide through the config
     verdict = decide_scores({"b2": 0.99, "reference": 0.0}, entries, review_band=0.1, deciders=["b2", "reference"])
     assert (verdict.decision, verdict.fired) == ("spoof", "b2")

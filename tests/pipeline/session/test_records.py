@@ -60,7 +60,7 @@ def test_a_session_row_carries_the_verdicts_and_the_stored_blinks():
     scores = {"b2": np.array([0.9, 0.9, 0.8, 0.9], np.float32), "reference": np.array([0.1, 0.1, 0.2, 0.1], np.float32)}
     done = assemble_session(analysis, scores, run, "key")
     row = done.row
-    # the synthetic-only b2 says spoof, the reference (measured on real faces) decides: only the swap fires
+    # the b2 says spoof, the reference (the default decider: decision.scorers) says live: only the swap fires
     assert (row.status, row.decision, row.reasons) == ("ok", "spoof", ("swap",))
     assert row.spoof_score == pytest.approx(0.125) and row.reference_score == pytest.approx(0.125)
     assert row.b2_score == pytest.approx(0.875) and row.b2_score_max == pytest.approx(0.9)
