@@ -305,4 +305,7 @@ def _from_shared_folder(session: Session, sessions: list[Session]) -> Session:
 
 
 def _with_extension(session: Session, sessions: list[Session]) -> Session:
+    """``session`` with its file's extension kept in its id (``sessions`` is unused: the
+    signature is the renaming rules')."""
+    del sessions
     return replace(session, session_id=session.session_id + os.path.splitext(session.uri)[1])

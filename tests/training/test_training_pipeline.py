@@ -253,3 +253,39 @@ def test_resume_with_another_configuration_is_refused(processed: Path, tmp_path:
     torch.save({"config": "something else", "epoch": 0}, out / "resume.pt")
     assert main(resumable_args(processed, out, 3)) == 2
     assert "another configuration" in capsys.readouterr().err
+
+
+def test_several_crop_folders_train_together_and_one_class_is_refused(processed: Path, tmp_path: Path, capsys):
+    import csv
+    import shutil
+
+    twin = tmp_path / "twin"
+    shutil.copytree(processed, twin)
+    out = tmp_path / "both"
+    argv = train_args(processed, out, "epochs=1", "max_train_batches=1", "sampling=subject")
+    assert main([*argv, "--data", str(twin)]) == 0
+    card = read_card(out)
+    single = sum(1 for _ in csv.DictReader(open(processed / "crops.csv")))
+    assert sum(part["crops"] for part in card.data.values()) == 2 * single
+    with open(twin / "crops.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(twin / "crops.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if r["label"] == "live")
+    assert main(train_args(twin, tmp_path / "live-only", "epochs=1")) == 2
+    assert "one class only: training needs live and spoof" in capsys.readouterr().err
+    assert not (tmp_path / "live-only").exists()
+
+
+def test_subject_sampling_draws_each_subject_about_equally():
+    from collections import Counter
+
+    from training.train import epoch_order
+
+    subjects = ["rendered"] * 90 + ["photo-a"] * 5 + ["photo-b"] * 5
+    rng = np.random.default_rng(0)
+    drawn = Counter(subjects[i] for _ in range(50) for i in epoch_order(subjects, "subject", rng))
+    shares = {s: n / sum(drawn.values()) for s, n in drawn.items()}
+    assert all(abs(share - 1 / 3) < 0.03 for share in shares.values()), shares
+    assert sorted(epoch_order(subjects, "uniform", rng)) == list(range(100))
