@@ -63,6 +63,8 @@ SESSION_FIELDS: list[pa.Field] = [
     *[pa.field(name, pa.string()) for name in ("container", "encoder", "creation_time", "device", "handler")],
     pa.field("frame_interval_cv", pa.float64()),
     pa.field("repeated_frame_ratio", pa.float64()),
+    pa.field("examined_until_s", pa.float64()),
+    pa.field("coverage", pa.float64()),
 ]
 
 FRAME_FIELDS: list[pa.Field] = [

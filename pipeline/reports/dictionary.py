@@ -74,6 +74,17 @@ COLUMNS: dict[str, dict[str, Column]] = {
             "failed before decoding",
         ),
         "frames_sampled": Column("frames sampled by presentation time at `decode.sample_fps`", "frames"),
+        "examined_until_s": Column(
+            "how far into the video the sampled frames reach (the last one's sampling slot): a video longer than"
+            " `decode.max_frames` / `decode.sample_fps` is examined up to here only",
+            "seconds",
+            "no frame was sampled (the session failed first)",
+        ),
+        "coverage": Column(
+            "`examined_until_s` as a share of `duration_s`: under 1 when the frame cap cut the video short",
+            "0..1",
+            "no frame was sampled, or the duration is unknown",
+        ),
         "frames_scored": Column("sampled frames with a face, scored by the spoof model", "frames"),
         "face_ratio": Column("share of sampled frames with at least one face", "0..1", "the session failed"),
         "multi_face_ratio": Column("share of sampled frames with two or more faces", "0..1", "the session failed"),

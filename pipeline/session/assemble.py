@@ -53,6 +53,23 @@ class FinishedSession:
     links: pa.Table | None = None
 
 
+def examined(pts_s: np.ndarray, duration_s: float | None, sample_fps: float) -> tuple[float | None, float | None]:
+    """How much of the video the sampled frames cover: up to when (the last sampled frame's
+    slot end), and that as a share of its duration. A long video meets ``decode.max_frames``
+    early: its row says it was examined for the first seconds only.
+
+    >>> examined(np.array([0.0, 0.5, 1.0]), 600.0, 2.0)
+    (1.5, 0.0025)
+    """
+    if not len(pts_s):
+        return None, None
+    until = float(pts_s[-1]) + 1.0 / sample_fps
+    if duration_s is not None and duration_s > 0:
+        until = min(until, duration_s)
+        return until, round(until / duration_s, 4)
+    return until, None
+
+
 def assemble_session(
     analysis: SessionAnalysis,
     scores: Mapping[str, np.ndarray] | None,
@@ -93,6 +110,7 @@ def assemble_session(
         linked=() if links is None else links.column("kind").to_pylist(),
     )  # fmt: skip
     session, video = analysis.session, analysis.video
+    until, coverage = examined(records.pts_s, video.duration_s, config.decode.sample_fps)
     row = SessionRow(
         session_id=session.session_id,
         source=session.uri,
@@ -135,6 +153,8 @@ def assemble_session(
         input_key=input_key,
         extra=dict(session.extra) or None,
         **asdict(video.provenance),
+        examined_until_s=until,
+        coverage=coverage,
     )
     table = (
         records.to_table(session_id=session.session_id, model_version=run.model_version, run_id=run.run_id)

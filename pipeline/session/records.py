@@ -212,6 +212,8 @@ class SessionRow:
     handler: str | None = None
     frame_interval_cv: float | None = None
     repeated_frame_ratio: float | None = None
+    examined_until_s: float | None = None
+    coverage: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The row as column values, ready for :func:`pipeline.schema.to_table`."""

@@ -266,3 +266,22 @@ def test_a_full_disk_is_a_clear_error_and_the_next_run_scans_each_session_once(t
         assert rerun.returncode == 0, err.decode()[-2000:]
         rows = duckdb.sql(f"select session_id, count(*) from '{out}/sessions/*/*.parquet' group by 1").fetchall()
         assert sorted(rows) == [(f"v{i}", 1) for i in range(6)]  # every input exactly once
+
+
+def test_a_row_says_how_much_of_a_long_video_was_examined(tmp_path: Path, ray_session, shipped_model):
+    """Issue 18 item 3: past the ``decode.max_frames`` cap a video was "ok" with no word that
+    only its first seconds were looked at."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_face_video(inputs / "long.mp4", n=40, fps=10.0)  # 4 s
+    out = tmp_path / "out"
+    assert main(["scan", str(inputs), "--out", str(out), "--quiet", "--set", "decode.max_frames=12"]) == 0
+    row = sessions_by_id(out)["long"]
+    assert row["frames_sampled"] == 12 and row["duration_s"] == pytest.approx(4.0, abs=0.15)
+    # a 10 fps video sampled at 12 fps keeps every frame: 12 frames reach 1.1 s, plus one sampling slot
+    assert row["examined_until_s"] == pytest.approx(1.1 + 1 / 12, abs=0.01)
+    assert row["coverage"] == pytest.approx(row["examined_until_s"] / row["duration_s"], abs=1e-3)
+    assert row["coverage"] < 0.3
+    full = tmp_path / "full"
+    assert main(["scan", str(inputs), "--out", str(full), "--quiet"]) == 0
+    assert sessions_by_id(full)["long"]["coverage"] > 0.97
