@@ -11,6 +11,11 @@ from __future__ import annotations
 import unicodedata
 
 
+def is_control(char: str) -> bool:
+    """Whether ``char`` is a control or format character (Unicode Cc, Cf: NUL, ESC, U+202E...)."""
+    return unicodedata.category(char) in ("Cc", "Cf")
+
+
 def utf8_text(text: str) -> str:
     """``text`` (a file name as Python decodes it) with bytes that are not UTF-8 as ``\\xNN``
     escapes: text every output format can hold."""
@@ -23,7 +28,4 @@ def printable(text: str) -> str:
     text = utf8_text(text)
     if text.isprintable():
         return text
-    return "".join(
-        c if c == " " or unicodedata.category(c) not in ("Cc", "Cf") else c.encode("unicode_escape").decode("ascii")
-        for c in text
-    )
+    return "".join(c.encode("unicode_escape").decode("ascii") if is_control(c) else c for c in text)

@@ -20,6 +20,7 @@ import numpy as np
 from pipeline.atomic import write_aside
 from pipeline.checkpoint import CARD_FILE, MODELS_DIR
 from pipeline.errors import InputError
+from pipeline.reports.diff import version_match
 from pipeline.reports.query import run_query
 from pipeline.scoring.model import RealEvaluation
 from pipeline.scoring.registry import read_scorer_card
@@ -63,11 +64,7 @@ def evaluate_sessions(
             f"the labels ({labels_csv}) hold {len(labels)} {only} session(s) and no "
             f"{'spoof' if only == 'live' else 'live'} one: a measurement needs both"
         )
-    where = (
-        "where model_version = $v or list_contains(string_split(model_version, '+'), $v)"
-        if model_version
-        else "where true"
-    )
+    where = f"where {version_match('v')}" if model_version else "where true"
     rows = run_query(
         scan,
         f"select * from sessions {where}"

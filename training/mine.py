@@ -46,7 +46,7 @@ from pipeline.session.aggregate import REASON_SPOOF_SCORE
 from pipeline.storage import Store
 from pipeline.video.decode import VideoReader
 from training.datasets import split_for_subject
-from training.preprocess import CROP_COLUMNS, CROPS_MANIFEST, write_crop_spec
+from training.preprocess import CROP_COLUMNS, CROPS_MANIFEST, read_crop_spec, write_crop_spec, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -147,16 +147,6 @@ def _read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-
-    write_aside(path, write)
-
-
 def _crop_name(session_id: str, run_id: str, k: int) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", session_id)[-60:]
     digest = hashlib.sha256(f"{session_id}\0{run_id}".encode()).hexdigest()[:10]
@@ -228,8 +218,6 @@ def mine(scan: str, data: Path, config: MineConfig, *, max_pixels: int = 4096 * 
     crop = CropSpec(size=config.size, scale=config.scale)
     spec_path = data / "crop_spec.json"
     if spec_path.is_file():
-        from training.preprocess import read_crop_spec
-
         made = read_crop_spec(data)
         if made != crop:
             raise InputError(
@@ -277,8 +265,8 @@ def mine(scan: str, data: Path, config: MineConfig, *, max_pixels: int = 4096 * 
     unreadable: list[str] = []
     crops_of = {sid: int(known[sid]["crops"]) for sid in keep}
     for s in new:
-        wanted = [frames.get(s.session_id, [])[i] for i in spread(len(frames.get(s.session_id, [])),
-                                                                  config.crops_per_session)]  # fmt: skip
+        scored = frames.get(s.session_id, [])
+        wanted = [scored[i] for i in spread(len(scored), config.crops_per_session)]
         if not wanted:
             left_out["no face frame"] += 1
             continue
@@ -307,9 +295,9 @@ def mine(scan: str, data: Path, config: MineConfig, *, max_pixels: int = 4096 * 
         crops_of[s.session_id] = len(got)
     mined = [s for sid, s in labelled.items() if crops_of.get(sid)]
     dropped = sum(1 for sid in known if sid not in crops_of)
-    _write_csv(data / CROPS_MANIFEST, MINED_CROP_COLUMNS, crop_rows)
-    _write_csv(data / MINED_SESSIONS, SESSION_COLUMNS,
-               [asdict(s) | {"crops": crops_of[s.session_id]} for s in mined])  # fmt: skip
+    write_csv(data / CROPS_MANIFEST, MINED_CROP_COLUMNS, crop_rows, extra="ignore")
+    write_csv(data / MINED_SESSIONS, SESSION_COLUMNS, [asdict(s) | {"crops": crops_of[s.session_id]} for s in mined],
+              extra="ignore")  # fmt: skip
     report = MineReport(
         scan=store.display(),
         data=str(data),

@@ -18,7 +18,9 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -90,14 +92,19 @@ def _subjects(raw: Path) -> dict[str, dict[str, str]]:
     return found
 
 
-def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
+def write_csv(
+    path: Path, columns: Sequence[str], rows: Iterable[dict], *, extra: Literal["raise", "ignore"] = "raise"
+) -> Path:
+    """Write ``rows`` as a CSV of ``columns`` all or nothing (aside, then renamed); keys not in
+    ``columns`` are an error, or left out with ``extra="ignore"``. Returns the path."""
+
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(columns))
+            writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction=extra)
             writer.writeheader()
             writer.writerows(rows)
 
-    write_aside(path, write)
+    return write_aside(path, write)
 
 
 def preprocess(
@@ -164,8 +171,8 @@ def preprocess(
             if not found:
                 skipped.append({**base, "reason": "no face found" if images else "unreadable"})
     write_crop_spec(out, crop, detect)
-    _write_csv(out / CROPS_MANIFEST, CROP_COLUMNS, rows)
-    _write_csv(out / SKIPPED_MANIFEST, SKIPPED_COLUMNS, skipped)
+    write_csv(out / CROPS_MANIFEST, CROP_COLUMNS, rows)
+    write_csv(out / SKIPPED_MANIFEST, SKIPPED_COLUMNS, skipped)
     summary = {
         "crops": len(rows),
         "by_class": dict(counts),

@@ -31,9 +31,8 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from pipeline.atomic import write_aside
 from pipeline.errors import InputError
-from training.preprocess import IMAGE_EXTENSIONS
+from training.preprocess import IMAGE_EXTENSIONS, write_csv
 
 COLUMNS = ("path", "label", "attack", "subject", "split")
 SPLITS = ("tune", "test")
@@ -88,14 +87,7 @@ def real_labels(real: Path) -> list[dict[str, str]]:
 
 def write_labels(rows: list[dict[str, str]], out: Path) -> Path:
     """Write the labels CSV atomically."""
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
-            writer.writeheader()
-            writer.writerows(rows)
-
-    return write_aside(out, write)
+    return write_csv(out, COLUMNS, rows)
 
 
 def write_media(rows: list[dict[str, str]], folder: Path, split: str) -> Path:
@@ -113,14 +105,7 @@ def write_media(rows: list[dict[str, str]], folder: Path, split: str) -> Path:
         shutil.copyfile(source, target)
         verdicts.append({"session_id": f"{row['label']}/{target.stem}", "verdict": row["label"],
                          "attack": row["attack"], "note": f"known label of {source.name} in shared/real"})  # fmt: skip
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["session_id", "verdict", "attack", "note"])
-            writer.writeheader()
-            writer.writerows(verdicts)
-
-    return write_aside(folder / "verdicts.csv", write)
+    return write_csv(folder / "verdicts.csv", ("session_id", "verdict", "attack", "note"), verdicts)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,12 +17,19 @@ import pyarrow as pa
 
 from pipeline.errors import InputError
 
-DIFF_SQL = """
+
+def version_match(param: str) -> str:
+    """SQL that is true where a row's ``model_version`` is the version in ``$param``, or
+    has it as one of its ``+``-joined parts."""
+    return f"(model_version = ${param} or list_contains(string_split(model_version, '+'), ${param}))"
+
+
+DIFF_SQL = f"""
 with a as (
-    select * from sessions where model_version = $from or list_contains(string_split(model_version, '+'), $from)
+    select * from sessions where {version_match("from")}
     qualify row_number() over (partition by session_id order by scanned_at desc) = 1
 ), b as (
-    select * from sessions where model_version = $to or list_contains(string_split(model_version, '+'), $to)
+    select * from sessions where {version_match("to")}
     qualify row_number() over (partition by session_id order by scanned_at desc) = 1
 )
 select a.session_id, coalesce(a.decision, a.status) as from_decision, coalesce(b.decision, b.status) as to_decision,
@@ -92,9 +99,8 @@ def model_diff(
         params={"min": min_change},
     ).to_arrow_table()
     counts = con.sql(
-        "select count(distinct session_id) filter (where model_version = $from or list_contains("
-        "string_split(model_version, '+'), $from)), count(distinct session_id) filter (where model_version = $to"
-        " or list_contains(string_split(model_version, '+'), $to)) from sessions",
+        f"select count(distinct session_id) filter (where {version_match('from')}),"
+        f" count(distinct session_id) filter (where {version_match('to')}) from sessions",
         params=params,
     ).fetchall()[0]
     common = con.sql("select count(*) from compared").fetchall()[0][0]

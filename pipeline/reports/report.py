@@ -16,7 +16,6 @@ import html
 import io
 import json
 import math
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -39,7 +38,7 @@ from pipeline.schema import (
     VERDICTS,
 )
 from pipeline.storage import Store
-from pipeline.text import printable, utf8_text
+from pipeline.text import is_control, printable, utf8_text
 
 SEVERITY_SQL = (
     f"case decision when '{DECISION_SPOOF}' then 0 when '{DECISION_REVIEW}' then 1"
@@ -244,9 +243,7 @@ def _e(value: object) -> str:
 def _attr(text: str) -> str:
     """Exact text for an attribute the page's script reads back (a session id): HTML-escaped,
     control and bidi characters as character references, so none is in the file raw."""
-    return "".join(
-        f"&#{ord(c)};" if unicodedata.category(c) in ("Cc", "Cf") else c for c in html.escape(utf8_text(text))
-    )
+    return "".join(f"&#{ord(c)};" if is_control(c) else c for c in html.escape(utf8_text(text)))
 
 
 def _h(text: str) -> str:
@@ -295,14 +292,14 @@ _JS = (
     "function marksOf(sid){return [...document.querySelectorAll('.mark')].filter(m=>m.dataset.session===sid)}\n"
     "function setMark(sid,values,dirty){marksOf(sid).forEach(m=>{MARK_FIELDS.forEach(f=>{"
     "m.querySelector('.'+f).value=values[f]});m.dataset.dirty=dirty?'1':'0'});}\n"
-    "function markChanged(el){const m=el.closest('.mark');const values={};"
-    "MARK_FIELDS.forEach(f=>values[f]=m.querySelector('.'+f).value);\n"
+    "function valuesOf(m){const values={};MARK_FIELDS.forEach(f=>values[f]=m.querySelector('.'+f).value);"
+    "return values}\n"
+    "function markChanged(el){const m=el.closest('.mark');const values=valuesOf(m);\n"
     "if(values.v!=='spoof'){values.a=''};setMark(m.dataset.session,values,true);saveMarks();}\n"
     "function dirtyMarks(){const seen=new Map();document.querySelectorAll(\".mark[data-dirty='1']\").forEach(m=>"
     "{if(m.querySelector('.v').value)seen.set(m.dataset.session,m)});return [...seen.values()]}\n"
     "function saveMarks(){const saved={};document.querySelectorAll(\".mark[data-dirty='1']\").forEach(m=>{"
-    "saved[m.dataset.session]={v:m.querySelector('.v').value,a:m.querySelector('.a').value,"
-    "n:m.querySelector('.n').value}});\n"
+    "saved[m.dataset.session]=valuesOf(m)});\n"
     "document.getElementById('marked').textContent=dirtyMarks().length;"
     "try{localStorage.setItem(storeKey(),JSON.stringify(saved))}catch(e){}}\n"
     "function restoreMarks(){let saved={};try{saved=JSON.parse(localStorage.getItem(storeKey())||'{}')}catch(e){}\n"
@@ -312,8 +309,8 @@ _JS = (
     "function csvCell(s){s=String(s??'');return /[\",\\r\\n]/.test(s)?'\"'+s.replace(/\"/g,'\"\"')+'\"':s}\n"
     "function verdictsCsv(){const who=document.getElementById('analyst').value.trim();"
     "const lines=['session_id,verdict,attack,note,analyst'];\n"
-    "dirtyMarks().forEach(m=>lines.push([m.dataset.session,m.querySelector('.v').value,m.querySelector('.a').value,"
-    "m.querySelector('.n').value,who].map(csvCell).join(',')));return lines.join('\\r\\n')+'\\r\\n'}\n"
+    "dirtyMarks().forEach(m=>{const v=valuesOf(m);"
+    "lines.push([m.dataset.session,v.v,v.a,v.n,who].map(csvCell).join(','))});return lines.join('\\r\\n')+'\\r\\n'}\n"
     "function downloadVerdicts(){const a=document.createElement('a');"
     "a.href=URL.createObjectURL(new Blob([verdictsCsv()],{type:'text/csv'}));\n"
     "a.download='verdicts-'+document.body.dataset.day+'.csv';document.body.appendChild(a);a.click();a.remove();}\n"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from pipeline.errors import InputError
 from pipeline.reports.query import run_query
 from pipeline.schema import ATTACK_TYPES, VERDICT_SCHEMA, VERDICTS, new_run_id, partition
 from pipeline.storage import Store
+from pipeline.text import is_control
 
 VERDICTS_RUN_PREFIX = "verdicts-"
 CSV_COLUMNS = ("session_id", "verdict", "attack", "note", "analyst")
@@ -63,7 +63,7 @@ def _text(value: str | None) -> str | None:
 
 
 def _control(value: str) -> bool:
-    return any(unicodedata.category(c) in ("Cc", "Cf") and c not in "\t\n" for c in value)
+    return any(is_control(c) and c not in "\t\n" for c in value)
 
 
 def read_verdicts_csv(path: Path, analyst: str | None = None) -> list[Verdict]:
