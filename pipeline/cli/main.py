@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -227,6 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--no-naive", action="store_true", help="skip the naive baseline loop")
     bench.add_argument(
+        "--naive-sessions",
+        type=int,
+        default=12,
+        help="sessions the naive loop runs (default 12: it takes seconds per session; its rate is per session)",
+    )
+    bench.add_argument(
+        "--b2-input",
+        type=int,
+        metavar="PX",
+        help="benchmark with the b2 at this input size (the same weights, for timing: e.g. 260, the seed's size)",
+    )
+    bench.add_argument(
         "--memory", type=_counts, help="also measure peak memory of scans over these session counts, e.g. 10,100"
     )
     bench.add_argument(
@@ -382,7 +395,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from pipeline.cli.bench import memory_profile, run_bench, to_json
+    from pipeline.cli.bench import memory_profile, resized_b2, run_bench, to_json
+    from pipeline.scoring.model import read_card
 
     if args.sessions < 1 or args.seconds <= 0 or args.fps <= 0:
         raise UsageError("--sessions, --seconds and --fps must be positive")
@@ -400,24 +414,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(search))
         return EXIT_OK
+    if args.naive_sessions < 1:
+        raise UsageError(f"--naive-sessions must be at least 1, got {args.naive_sessions}")
+    if args.b2_input is not None and not 32 <= args.b2_input <= 1024:
+        raise UsageError(f"--b2-input must lie in 32..1024 pixels, got {args.b2_input}")
     config = scan_config_from_args(args)
     checkpoint, card = resolve_model(config)
-    result = run_bench(
-        config,
-        checkpoint,
-        card,
-        sessions=args.sessions,
-        seconds=args.seconds,
-        fps=args.fps,
-        size=args.size,
-        work_dir=args.work_dir,
-        naive=not args.no_naive,
-    )
-    summary = result.summary()
-    if args.memory:
-        summary["memory_by_sessions"] = memory_profile(
-            config, checkpoint, args.memory, seconds=2.0, fps=args.fps, size=args.size, work_dir=args.work_dir
+    with tempfile.TemporaryDirectory(prefix="liveness-bench-model-") as tmp:
+        if args.b2_input is not None:
+            checkpoint = resized_b2(checkpoint, args.b2_input, Path(tmp))
+            card = read_card(checkpoint)
+        result = run_bench(
+            config,
+            checkpoint,
+            card,
+            sessions=args.sessions,
+            seconds=args.seconds,
+            fps=args.fps,
+            size=args.size,
+            work_dir=args.work_dir,
+            naive=not args.no_naive,
+            naive_sessions=args.naive_sessions,
         )
+        summary = result.summary()
+        if args.memory:
+            summary["memory_by_sessions"] = memory_profile(
+                config, checkpoint, args.memory, seconds=2.0, fps=args.fps, size=args.size, work_dir=args.work_dir
+            )
     print_bench(summary)
     if args.json:
         print(to_json(summary))
@@ -433,31 +456,35 @@ def print_bench(summary: dict) -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key in (
-        "decode_fps",
-        "detect_fps",
-        "signals_fps",
-        "scorer_crops_per_s",
-        "bound_crops_per_s",
-        "pipeline_crops_per_s",
-        "pipeline_efficiency",
-        "first_session_s",
-        "steady_crops_per_s",
-        "steady_efficiency",
+        "cost_vs_decode",
+        "decode_cpu_s_per_video_s",
+        "scan_cpu_s_per_video_s",
         "scan_sessions_per_s",
+        "sessions_per_s_per_core",
+        "bound_sessions_per_s",
+        "pipeline_efficiency",
+        "steady_efficiency",
+        "first_session_s",
         "naive_sessions_per_s",
         "speedup_vs_naive",
         "peak_rss_mb",
+        "peak_pss_mb",
     ):
         table.add_row(key, str(summary.get(key)))
-    table.add_row("cpu ms per crop", ", ".join(f"{k} {v}" for k, v in summary["cpu_ms_per_crop"].items()))
-    table.add_row("bottleneck", f"{summary['bottleneck']} ({100 * summary['bottleneck_share']:.0f}% of CPU per crop)")
+    table.add_row("cpu ms per second of video", ", ".join(f"{k} {v}" for k, v in summary["cpu_ms_per_video_s"].items()))
+    table.add_row(
+        "runs per second of video", ", ".join(f"{k} {v}" for k, v in summary["stage_counts_per_video_s"].items())
+    )
+    table.add_row(
+        "bottleneck", f"{summary['bottleneck']} ({100 * summary['bottleneck_share']:.0f}% of the stages' CPU)"
+    )
     by_input = summary.get("b2_cpu_ms_per_crop_by_input") or {}
     table.add_row(
         "b2 cpu ms per crop by input",
         ", ".join(f"{k} px {v}" for k, v in by_input.items()) + f" ({summary.get('b2_260_vs_128_cost')}x)",
     )
     for n, mem in (summary.get("memory_by_sessions") or {}).items():
-        table.add_row(f"peak memory, {n} sessions", f"{mem['peak_rss_mb']} MB")
+        table.add_row(f"peak memory, {n} sessions", f"RSS {mem['peak_rss_mb']} MB, PSS {mem['peak_pss_mb']} MB")
     Console(soft_wrap=True).print(table)
 
 

@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 
 from pipeline.faces.crop import CropSpec
+from pipeline.faces.quiet import native_stderr_muted
 
 FOLLOW_IOU = 0.3
 
@@ -83,9 +84,11 @@ class FaceDetector:
     def __init__(self, *, model_selection: Literal[0, 1] = 1, min_confidence: float = 0.5) -> None:
         import mediapipe as mp
 
-        self._detector = mp.solutions.face_detection.FaceDetection(
-            model_selection=model_selection, min_detection_confidence=min_confidence
-        )
+        with native_stderr_muted():  # the graph's start-up lines (see pipeline.faces.quiet)
+            self._detector = mp.solutions.face_detection.FaceDetection(
+                model_selection=model_selection, min_detection_confidence=min_confidence
+            )
+            self._detector.process(np.zeros((64, 64, 3), np.uint8))
 
     def detect(self, image: np.ndarray) -> Detections:
         """Faces in ``image`` (H, W, 3 RGB uint8); boxes clipped to the frame."""

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 from pipeline.faces.crop import CropBox, extract_square
+from pipeline.faces.quiet import native_stderr_muted
 from pipeline.schema import REGIONS
 
 N_LANDMARKS = 478
@@ -106,17 +107,25 @@ class FaceMesh:
         import mediapipe as mp
 
         self._tracking = tracking
-        self._mesh = mp.solutions.face_mesh.FaceMesh(
-            static_image_mode=not self._tracking,
-            max_num_faces=1,
-            refine_landmarks=True,
-            min_detection_confidence=min_confidence,
-            min_tracking_confidence=min_confidence,
-        )
+        with native_stderr_muted():  # the graph's start-up lines (see pipeline.faces.quiet)
+            self._mesh = mp.solutions.face_mesh.FaceMesh(
+                static_image_mode=not self._tracking,
+                max_num_faces=1,
+                refine_landmarks=True,
+                min_detection_confidence=min_confidence,
+                min_tracking_confidence=min_confidence,
+            )
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))  # a blank: nothing tracked afterwards
+        self._quiet_until_found = True
 
     def landmarks(self, image: np.ndarray) -> np.ndarray | None:
         """(478, 3) float32 pixel landmarks of the face in ``image`` (RGB uint8), or None."""
-        result = self._mesh.process(np.ascontiguousarray(image))
+        if self._quiet_until_found:  # the graph's first landmarks log a line of their own
+            with native_stderr_muted():
+                result = self._mesh.process(np.ascontiguousarray(image))
+            self._quiet_until_found = not result.multi_face_landmarks
+        else:
+            result = self._mesh.process(np.ascontiguousarray(image))
         if not result.multi_face_landmarks:
             return None
         h, w = image.shape[:2]

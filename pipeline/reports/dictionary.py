@@ -85,7 +85,11 @@ COLUMNS: dict[str, dict[str, Column]] = {
             "0..1",
             "no frame was sampled, or the duration is unknown",
         ),
-        "frames_scored": Column("sampled frames with a face, scored by the spoof model", "frames"),
+        "frames_scored": Column(
+            "sampled frames whose face the scorers scored: scoring.rate_hz a second, every face after an event"
+            " (a cut, a face change, eyes closing), every face of a session near a threshold (scoring.refine_band)",
+            "frames",
+        ),
         "face_ratio": Column("share of sampled frames with at least one face", "0..1", "the session failed"),
         "multi_face_ratio": Column("share of sampled frames with two or more faces", "0..1", "the session failed"),
         "spoof_score": Column(
@@ -206,8 +210,14 @@ COLUMNS: dict[str, dict[str, Column]] = {
         "session_id": Column("the session the frame belongs to"),
         "frame_index": Column("index of the sample within its session, from 0", "samples"),
         "pts_s": Column("presentation time from the first frame", "seconds"),
-        "n_faces": Column("faces MediaPipe found in the frame", "faces"),
-        "face_score": Column("detector confidence of the main (largest) face", "0..1", "no face"),
+        "n_faces": Column(
+            "faces MediaPipe found: in this frame where detection ran, else at the last detection"
+            " (it re-checks detect.recheck_hz a second while the face mesh tracks the face)",
+            "faces",
+        ),
+        "face_score": Column(
+            "detector confidence of the main face (at the last detection on a tracked frame)", "0..1", "no face"
+        ),
         "bbox_x": Column("left edge of the main face box in the upright frame", "pixels", "no face"),
         "bbox_y": Column("top edge of the main face box", "pixels", "no face"),
         "bbox_w": Column("width of the main face box", "pixels", "no face"),
@@ -215,16 +225,20 @@ COLUMNS: dict[str, dict[str, Column]] = {
         "spoof_score": Column(
             "the deciding scorer's probability for this frame's face",
             "0 = real .. 1 = spoof",
-            "no face, or no scorer decides",
+            "no face, the face not scored (see sessions.frames_scored), or no scorer decides",
         ),
-        "b2_score": Column("the `b2` scorer's probability for this frame's face", "0 = real .. 1 = spoof", "no face"),
+        "b2_score": Column(
+            "the `b2` scorer's probability for this frame's face", "0 = real .. 1 = spoof", "no face, or not scored"
+        ),
         "reference_score": Column(
             "the `reference` scorer's probability for this frame's face (its own 2.7x and 4.0x crops)",
             "0 = real .. 1 = spoof",
-            "no face",
+            "no face, or not scored",
         ),
         "scores": Column(
-            "every scorer's probability for this frame's face, by scorer name", "map name -> 0..1", "no face"
+            "every scorer's probability for this frame's face, by scorer name",
+            "map name -> 0..1",
+            "no face, or not scored",
         ),
         "similarity_prev": Column(
             "similarity of this frame's aligned face crop to the previous face frame's (lighting-normalised structure)",
@@ -242,9 +256,10 @@ COLUMNS: dict[str, dict[str, Column]] = {
         ),
         **{
             f"occlusion_{r}": Column(
-                f"probability that the {r.replace('_', ' ')} is blocked (region model on a landmark-placed crop)",
+                f"probability that the {r.replace('_', ' ')} is blocked (region model on a landmark-placed crop;"
+                " signals.occlusion.rate_hz a second, and on every frame where the eyes close)",
                 "0..1",
-                _SIGNAL_NULL,
+                _SIGNAL_NULL + ", or not checked on this frame",
             )
             for r in REGIONS
         },
@@ -262,7 +277,7 @@ COLUMNS: dict[str, dict[str, Column]] = {
             "why it was kept: `top_spoof` (among the session's highest spoof scores),"
             " `before_swap` / `after_swap` (the face frames either side of a detected swap)"
         ),
-        "spoof_score": Column("the frame's spoof score", "0..1", "never null for face frames"),
+        "spoof_score": Column("the frame's spoof score", "0..1", "the frame was kept around a swap but not scored"),
         "jpeg": Column(
             "the face crop (scale 1.6 around the face) as JPEG bytes;"
             " biometric data: switch off with `--set evidence.enabled=false`",

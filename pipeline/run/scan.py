@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -27,12 +26,14 @@ from pipeline.links.archive import Linker, mark_matched
 from pipeline.run.batcher import Batch, CropBatcher
 from pipeline.run.ledger import Ledger
 from pipeline.run.output import RunWriter
+from pipeline.run.progress import Progress
 from pipeline.run.ray_env import ensure_ray, task_env
 from pipeline.run.summary import ScanSummary
 from pipeline.schema import new_run_id
 from pipeline.scoring.model import ModelCard
 from pipeline.scoring.registry import ScorerEntry, ScoringActor, crop_specs
 from pipeline.scoring.scorers import spoof_onnx
+from pipeline.session.aggregate import spread_scores, worth_refining
 from pipeline.session.analyse import SessionAnalysis, analyse_session
 from pipeline.session.assemble import RunContext, assemble_session
 from pipeline.session.frame_path import identity_card
@@ -65,34 +66,6 @@ class StopRequest:
         """Raise :class:`ScanInterrupted` when a signal came."""
         if self.signum is not None:
             raise ScanInterrupted(self.signum)
-
-
-class _Progress:
-    """A rich progress bar on a terminal; a log line every few seconds otherwise."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.done, self._last = total, 0, time.monotonic()
-        self._bar: Any = None
-        if enabled and sys.stderr.isatty():
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._bar = Progress(
-                TextColumn("scanning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
-            )
-            self._bar.start()
-            self._task = self._bar.add_task("scan", total=total)
-
-    def advance(self) -> None:
-        self.done += 1
-        if self._bar is not None:
-            self._bar.advance(self._task)
-        elif time.monotonic() - self._last > 10 or self.done == self.total:
-            self._last = time.monotonic()
-            log.info("scanned %d/%d sessions", self.done, self.total)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
 
 
 def export_models_once(config: ScanConfig, b2: ScorerEntry) -> None:
@@ -136,7 +109,7 @@ class _Analyses:
             session = self.todo.pop()
             ref = self._remote.remote(
                 session, c.decode, c.detect, c.signals, crop=self._crops[0], extra_crops=self._crops[1:],
-                identity=c.identity, fingerprint_hz=c.links.hash_hz,
+                identity=c.identity, fingerprint_hz=c.links.hash_hz, scoring=c.scoring,
                 cache_dir=c.scoring.onnx_cache,
             )  # fmt: skip
             self.running[ref] = (session, time.monotonic())
@@ -241,31 +214,56 @@ class _Sessions:
         batcher: CropBatcher,
         writer: RunWriter,
         summary: ScanSummary,
-        progress: _Progress,
+        progress: Progress,
         started: float,
         linker: Linker | None = None,
     ) -> None:
         self.run, self.keys, self.batcher, self.writer, self.linker = run, keys, batcher, writer, linker
         self.summary, self.progress, self.started = summary, progress, started
         self.waiting: dict[str, SessionAnalysis] = {}  # analysed sessions awaiting their scores
+        self.first_round: dict[str, dict[str, np.ndarray]] = {}  # scheduled faces' scores of refined sessions
 
     def analysed(self, analysis: SessionAnalysis) -> None:
-        """A finished analysis: its crops go to the batcher, or it is committed at once (no crop)."""
+        """A finished analysis: its scheduled faces' crops go to the batcher, or it is
+        committed at once (no face)."""
         if analysis.error is not None or analysis.n_crops == 0:
             self.commit(analysis, None)
             return
         self.waiting[analysis.session.session_id] = analysis
-        self.batcher.add(analysis.session.session_id, analysis.scorer_crops)
+        self.batcher.add(analysis.session.session_id, analysis.frames.scheduled_crops())
+
+    def _refine(self, sid: str, analysis: SessionAnalysis, scores: dict[str, np.ndarray]) -> bool:
+        """Whether the session's score lies near a threshold with faces unscored: then those
+        go to the batcher too (the first round's scores kept) and True."""
+        frames = analysis.frames
+        if sid in self.first_round or not worth_refining(frames.scheduled, scores, self.run.scorers, self.run.config):
+            return False
+        self.first_round[sid] = scores
+        self.summary.refined += 1
+        self.batcher.add(sid, {key: crops[~frames.scheduled] for key, crops in frames.scorer_crops.items()})
+        return True
 
     def scored(self, batch: Batch, scores: dict[str, np.ndarray] | None, failure: str | None) -> None:
         """A batch's scores (or its failure for good): commit the sessions it completes (or fails)."""
         if scores is not None:
             for sid, session_scores in self.batcher.scored(batch, scores):
-                self.commit(self.waiting.pop(sid), session_scores)
+                analysis = self.waiting[sid]
+                if self._refine(sid, analysis, session_scores):
+                    continue
+                self.waiting.pop(sid)
+                first = self.first_round.pop(sid, None)
+                scheduled = analysis.frames.scheduled
+                spread = (
+                    spread_scores(scheduled, session_scores)
+                    if first is None
+                    else spread_scores(scheduled, first, session_scores)
+                )
+                self.commit(analysis, spread)
             return
         lost = [sid for sid in batch.session_ids() if sid in self.batcher]
         self.batcher.drop(lost)
         for sid in lost:
+            self.first_round.pop(sid, None)
             analysis = self.waiting.pop(sid)
             self.commit(
                 SessionAnalysis.failed(analysis.session, failure or "scoring failed", video=analysis.video), None
@@ -284,6 +282,7 @@ class _Sessions:
         done = assemble_session(analysis, scores, self.run, self.keys.get(analysis.session.session_id), links)
         self.writer.add(done)
         self.summary.count(done.row, self.started)
+        self.summary.count_stages(analysis.frames.counts)
         self.progress.advance()
 
 
@@ -335,11 +334,12 @@ def run_scan(
     analyses = _Analyses(
         readable, config, scorers, slots=max(1, cpus - int(config.scoring.num_cpus * config.scoring.actors))
     )
-    batcher = CropBatcher(config.scoring.batch_size)
+    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    batcher = CropBatcher(config.scoring.batch_for(has_gpu))
     # The first analyses go first: they take the workers Ray has already started, while the
     # actors, whose first batch comes only when an analysis ends, start processes of their own.
     analyses.submit(0, max_in_flight)
-    actors = _Scorers(config, scorers, has_gpu=ray.cluster_resources().get("GPU", 0) > 0)
+    actors = _Scorers(config, scorers, has_gpu=has_gpu)
     log.info(
         "run %s: %d sessions on %d Ray node(s), model %s, %d scoring actor(s)",
         run.run_id, len(sessions), summary.nodes, run.model_version, len(actors.actors),
@@ -348,7 +348,9 @@ def run_scan(
     if config.links.enabled:
         threshold = config.links.same_face_distance or (card.threshold if card is not None else 0.0)
         linker = Linker(store, config.links, threshold, run.run_id)
-    sessions_done = _Sessions(run, keys, batcher, writer, summary, _Progress(len(sessions), progress), started, linker)
+    sessions_done = _Sessions(
+        run, keys, batcher, writer, summary, Progress("scanning", len(sessions), progress), started, linker
+    )
 
     try:
         for session in sessions:  # refused at listing (a FIFO, a device): a failed row, no worker

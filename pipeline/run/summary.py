@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pipeline.schema import RUNS_DIR, STATUS_OK
-from pipeline.session.records import SessionRow
+from pipeline.session.records import SessionRow, StageCounts
 from pipeline.storage import Store
 from pipeline.text import printable
 
@@ -42,6 +42,8 @@ class ScanSummary:
     no_template: int = 0  # sessions with a face but none usable for a template (too small, turned, covered)
     links: dict[str, int] = field(default_factory=dict)  # new links by kind
     interrupted: bool = False  # stopped by SIGINT or SIGTERM: the sessions counted were committed
+    stages: dict[str, int] = field(default_factory=dict)  # how often each stage ran (StageCounts, summed)
+    refined: int = 0  # sessions whose score lay near a threshold: every face scored
 
     @property
     def sessions_per_s(self) -> float:
@@ -74,6 +76,11 @@ class ScanSummary:
                 self.no_template += 1
         if row.error is not None:
             self.failures.append({"session_id": row.session_id, "source": row.source, "error": row.error})
+
+    def count_stages(self, counts: StageCounts) -> None:
+        """Add one session's stage counts (how often detection, the mesh, occlusion, ... ran)."""
+        for name, n in asdict(counts).items():
+            self.stages[name] = self.stages.get(name, 0) + n
 
     def count_links(self, kinds: list[str]) -> None:
         """Count the new links of one session, by kind."""
@@ -126,6 +133,13 @@ def print_summary(summary: ScanSummary, console: Console | None = None) -> None:
         f"({summary.sessions_per_s:.2f} sessions/s, {summary.crops_per_s:.1f} crops/s)"
         f" with {summary.backend}, model {summary.model_version}"
     )
+    if summary.stages.get("frames"):
+        s = summary.stages
+        console.print(
+            f"per stage: {s['frames']} frames sampled, {s['detections']} detections, {s['meshes']} face-mesh runs,"
+            f" {s['occlusion']} occlusion checks, {s['embeddings']} embeddings, {s['scheduled']} faces scheduled"
+            f" for scoring ({summary.refined} sessions near a threshold had every face scored)"
+        )
     if summary.templates or summary.no_template:
         console.print(
             f"identity: {summary.templates} templates, {summary.no_template} sessions with no usable face for one"

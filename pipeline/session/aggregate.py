@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from pipeline.config import AggregateConfig, DecisionConfig
+from pipeline.config import AggregateConfig, DecisionConfig, ScanConfig
 from pipeline.errors import ModelError
 from pipeline.schema import DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF, STATUS_FAILED, STATUS_NO_FACE, STATUS_OK
 from pipeline.scoring.registry import ScorerEntry
@@ -32,21 +32,54 @@ _SEVERITY = {"ignore": 0, DECISION_LIVE: 0, DECISION_REVIEW: 1, DECISION_SPOOF: 
 Combine = Literal["most_severe", "mean"]
 
 
+def coverage_weights(scored: np.ndarray) -> np.ndarray:
+    """How many faces each scored face stands for (``scored``: a mask over a session's faces
+    in time order): itself and every unscored face nearer to it than to another scored one
+    (the earlier one on a tie).
+
+    >>> coverage_weights(np.array([True, False, False, True, True])).tolist()
+    [2, 2, 1]
+    """
+    index = np.flatnonzero(scored)
+    if not len(index):
+        return np.zeros(0, np.int64)
+    position = np.arange(len(scored))
+    right = np.clip(np.searchsorted(index, position), 0, len(index) - 1)
+    left = np.clip(right - 1, 0, len(index) - 1)
+    nearest = np.where(np.abs(position - index[left]) <= np.abs(index[right] - position), left, right)
+    return np.bincount(nearest, minlength=len(index))
+
+
 def pool_scores(
     scores: Sequence[float], method: Literal["mean", "median", "topk"] = "mean", topk: int = 5
 ) -> float | None:
-    """One session score from frame spoof probabilities: mean, median, or mean of the ``topk`` highest.
+    """One session score from its faces' spoof probabilities, in time order, NaN for a face not
+    scored: mean, median, or mean of the ``topk`` highest.
 
-    >>> pool_scores([0.1, 0.2, 0.9], "topk", topk=2)
+    The scorers take faces on a schedule and densely after an event, so scored faces are not
+    spread evenly in time. For the mean and the median each scored face stands for the
+    unscored faces nearest to it (:func:`coverage_weights`): a dense stretch after a cut does
+    not outweigh the rest of the session. With every face scored, all weigh alike.
+
+    >>> pool_scores([0.1, 0.2, 0.9, float("nan")], "topk", topk=2)
     0.55
+    >>> round(pool_scores([0.2, float("nan"), 0.6, 0.6]), 3)  # 0.2 stands for two faces
+    0.4
     """
-    if len(scores) == 0:
+    every = np.asarray(scores, dtype=np.float64)
+    scored = ~np.isnan(every)
+    values = every[scored]
+    if len(values) == 0:
         return None
-    values = np.asarray(scores, dtype=np.float64)
+    weights = coverage_weights(scored)
     if method == "mean":
-        return float(values.mean())
+        return float(np.average(values, weights=weights))
     if method == "median":
-        return float(np.median(values))
+        if (weights == weights[0]).all():
+            return float(np.median(values))
+        order = np.argsort(values, kind="stable")
+        cumulative = np.cumsum(weights[order])
+        return float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2.0)])
     if method == "topk":
         if topk < 1:
             raise ValueError(f"topk must be >= 1, got {topk}")
@@ -111,6 +144,7 @@ def aggregate_session(
     deciding = ~np.isnan(frames.spoof_score)
     scored = deciding | np.any([~np.isnan(v) for v in frames.scores.values()] or [deciding], axis=0)
     scores = frames.spoof_score[deciding].astype(np.float64)
+    on_faces = frames.spoof_score[frames.has_face]  # NaN where a face was not scored: pooling weighs by time
     n = len(frames)
     faces = int(np.count_nonzero(frames.n_faces >= 1))
     multi_face_ratio = float(np.count_nonzero(frames.n_faces >= 2)) / n if n else 0.0
@@ -120,7 +154,7 @@ def aggregate_session(
         frames_scored=int(np.count_nonzero(scored)),
         face_ratio=faces / n if n else 0.0,
         multi_face_ratio=multi_face_ratio,
-        spoof_score=pool_scores(scores.tolist(), config.method, config.topk),
+        spoof_score=pool_scores(on_faces.tolist(), config.method, config.topk),
         spoof_score_max=float(scores.max()) if len(scores) else None,
         threshold=threshold if len(scores) else None,
     )
@@ -149,6 +183,70 @@ class ScoreDecision:
     scorers: tuple[str, ...] = ()  # whose scores make spoof_score (one, or the deciders for mean)
 
 
+def spread_scores(
+    scheduled: np.ndarray, first: Mapping[str, np.ndarray], rest: Mapping[str, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Every face's score by scorer, NaN where it was not scored: ``first`` holds the scheduled
+    faces' scores (``scheduled``: a mask over the session's faces), ``rest`` the other faces'
+    when the session was refined.
+
+    >>> spread_scores(np.array([True, False, True]), {"b2": np.array([0.1, 0.3])})["b2"].tolist()
+    [0.1, nan, 0.3]
+    """
+    out = {}
+    for name, values in first.items():
+        spread = np.full(len(scheduled), np.nan, np.float32)
+        spread[scheduled] = values
+        if rest is not None:
+            spread[~scheduled] = rest[name]
+        out[name] = spread
+    return out
+
+
+def _deciders(entries: Sequence[ScorerEntry], deciders: Sequence[str] | None) -> list[str]:
+    """The names of the scorers that decide (default: those measured on real data)."""
+    names = [e.name for e in entries if e.measured_on_real_data] if deciders is None else list(deciders)
+    unknown = [n for n in names if n not in {e.name for e in entries}]
+    if unknown:
+        raise ModelError(
+            f"deciding scorers {unknown} are not registered; registered: {', '.join(e.name for e in entries)}"
+        )
+    return names
+
+
+def near_threshold(
+    scores: Mapping[str, float | None],
+    entries: Sequence[ScorerEntry],
+    *,
+    band: float,
+    review_band: float,
+    deciders: Sequence[str] | None = None,
+) -> bool:
+    """Whether a deciding scorer's session score lies within ``band`` of a decision edge (its
+    threshold plus or minus ``review_band``, where :func:`decide` changes its answer): there
+    one more scored face may change the decision, so every face is worth scoring
+    (``scoring.refine_band``)."""
+    by_name = {e.name: e for e in entries}
+    return any(
+        min(abs(s - by_name[n].threshold - review_band), abs(s - by_name[n].threshold + review_band)) < band
+        for n in _deciders(entries, deciders)
+        if (s := scores.get(n)) is not None
+    )
+
+
+def worth_refining(
+    scheduled: np.ndarray, first: Mapping[str, np.ndarray], entries: Sequence[ScorerEntry], config: ScanConfig
+) -> bool:
+    """Whether a session whose scheduled faces (``scheduled``: a mask over its faces) were
+    scored ``first`` should have every other face scored too: some are left and a deciding
+    scorer's pooled score lies within ``scoring.refine_band`` of a decision edge."""
+    band, a = config.scoring.refine_band, config.aggregate
+    if band is None or bool(scheduled.all()):
+        return False
+    pooled = {name: pool_scores(v.tolist(), a.method, a.topk) for name, v in spread_scores(scheduled, first).items()}
+    return near_threshold(pooled, entries, band=band, review_band=a.review_band, deciders=config.decision.scorers)
+
+
 def decide_scores(
     scores: Mapping[str, float | None],
     entries: Sequence[ScorerEntry],
@@ -166,11 +264,7 @@ def decide_scores(
     With no decider (or no score), the scores decide nothing: ``live`` with no score fired.
     """
     by_name = {e.name: e for e in entries}
-    names = [e.name for e in entries if e.measured_on_real_data] if deciders is None else list(deciders)
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        raise ModelError(f"deciding scorers {unknown} are not registered; registered: {', '.join(by_name)}")
-    present = [(n, s) for n in names if (s := scores.get(n)) is not None]
+    present = [(n, s) for n in _deciders(entries, deciders) if (s := scores.get(n)) is not None]
     if not present:
         return ScoreDecision(DECISION_LIVE, None, None)
     if combine == "mean":

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.checkpoint import DEFAULT_ONNX_CACHE
-from pipeline.config import DecodeConfig, DetectConfig, IdentityConfig, SignalsConfig
+from pipeline.config import DecodeConfig, DetectConfig, IdentityConfig, ScoringConfig, SignalsConfig
 from pipeline.errors import DecodeError
 from pipeline.faces.crop import CropSpec
 from pipeline.session.frame_path import FramePath, SessionFrames
@@ -82,15 +82,16 @@ def analyse_session(
     extra_crops: Sequence[CropSpec] = (),
     identity: IdentityConfig | None = None,
     fingerprint_hz: float | None = None,
+    scoring: ScoringConfig | None = None,
     cache_dir: str | Path = DEFAULT_ONNX_CACHE,
 ) -> SessionAnalysis:
     """Decode one session and run its sampled frames through the per-frame path (with the
-    identity embedding and the video fingerprint when asked); a bad video becomes an
-    analysis with ``error`` set."""
+    identity embedding and the video fingerprint when asked, and the scorers' schedule of
+    ``scoring``); a bad video becomes an analysis with ``error`` set."""
     started = time.perf_counter()
     path = FramePath(
         crop, detect, signals, extra_crops=extra_crops, identity=identity, fingerprint_hz=fingerprint_hz,
-        cache_dir=cache_dir,
+        scoring=scoring, cache_dir=cache_dir,
     )  # fmt: skip
     header = VideoFacts()  # what a session that fails part way keeps
     try:

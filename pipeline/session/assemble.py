@@ -77,9 +77,10 @@ def assemble_session(
     input_key: str | None,
     links: pa.Table | None = None,
 ) -> FinishedSession:
-    """The rows of one session: ``scores`` are its faces' spoof probabilities by scorer (None
-    when it was not scored: it failed, or had no face). The deciding scorers' pooled scores
-    give the decision (:func:`decide_scores`); ``spoof_score`` is the score it rests on.
+    """The rows of one session: ``scores`` are its faces' spoof probabilities by scorer (NaN
+    for a face not scored; None when the session was not scored: it failed, or had no face).
+    The deciding scorers' pooled scores give the decision (:func:`decide_scores`);
+    ``spoof_score`` is the score it rests on.
     ``links`` are the links to earlier sessions found for it (each kind a ``linked`` reason)."""
     config = run.config
     records, verdicts = analysis.frames.records, analysis.frames.verdicts
@@ -91,7 +92,7 @@ def assemble_session(
             value = pool_scores(values.tolist(), config.aggregate.method, config.aggregate.topk)
             assert value is not None  # a scored session has at least one face
             pooled[name] = value
-            peak[name] = float(values.max())
+            peak[name] = float(np.nanmax(values))
         verdict = decide_scores(pooled, run.scorers, review_band=config.aggregate.review_band,
                                 deciders=config.decision.scorers, combine=config.decision.combine)  # fmt: skip
         thresholds = run.thresholds

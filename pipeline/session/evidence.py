@@ -37,8 +37,9 @@ def encode_jpeg(rgb: np.ndarray, size: int, quality: int) -> bytes:
 def select_evidence(
     times: list[float], scores: np.ndarray, *, swap_at_s: float | None, top_spoof: int
 ) -> list[tuple[int, str]]:
-    """``(crop index, kind)`` of the crops to keep: the ``top_spoof`` highest scores, and the
-    last crop before and the first at or after ``swap_at_s``. ``times[i]`` is crop i's time."""
+    """``(crop index, kind)`` of the crops to keep: the ``top_spoof`` highest scores (of the
+    scored crops; NaN: not scored), and the last crop before and the first at or after
+    ``swap_at_s``. ``times[i]`` is crop i's time."""
     chosen: dict[int, str] = {}
     if swap_at_s is not None and times:
         before = [i for i, t in enumerate(times) if t < swap_at_s]
@@ -47,7 +48,9 @@ def select_evidence(
             chosen[before[-1]] = EVIDENCE_BEFORE_SWAP
         if after:
             chosen[after[0]] = EVIDENCE_AFTER_SWAP
-    for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")[:top_spoof]:
+    values = np.asarray(scores, dtype=np.float64)
+    scored = np.flatnonzero(~np.isnan(values))
+    for i in scored[np.argsort(-values[scored], kind="stable")][:top_spoof]:
         chosen.setdefault(int(i), EVIDENCE_TOP_SPOOF)
     return sorted(chosen.items())
 

@@ -225,3 +225,16 @@ class SessionRow:
         for name in ("scores", "thresholds", "extra"):  # maps, as Arrow takes them
             row[name] = None if row[name] is None else list(row[name].items())
         return row
+
+
+@dataclass(frozen=True)
+class StageCounts:
+    """How often each stage ran in one session: sampled frames, detections, face-mesh runs,
+    occlusion checks, identity embeddings, faces scheduled for the scorers."""
+
+    frames: int = 0
+    detections: int = 0
+    meshes: int = 0
+    occlusion: int = 0
+    embeddings: int = 0
+    scheduled: int = 0

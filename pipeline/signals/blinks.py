@@ -14,7 +14,10 @@ does not make a blink on its own.
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -148,3 +151,36 @@ def no_blink(
     (the ``no_blink`` reason). Short sessions say nothing either way."""
     config = config or BlinkConfig()
     return not blinks and observed_eyes_s(times, ear_left, ear_right) >= config.min_session_s
+
+
+@dataclass(frozen=True)
+class EyeCue:
+    """Settings of :class:`EyesClosing`: a drop under ``ratio`` of the eye's open level
+    (the largest EAR of the last ``window_s``)."""
+
+    ratio: float = 0.85
+    window_s: float = 1.0
+
+
+class EyesClosing:
+    """The cheap cue that the eyes are closing (a blink, or a hand over an eye): the mean EAR
+    of the readable eyes drops under a share of its level over the last second.
+
+    >>> eyes = EyesClosing(EyeCue(ratio=0.8))
+    >>> [eyes.add(t, ear) for t, ear in [(0.0, 0.3), (0.1, 0.3), (0.2, 0.2), (0.3, 0.3)]]
+    [False, False, True, False]
+    """
+
+    def __init__(self, cue: EyeCue) -> None:
+        self.cue = cue
+        self._recent: deque[tuple[float, float]] = deque()
+
+    def add(self, t: float, ear: float) -> bool:
+        """Whether the eyes are closing at ``t`` (``ear`` NaN: unreadable, never closing)."""
+        while self._recent and self._recent[0][0] < t - self.cue.window_s:
+            self._recent.popleft()
+        if math.isnan(ear):
+            return False
+        level = max((e for _, e in self._recent), default=ear)
+        self._recent.append((t, ear))
+        return ear < self.cue.ratio * level

@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.config import SignalsConfig
 from pipeline.schema import REGIONS
-from pipeline.signals.blinks import count_blinks, eye_aspect_ratios, no_blink
+from pipeline.signals.blinks import EyeCue, EyesClosing, count_blinks, eye_aspect_ratios, no_blink
 from pipeline.signals.identity import IdentitySeries, IdentitySwap, IdentityTrack, distance_across, identity_swaps
 from pipeline.signals.occlusion import OcclusionScorer, occluded_regions
 from pipeline.signals.swap import detect_static, detect_swap, face_shape, similarity
@@ -33,6 +33,7 @@ class FrameSignals:
     ear_right: float = math.nan
     similarity_prev: float = math.nan
     occlusion: np.ndarray = field(default_factory=lambda: _NO_OCCLUSION)  # (len(REGIONS),) probabilities
+    eyes_closing: bool = False  # the cheap cue that the eyes close (a blink or a cover): see EyesClosing
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,12 @@ class SessionVerdicts:
     static: bool | None = None
     occluded_regions: tuple[str, ...] | None = None
     too_short: bool = False  # the face was seen for less than the temporal rules need (a photo, 1 frame)
+
+
+def _mean_readable(*values: float) -> float:
+    """The mean of the values that are not NaN (NaN when none is)."""
+    readable = [v for v in values if not math.isnan(v)]
+    return sum(readable) / len(readable) if readable else math.nan
 
 
 class SessionSignals:
@@ -83,6 +90,9 @@ class SessionSignals:
         self.occlusion_scores: list[np.ndarray] = []
         self._prev_crop: np.ndarray | None = None
         self._gap = False  # the previous frame had no face or no landmarks
+        self._eyes = EyesClosing(EyeCue(ratio=config.blinks.open_ratio, window_s=config.blinks.baseline_s))
+        self._covered: set[str] = set()  # the regions the last occlusion check found covered
+        self.occlusion_checks = 0
 
     def add(
         self,
@@ -93,14 +103,21 @@ class SessionSignals:
         *,
         image: np.ndarray | None = None,
         points: np.ndarray | None = None,
+        occlude: bool = True,
+        recheck: bool = False,
     ) -> FrameSignals:
         """Signals of one sampled frame: ``crop`` is the scorer's crop of the main face (None
         without a face), ``mesh_crop`` and ``landmarks`` the face mesh's (None without landmarks);
-        ``image`` is the frame and ``points`` the landmarks in its pixels (for the identity track)."""
+        ``image`` is the frame and ``points`` the landmarks in its pixels (for the identity track).
+        Occlusion is checked where ``occlude`` says (its schedule), and also where ``recheck``
+        says (an event), while the eyes close and when the face comes back; in between, the
+        last check's covered regions hold. Only the scheduled checks, spread evenly in time,
+        make the share of frames a region is blocked in: checks where the eyes close would
+        overcount the eyes."""
         ear_l = ear_r = sim = math.nan
         shape = None
         scores = _NO_OCCLUSION
-        covered: set[str] = set()
+        closing = False
         after_gap = self._gap
         self._gap = crop is None or landmarks is None
         if crop is not None:
@@ -109,11 +126,18 @@ class SessionSignals:
             if landmarks is not None and mesh_crop is not None:
                 ear_l, ear_r = eye_aspect_ratios(landmarks)
                 shape = face_shape(landmarks)
-                if self.occlusion is not None:
+                closing = self._eyes.add(t, _mean_readable(ear_l, ear_r))
+                if self.occlusion is not None and (occlude or recheck or closing or after_gap):
                     scores = self.occlusion.score_many([(mesh_crop, landmarks)])[0]
-                    self.occlusion_scores.append(scores)
+                    if occlude:
+                        self.occlusion_scores.append(scores)
+                    self.occlusion_checks += 1
+                    self._covered = {
+                        r for r, s in zip(REGIONS, scores, strict=False) if s >= self.occlusion.thresholds[r]
+                    }
+                covered = self._covered if self.occlusion is not None else set()
+                if covered:
                     # Face mesh still places the lids of a covered eye; such an EAR would make false blinks.
-                    covered = {r for r, s in zip(REGIONS, scores, strict=False) if s >= self.occlusion.thresholds[r]}
                     ear_l = math.nan if "left_eye" in covered else ear_l
                     ear_r = math.nan if "right_eye" in covered else ear_r
                 if self.identity is not None and image is not None and points is not None:
@@ -127,7 +151,11 @@ class SessionSignals:
         self.similarity_prev.append(sim)
         self.shapes.append(shape)
         return FrameSignals(
-            ear_left=ear_l, ear_right=ear_r, similarity_prev=sim, occlusion=np.asarray(scores, np.float32)
+            ear_left=ear_l,
+            ear_right=ear_r,
+            similarity_prev=sim,
+            occlusion=np.asarray(scores, np.float32),
+            eyes_closing=closing,
         )
 
     def finish(self) -> SessionVerdicts:

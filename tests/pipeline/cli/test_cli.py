@@ -62,7 +62,9 @@ def test_failures_carry_a_reason(scanned: Path):
 def test_faces_are_found_in_the_sideways_phone_video(scanned: Path):
     phone = sessions_by_id(scanned)["phone uploads/sélfie 1"]
     assert phone["rotation"] == 90 and (phone["width"], phone["height"]) == (640, 480)
-    assert phone["face_ratio"] > 0.8 and phone["frames_scored"] >= 8
+    assert phone["face_ratio"] > 0.8
+    # the scorers take the faces of their schedule (scoring.rate_hz), not every one
+    assert 3 <= phone["frames_scored"] < phone["frames_sampled"]
 
 
 def test_scored_sessions_have_scores_and_decisions(scanned: Path):

@@ -41,6 +41,9 @@ def test_the_shipped_card_loads_and_a_bad_one_is_a_model_error(tmp_path):
     (tmp_path / "model.json").write_text(json.dumps(card | {"threshold": 0.6, "same_person_distance": 0.9}))
     with pytest.raises(ModelError, match="same_person_distance must lie in"):
         IdentityCard.load(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps(card | {"threshold": 0.6}))
+    with pytest.raises(ModelError, match="face_resnet.onnx is missing"):  # a card without its network
+        IdentityCard.load(tmp_path)
 
 
 def test_pair_metrics_count_matches_under_the_threshold():
@@ -60,3 +63,36 @@ def test_verification_on_the_real_pairs_matches_the_card(real_material):
     assert measured["accuracy"] >= 0.97
     assert measured["accuracy"] == pytest.approx(card.real_evaluation["deepface_master_csv"]["accuracy"], abs=0.01)
     assert d[same].mean() < 0.5 < d[~same].mean()
+
+
+def test_the_shipped_onnx_network_embeds_as_dlibs_own_code(real_material):
+    """models/identity/face_resnet.onnx is dlib's ResNet: on real faces aligned the scan's way,
+    its embeddings lie within 0.005 of dlib's own (one person's pairs lie about 0.36 apart)."""
+    import cv2
+    import dlib
+
+    from pipeline.faces.identity import FaceEmbedder, network_path
+    from pipeline.faces.landmarks import FaceMesh
+
+    embedder, mesh = FaceEmbedder(), FaceMesh()
+    chips = []
+    for path in sorted((real_material / "images" / "face_recognition").glob("*.jpg"))[:6]:
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        points = mesh.landmarks(image)
+        if points is not None:
+            chips.append(embedder.chip(image, points))
+    assert len(chips) >= 4
+    ours = embedder.embed(chips)
+    theirs = np.asarray(dlib.face_recognition_model_v1(str(network_path())).compute_face_descriptor(chips))
+    assert ours.shape == (len(chips), 128)
+    assert float(np.linalg.norm(ours - theirs, axis=1).max()) < 5e-3
+
+
+def test_a_missing_or_corrupt_identity_network_is_a_model_error(tmp_path):
+    from pipeline.faces.identity import ONNX_FILE, FaceEmbedder
+
+    with pytest.raises(ModelError, match="cannot be loaded"):
+        FaceEmbedder(tmp_path)
+    (tmp_path / ONNX_FILE).write_bytes(b"not a network")
+    with pytest.raises(ModelError, match="face_resnet.onnx"):
+        FaceEmbedder(tmp_path)

@@ -155,7 +155,8 @@ def test_a_scoring_actor_killed_mid_run_is_replaced_and_nothing_is_lost(tmp_path
     for i in range(6):
         write_face_video(inputs / f"v{i}.mp4", n=10)
     out = tmp_path / "out"
-    proc = scan_process(inputs, out, "--set", "scoring.batch_size=4")
+    # every face scheduled for the scorers: then a face frame without a score is a lost one
+    proc = scan_process(inputs, out, "--set", "scoring.batch_size=4", "--set", "scoring.rate_hz=null")
 
     arenas = []
 

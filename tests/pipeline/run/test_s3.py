@@ -123,7 +123,7 @@ def test_scan_reads_and_writes_object_storage(s3_server, tmp_path: Path, ray_ses
         "m-face": "ok",
         "m-gone": "failed",
     }
-    assert rows["face"]["source"] == f"s3://{BUCKET}/in/day1/face.mp4" and rows["face"]["frames_scored"] >= 4
+    assert rows["face"]["source"] == f"s3://{BUCKET}/in/day1/face.mp4" and rows["face"]["frames_scored"] >= 1
     assert rows["m-gone"]["error"] == "file not found" and dict(rows["m-face"]["extra"])["channel"] == "app"
     assert abs(rows["face"]["spoof_score"] - rows["m-face"]["spoof_score"]) < 1e-6
     store = Store(f"s3://{BUCKET}/out")

@@ -15,7 +15,7 @@ from pipeline.errors import ModelError
 from pipeline.faces.crop import CropSpec
 from pipeline.scoring.onnx_model import DEFAULT_REFERENCE_DIR
 from pipeline.scoring.registry import Scorers, crop_specs, resolve_scorers
-from pipeline.session.aggregate import decide_scores
+from pipeline.session.aggregate import decide_scores, near_threshold, pool_scores, spread_scores
 from tests.videos import face_scene
 
 
@@ -113,3 +113,22 @@ def test_a_scan_with_a_corrupt_reference_model_exits_2_naming_the_file_before_an
     assert main(["scan", str(video), "--out", str(out), "--quiet", "--set", f"scorers.reference.model={model}"]) == 2
     assert "MiniFASNetV2_2.7_80x80.onnx is not a loadable ONNX model" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_session_near_a_deciders_threshold_is_refined_and_its_scores_spread_over_its_faces():
+    b2, reference = resolve_scorers({"b2": None, "reference": None})
+    entries, t = [b2, reference], reference.threshold
+    # near an edge of the decision (threshold +- review band), and only the deciders' scores count
+    near = {"band": 0.05, "review_band": 0.1, "deciders": ["reference"]}
+    assert near_threshold({"b2": b2.threshold - 0.1, "reference": t + 0.08}, entries, **near)
+    assert near_threshold({"reference": t - 0.13}, entries, **near)
+    assert not near_threshold({"b2": b2.threshold + 0.1, "reference": t - 0.3}, entries, **near)
+    assert not near_threshold({"reference": t}, entries, **near)  # in the middle of the review band
+    assert not near_threshold({"reference": None}, entries, **near)
+    scheduled = np.array([True, False, False, True])
+    first = {"reference": np.array([0.2, 0.4], np.float32)}
+    once = spread_scores(scheduled, first)["reference"]
+    assert once[[0, 3]].tolist() == pytest.approx([0.2, 0.4]) and np.isnan(once[[1, 2]]).all()
+    refined = spread_scores(scheduled, first, {"reference": np.array([0.6, 0.8], np.float32)})["reference"]
+    assert refined.tolist() == pytest.approx([0.2, 0.6, 0.8, 0.4])
+    assert pool_scores(once.tolist()) == pytest.approx(0.3)  # faces not scored are left out of the pool

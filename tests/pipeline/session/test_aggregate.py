@@ -10,11 +10,13 @@ from pipeline.signals.collector import SessionVerdicts
 
 
 def frames(scores, faces=None) -> FrameRecords:
-    """Frame records with these spoof scores (None: no score) and face counts."""
+    """Frame records with these spoof scores (None: no score) and face counts (a main face's
+    box wherever there is a face)."""
     faces = faces or [1 if s is not None else 0 for s in scores]
     records = FrameRecords.empty(len(scores))
     spoof = np.array([np.nan if s is None else s for s in scores], np.float32)
-    return replace(records, n_faces=np.array(faces, np.int32), spoof_score=spoof)
+    bbox = np.array([(10, 10, 50, 50) if f else (np.nan,) * 4 for f in faces], np.float32).reshape(-1, 4)
+    return replace(records, n_faces=np.array(faces, np.int32), spoof_score=spoof, bbox=bbox)
 
 
 def test_pooling_methods():
@@ -148,3 +150,14 @@ def test_a_session_too_short_for_the_temporal_rules_is_never_live():
         frames([0.1]), threshold=0.5, config=AggregateConfig(), verdicts=short, rules=DecisionConfig(too_short="ignore")
     )
     assert kept.decision == "live" and kept.reasons == ()
+
+
+def test_a_face_not_scored_counts_for_the_nearest_scored_one():
+    """The scorers' schedule leaves faces unscored: the session score weighs each scored face
+    by the faces it stands for, so a dense stretch does not outweigh the rest of the session."""
+    dense_end = [0.1, None, None, None, 0.1, None, None, None, 0.9, 0.9, 0.9, 0.9]
+    row = aggregate_session(frames(dense_end, faces=[1] * 12), threshold=0.5, config=AggregateConfig())
+    # the two 0.1 stand for faces 0-2 and 3-6 (a tie goes to the earlier), the 0.9 for 7-11
+    assert row.frames_scored == 6 and row.spoof_score == pytest.approx((0.1 * 7 + 0.9 * 5) / 12)
+    assert pool_scores([0.1, None, None, None, 0.1, 0.9, 0.9], "median") == pytest.approx(0.1)
+    assert pool_scores([0.1, 0.9, 0.9], "median") == pytest.approx(0.9)  # all scored: the plain median

@@ -41,7 +41,7 @@ def test_benchmark_and_evaluation_frames_equal_the_scans(rendered):
     assert scan.frames.verdicts.swap_detected  # the session is a real test of the signals, not an empty one
     assert scan.frames.identity is not None
     timed = FramePath(card.crop_spec, config.detect, config.signals, identity=config.identity, timed=True)
-    bench, _ = stage_session(timed, session, config)
+    bench, _, _ = stage_session(timed, session, config)
     _assert_same(scan.frames, bench)
     with VideoReader(rendered, sample_fps=config.decode.sample_fps, max_frames=config.decode.max_frames) as video:
         decoded = list(video.sampled())
@@ -79,3 +79,39 @@ def test_a_photo_is_a_one_frame_session_with_who_it_is_and_what_covers_it(real_m
     assert verdicts.too_short  # so it is never decided live unseen (decision.too_short)
     assert verdicts.occluded_regions == ()  # a bare face: measured, and nothing blocked
     assert scan.frames.identity is not None and scan.frames.identity.frames == 1
+
+
+def test_each_stage_runs_at_its_rate_and_densely_around_a_swap(rendered):
+    """The scan's schedules: the face mesh on every sampled frame, detection and the scorers
+    on fewer, and every face scored for scoring.dense_s after the cut; with every rate off,
+    every stage runs on every frame and the session's verdicts are the same."""
+    config, card = ScanConfig(), read_card(DEFAULT_MODEL_DIR)
+    with VideoReader(rendered, sample_fps=config.decode.sample_fps) as video:
+        frames = list(video.sampled())
+    path = FramePath(card.crop_spec, config.detect, config.signals, identity=config.identity, scoring=config.scoring)
+    paced = path.run(frames)
+    counts, records = paced.counts, paced.records
+    faces = int(records.has_face.sum())
+    assert counts.frames == len(frames) and counts.meshes >= faces
+    assert counts.detections < counts.frames and counts.scheduled < faces
+    assert paced.verdicts.swap_detected
+    swap_at = paced.verdicts.swap_at_s
+    assert swap_at is not None
+    face_times = records.face_pts_s
+    after_cut = (face_times >= swap_at) & (face_times <= swap_at + config.scoring.dense_s)
+    assert after_cut.any() and paced.scheduled[after_cut].all()  # no face of the cut's half second unscored
+    every = config.model_copy(
+        update={
+            "detect": config.detect.model_copy(update={"recheck_hz": None}),
+            "scoring": config.scoring.model_copy(update={"rate_hz": None}),
+            "signals": config.signals.model_copy(
+                update={"occlusion": config.signals.occlusion.model_copy(update={"rate_hz": None})}
+            ),
+        }
+    )
+    dense = FramePath(card.crop_spec, every.detect, every.signals, identity=every.identity, scoring=every.scoring)
+    full = dense.run(frames)
+    assert full.counts.detections == full.counts.frames and bool(full.scheduled.all())
+    assert full.counts.occlusion >= int(full.records.has_face.sum()) - 1
+    assert (full.verdicts.swap_detected, full.verdicts.blink_count) == (True, paced.verdicts.blink_count)
+    assert abs((full.verdicts.swap_at_s or 0.0) - swap_at) <= 0.5
