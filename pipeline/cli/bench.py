@@ -34,6 +34,7 @@ first and the last finished session, once workers and actors are warm. ``speedup
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import platform
@@ -616,8 +617,6 @@ def run_bench(
     naive_sessions: int = NAIVE_SESSIONS,
 ) -> BenchResult:
     """Generate the sessions (once; reused from ``work_dir``), then measure everything in one run."""
-    import logging
-
     import torch
 
     log = logging.getLogger(__name__)
@@ -689,6 +688,7 @@ def memory_profile(
         uris.append(str(link))
     out = {}
     for n in counts:
+        logging.getLogger(__name__).info("peak memory: a scan of %d sessions", n)
         sessions = [Session(session_id=f"m{i:05d}", uri=uris[i]) for i in range(n)]
         result = measure_scan(sessions, config, checkpoint)
         out[str(n)] = {

@@ -59,9 +59,14 @@ class FingerprintIndex:
         return len(self.fingerprints)
 
     def add(self, fingerprint: Fingerprint) -> int:
-        """Store one fingerprint; returns its row."""
+        """Store a copy of one fingerprint; returns its row.
+
+        A copy, because a fingerprint that came back from a Ray worker is a view into that
+        worker's result in the object store: kept, it would keep the session's crops there
+        alive for the whole run (measured: 2 MB a session, 3.4 GB of PSS at 1000 sessions).
+        """
         row = len(self.fingerprints)
-        self.fingerprints.append(fingerprint)
+        self.fingerprints.append(Fingerprint(fingerprint.times.copy(), fingerprint.hashes.copy()))
         for band in bands(fingerprint.hashes).tolist():
             self._by_band[band].append(row)
         return row

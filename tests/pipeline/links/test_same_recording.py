@@ -39,3 +39,15 @@ def test_a_copy_reencoded_resized_and_trimmed_is_the_same_recording_and_another_
 def test_hamming_counts_differing_bits():
     a = np.array([0, 0xFF], np.uint64)
     assert hamming(a, np.array([1, 0xF0, 2**63], np.uint64)).tolist() == [[1, 4, 1], [7, 4, 9]]
+
+
+def test_the_index_keeps_its_own_copy_of_a_fingerprint():
+    """A fingerprint from a Ray worker is a view into the worker's whole result (the session's
+    crops too): the index must not keep that buffer alive for the rest of the run."""
+    buffer = np.arange(64, dtype=np.uint64)  # stands for the result a fingerprint is a view into
+    fingerprint = Fingerprint(np.linspace(0.0, 1.5, 4), buffer[8:12])
+    index = FingerprintIndex()
+    row = index.add(fingerprint)
+    stored = index.fingerprints[row]
+    assert not np.shares_memory(stored.hashes, buffer) and not np.shares_memory(stored.times, fingerprint.times)
+    assert stored.hashes.tolist() == fingerprint.hashes.tolist()
