@@ -33,7 +33,6 @@ class FrameSignals:
     ear_right: float = math.nan
     similarity_prev: float = math.nan
     occlusion: np.ndarray = field(default_factory=lambda: _NO_OCCLUSION)  # (len(REGIONS),) probabilities
-    eyes_closing: bool = False  # the cheap cue that the eyes close (a blink or a cover): see EyesClosing
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,6 @@ class SessionSignals:
         ear_l = ear_r = sim = math.nan
         shape = None
         scores = _NO_OCCLUSION
-        closing = False
         after_gap = self._gap
         self._gap = crop is None or landmarks is None
         if crop is not None:
@@ -155,7 +153,6 @@ class SessionSignals:
             ear_right=ear_r,
             similarity_prev=sim,
             occlusion=np.asarray(scores, np.float32),
-            eyes_closing=closing,
         )
 
     def finish(self) -> SessionVerdicts:
