@@ -55,6 +55,8 @@ from pipeline.scoring.model import ModelCard
 from pipeline.scoring.registry import ScorerEntry, Scorers, crop_specs, scan_scorers
 from pipeline.session.aggregate import worth_refining
 from pipeline.session.frame_path import FramePath, SessionFrames, StageCost
+from pipeline.session.records import FrameRecords
+from pipeline.signals.collector import SessionVerdicts
 from pipeline.video.decode import VideoReader, _TimeSampler
 from pipeline.video.sources import Session
 
@@ -105,20 +107,6 @@ def make_sessions(
 
 
 @dataclass
-class SessionCrops:
-    """One session's faces for the scorers: every face's crops by crop key, and which of the
-    faces its schedule picks."""
-
-    crops: dict[str, np.ndarray]
-    scheduled: np.ndarray  # bool (K,)
-
-    def part(self, scheduled: bool) -> dict[str, np.ndarray]:
-        """The crops of the scheduled faces, or of the others."""
-        mask = self.scheduled if scheduled else ~self.scheduled
-        return {key: v[mask] for key, v in self.crops.items()}
-
-
-@dataclass
 class StageRun:
     """What :func:`measure_stages` measured: the stages' costs, the sessions' seconds of video,
     their faces, how often each stage ran, the scorers' backends, and (``score=False``) each
@@ -130,7 +118,7 @@ class StageRun:
     counts: dict[str, int]
     refined: int = 0
     backend: str = ""
-    unscored: list[SessionCrops] = field(default_factory=list)
+    unscored: list[SessionFrames] = field(default_factory=list)
 
     def add(self, other: StageRun) -> None:
         """Add another run's measurements (the same stages) to this one."""
@@ -157,7 +145,7 @@ def measure_stages(sessions: list[Session], config: ScanConfig, checkpoint: Path
         fingerprint_hz=config.links.hash_hz, scoring=config.scoring, cache_dir=config.scoring.onnx_cache, timed=True,
     )  # fmt: skip
     decode = StageCost("decode")
-    crops: list[SessionCrops] = []
+    crops: list[SessionFrames] = []
     video_s, counts = 0.0, dict[str, int]()
     for session in sessions:
         result, decode_cost, seconds = stage_session(path, session, config)
@@ -165,7 +153,7 @@ def measure_stages(sessions: list[Session], config: ScanConfig, checkpoint: Path
         video_s += seconds
         for name, n in asdict(result.counts).items():
             counts[name] = counts.get(name, 0) + n
-        crops.append(SessionCrops(result.scorer_crops, result.scheduled))
+        crops.append(result)
     stages = {"decode": decode, **{name: path.costs[name] for name in ("detect", "signals", "identity")}}
     faces = sum(len(c.scheduled) for c in crops)
     run = StageRun(stages, video_s, faces, counts)
@@ -201,7 +189,7 @@ def _stack(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 def measure_scoring(
-    sessions: Sequence[SessionCrops], config: ScanConfig, checkpoint: Path, gpu: bool = False
+    sessions: Sequence[SessionFrames], config: ScanConfig, checkpoint: Path, gpu: bool = False
 ) -> tuple[StageCost, int, str]:
     """The scan's scoring of these sessions (on the GPU with ``gpu``): their scheduled faces
     in batches of the scan's size, then every other face of the sessions whose score lies
@@ -217,12 +205,12 @@ def measure_scoring(
     )
     cost = StageCost("score")
     batch = config.scoring.batch_for(gpu)
-    first = _score_batches(scorers, _stack([s.part(True) for s in sessions]), batch, cost)
+    first = _score_batches(scorers, _stack([s.scorer_crops_of(scheduled=True) for s in sessions]), batch, cost)
     refined, start = [], 0
     for s in sessions:
         n = int(s.scheduled.sum())
         if worth_refining(s.scheduled, {name: v[start : start + n] for name, v in first.items()}, entries, config):
-            refined.append(s.part(False))
+            refined.append(s.scorer_crops_of(scheduled=False))
         start += n
     if refined:
         _score_batches(scorers, _stack(refined), batch, cost)
@@ -277,7 +265,9 @@ def measure_b2_input_sizes(config: ScanConfig, checkpoint: Path, gpu: bool = Fal
             copy = resized_b2(checkpoint, size, Path(tmp))
             [spec] = crop_specs(bench_scorers(b2_only, copy))
             faces = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-            crops = SessionCrops({spec.key: faces}, np.ones(n, bool))  # all scheduled: nothing to refine
+            crops = SessionFrames(  # random faces, all scheduled: nothing to refine
+                FrameRecords.empty(), faces, SessionVerdicts(), {spec.key: faces}, scheduled=np.ones(n, bool)
+            )
             cost, _, _ = measure_scoring([crops], b2_only, copy, gpu)
             cost_ms[str(size)] = round(1e3 * cost.cpu_s / n, 2)
     low, high = (cost_ms[str(s)] for s in B2_INPUT_SIZES)

@@ -230,7 +230,7 @@ class _Sessions:
             self.commit(analysis, None)
             return
         self.waiting[analysis.session.session_id] = analysis
-        self.batcher.add(analysis.session.session_id, analysis.frames.scheduled_crops())
+        self.batcher.add(analysis.session.session_id, analysis.frames.scorer_crops_of(scheduled=True))
 
     def _refine(self, sid: str, analysis: SessionAnalysis, scores: dict[str, np.ndarray]) -> bool:
         """Whether the session's score lies near a threshold with faces unscored: then those
@@ -240,7 +240,7 @@ class _Sessions:
             return False
         self.first_round[sid] = scores
         self.summary.refined += 1
-        self.batcher.add(sid, {key: crops[~frames.scheduled] for key, crops in frames.scorer_crops.items()})
+        self.batcher.add(sid, frames.scorer_crops_of(scheduled=False))
         return True
 
     def scored(self, batch: Batch, scores: dict[str, np.ndarray] | None, failure: str | None) -> None:

@@ -58,11 +58,6 @@ class SessionAnalysis:
     def n_crops(self) -> int:
         return len(self.frames.crops)
 
-    @property
-    def scorer_crops(self) -> dict[str, np.ndarray]:
-        """Every crop the scorers need, by crop key (see :class:`SessionFrames`)."""
-        return self.frames.scorer_crops
-
     @classmethod
     def failed(
         cls, session: Session, reason: str, crop_size: int = 1, video: VideoFacts | None = None

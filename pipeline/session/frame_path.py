@@ -178,9 +178,11 @@ class SessionFrames:
     scheduled: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     counts: StageCounts = field(default_factory=StageCounts)
 
-    def scheduled_crops(self) -> dict[str, np.ndarray]:
-        """The scorers' crops of the scheduled faces, by crop key."""
-        return {key: crops[self.scheduled] for key, crops in self.scorer_crops.items()}
+    def scorer_crops_of(self, scheduled: bool) -> dict[str, np.ndarray]:
+        """The scorers' crops, by crop key, of the scheduled faces or of the others (the
+        refinement round's)."""
+        mask = self.scheduled if scheduled else ~self.scheduled
+        return {key: crops[mask] for key, crops in self.scorer_crops.items()}
 
 
 @dataclass
@@ -318,7 +320,7 @@ class FramePath:
         event = False
         found = _Located(box=tracked)
         # a face to be scored is cut from the detector's box, as the scorers were measured on
-        if tracked is None or self._detect_schedule.take(t) or self._score_schedule.due(t):
+        if tracked is None or self._detect_schedule.due(t) or self._score_schedule.due(t):
             before = self._faces[0]
             found = _Located(*self._detect(image))
             changed = tracked is not None and (found.box is None or _iou(found.box, tracked) < FOLLOW_IOU)
