@@ -144,8 +144,18 @@ class DecodeConfig(_Strict):
 
     sample_fps: float = Field(12.0, gt=0, le=120, description="blinks last 100-400 ms: about 10-15 fps catches them")
     max_frames: int = Field(240, ge=1)
-    max_pixels: int = Field(4096 * 4096, ge=1, description="larger frames fail the session (absurd resolution)")
+    max_pixels: int = Field(
+        4096 * 4096,
+        ge=1,
+        description="a larger frame, in the header or mid-stream, fails the session (absurd resolution)",
+    )
     timeout_s: float = Field(300.0, gt=0, description="per-session wall time before it is marked failed")
+    max_decoded_pixels: float | None = Field(
+        1e10,
+        gt=0,
+        description="pixels a session may decode (every frame, sampled or not) before it is marked failed, beside"
+        " timeout_s: a small file of huge, cheap frames cannot hold a worker; null = no budget",
+    )
 
 
 class DetectConfig(_Strict):
@@ -251,6 +261,9 @@ class DecisionConfig(_Strict):
     linked: Action = "review"
     too_short: Action = Field(
         "review", description="face seen under static.min_static_s (a photo, a 1-frame video): never live unseen"
+    )
+    partial_decode: Action = Field(
+        "review", description="part of the video could not be decoded (bad packets, a damaged or truncated file)"
     )
     multi_face_ratio: float = Field(
         0.2, gt=0, le=1, description="share of sampled frames with 2+ faces that fires multi_face"

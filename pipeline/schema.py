@@ -65,6 +65,9 @@ SESSION_FIELDS: list[pa.Field] = [
     pa.field("repeated_frame_ratio", pa.float64()),
     pa.field("examined_until_s", pa.float64()),
     pa.field("coverage", pa.float64()),
+    pa.field("decode_end", pa.string()),
+    *[pa.field(name, pa.int32()) for name in ("bad_packets", "timestamp_resets", "size_changes")],
+    pa.field("decoded_until_s", pa.float64()),
 ]
 
 FRAME_FIELDS: list[pa.Field] = [

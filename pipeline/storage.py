@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from pipeline.atomic import write_aside
 
 STORAGE_ENV_PREFIXES = ("AWS_",)
+STORAGE_SECRETS = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"})
 
 
 def storage_env() -> dict[str, str]:

@@ -136,3 +136,50 @@ def write_reencoded(source: Path, target: Path, *, scale: float, skip_s: float) 
                 w, h = int(frame.width * scale) // 2 * 2, int(frame.height * scale) // 2 * 2
                 frames.append(frame.reformat(width=w, height=h, format="rgb24").to_ndarray())
     return write_video(target, frames, fps=15.0, crf=32)
+
+
+def write_joined_clips(path: Path, clips: list[tuple[list[np.ndarray], list[float]]]) -> Path:
+    """MPEG-TS clips joined end to end (as ``cat a.ts b.ts`` joins them), each clip given as its
+    frames and their presentation times: times that start again at 0 restart the timestamps,
+    a clip of another frame size changes the resolution mid-stream."""
+    parts = []
+    for i, (frames, times) in enumerate(clips):
+        part = write_video(path.with_suffix(f".part{i}.ts"), frames, times_s=times)
+        parts.append(part.read_bytes())
+        part.unlink()
+    path.write_bytes(b"".join(parts))
+    return path
+
+
+def _remux(source: Path, target: Path, *, options: dict[str, str] | None = None, garbage: frozenset[int] = frozenset()):
+    """``source``'s video packets muxed again into ``target``; the packets numbered in ``garbage``
+    get random bytes of the same length (a decoder rejects them)."""
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(source)) as src, av.open(str(target), "w", options=options or {}) as out:
+        stream = out.add_stream_from_template(src.streams.video[0])
+        packets = (p for p in src.demux(src.streams.video[0]) if p.dts is not None)
+        for k, packet in enumerate(packets):
+            if k in garbage:
+                bad = av.Packet(rng.integers(0, 256, packet.size, dtype=np.uint8).tobytes())
+                bad.pts, bad.dts, bad.time_base, bad.is_keyframe = packet.pts, packet.dts, packet.time_base, False
+                packet = bad
+            packet.stream = stream
+            out.mux(packet)
+    return target
+
+
+def write_with_bad_packets(path: Path, source: Path, bad: frozenset[int]) -> Path:
+    """``source`` as Matroska with the packets numbered in ``bad`` (0 = the first) overwritten by noise."""
+    return _remux(source, path, garbage=bad)
+
+
+def write_cut_short(path: Path, source: Path, keep: float) -> Path:
+    """``source`` with its index first (``faststart``), then cut after ``keep`` of its bytes: the
+    header promises every frame, the file holds only the first ones (an interrupted upload)."""
+    whole = _remux(source, path.with_suffix(".whole.mp4"), options={"movflags": "faststart"})
+    data = whole.read_bytes()
+    whole.unlink()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path

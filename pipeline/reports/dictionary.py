@@ -81,9 +81,41 @@ COLUMNS: dict[str, dict[str, Column]] = {
             "no frame was sampled (the session failed first)",
         ),
         "coverage": Column(
-            "`examined_until_s` as a share of `duration_s`: under 1 when the frame cap cut the video short",
+            "`examined_until_s` as a share of `duration_s`: under 1 when the frame cap cut the video short, or"
+            " decoding ended early (`decode_end`)",
             "0..1",
             "no frame was sampled, or the duration is unknown",
+        ),
+        "decode_end": Column(
+            "how decoding ended: `end` (the stream was read to its end), `frame_cap` (`decode.max_frames` frames"
+            " were sampled; the rest was not read), `read_error` (the container could not be read further: a"
+            " damaged or truncated file; what was read is examined and the `partial_decode` reason fires)",
+            null="the session failed",
+        ),
+        "bad_packets": Column(
+            "packets the decoder rejected, skipped and counted (the frames that depend on them are lost);"
+            " any fires the `partial_decode` reason",
+            "packets",
+            "the session failed",
+        ),
+        "timestamp_resets": Column(
+            "times the frame timestamps jumped back (clips joined end to end): each later clip continues the one"
+            " timeline of `pts_s`, so every clip is sampled",
+            "count",
+            "the session failed",
+        ),
+        "size_changes": Column(
+            "times the frame size changed mid-stream (`width` and `height` are the header's); a frame over"
+            " `decode.max_pixels` fails the session",
+            "count",
+            "the session failed",
+        ),
+        "decoded_until_s": Column(
+            "how far the decoded frames reach on the timeline; under 95% of `duration_s` (or under 95% of the"
+            " header's frame count decoded) with `decode_end` = `end`, the file is shorter than its header says"
+            " and the `partial_decode` reason fires",
+            "seconds",
+            "the session failed",
         ),
         "frames_scored": Column(
             "sampled frames whose face the scorers scored: scoring.rate_hz a second, every face after an event"
@@ -123,7 +155,8 @@ COLUMNS: dict[str, dict[str, Column]] = {
         "reasons": Column(
             "why the decision is not `live`: `spoof_score:<scorer>`, `no_face`, `swap`, `static`, `no_blink`,"
             " `too_short` (a face seen under `static.min_static_s`: a photo, a 1-frame video), `occluded:<region>`,"
-            " `multi_face`, `linked:<kind>`",
+            " `multi_face`, `linked:<kind>`, `partial_decode` (part of the video could not be decoded: see"
+            " `decode_end`, `bad_packets`, `decoded_until_s`)",
             "list of strings",
             "the session failed (empty list)",
         ),

@@ -36,7 +36,7 @@ def result_settings(config: ScanConfig, scorers: Sequence[ScorerEntry]) -> dict:
         "occlusion_model": read_occlusion_card(config.signals.occlusion.model or DEFAULT_OCCLUSION_DIR).version
         if occlusion
         else None,
-        "decode": config.decode.model_dump(exclude={"timeout_s"}),
+        "decode": config.decode.model_dump(exclude={"timeout_s", "max_decoded_pixels"}),
         "detect": config.detect.model_dump(),
         "signals": config.signals.model_dump(),
         "identity": _identity_settings(config),

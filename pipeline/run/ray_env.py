@@ -1,30 +1,31 @@
 """Where a scan's Ray comes from and what its processes get from the driver: a local Ray
-bound to this machine, or a cluster joined by address; storage settings; malloc arenas."""
+bound to this machine, or a cluster joined by address; storage settings; malloc arenas.
+
+Storage settings never travel in a Ray runtime environment: Ray writes a job's and a task's
+runtime environment to its logs in plain text (``runtime_env_agent.log``, readable by every
+user of the node). The analysis tasks take them as an argument instead, and a cluster's
+workers get no credentials at all: its nodes need their own.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from pipeline.config import ScanConfig
-from pipeline.storage import storage_env
+from pipeline.session.analyse import SessionAnalysis, analyse_session
+from pipeline.storage import STORAGE_SECRETS, storage_env
+
+log = logging.getLogger(__name__)
 
 MALLOC_ARENAS = "2"  # glibc malloc arenas per process Ray starts locally (see _malloc_arenas)
-_workers_env: dict[str, str] | None = (
-    None  # the storage settings every worker of this job has, once this process started or joined Ray
-)
 
 
 def ensure_ray(config: ScanConfig) -> None:
-    """Start Ray locally, or join ``ray.address``; reuse a Ray already started in this process.
-
-    The workers get the driver's storage settings for the whole job: locally they inherit
-    its environment, on a cluster they come as the job's runtime environment. A task with
-    a runtime environment of its own would need freshly started workers instead of the
-    ones Ray has already started (measured: the first analyses then start 1.5 s later)."""
-    global _workers_env
+    """Start Ray locally, or join ``ray.address``; reuse a Ray already started in this process."""
     import ray
 
     if ray.is_initialized():
@@ -32,17 +33,11 @@ def ensure_ray(config: ScanConfig) -> None:
     # Ray announces on every start that it protects its cluster with a token (good: kept on);
     # an operator reads it as a warning about the run.
     logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    env = storage_env()
     if config.ray.address:
-        ray.init(
-            address=config.ray.address,
-            runtime_env={"env_vars": env} if env else None,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-        )
+        ray.init(address=config.ray.address, log_to_driver=False, logging_level=logging.WARNING)
     else:
         # address="local": never attach to a cluster that `ray start` left on this machine.
-        with _malloc_arenas(MALLOC_ARENAS):
+        with _malloc_arenas(MALLOC_ARENAS), _loopback_only():
             ray.init(
                 address="local",
                 num_cpus=config.ray.num_cpus,
@@ -50,7 +45,56 @@ def ensure_ray(config: ScanConfig) -> None:
                 log_to_driver=False,
                 logging_level=logging.WARNING,
             )
-    _workers_env = env
+
+
+def worker_storage(config: ScanConfig) -> dict[str, str]:
+    """The storage settings (``AWS_*``) the analysis tasks take with them: all of them to a
+    local Ray's workers; to a cluster's, all but the credentials, with a warning naming them
+    when this process has some (the nodes must have their own: the environment of their
+    ``ray start``, a profile in ``~/.aws``, or an instance role)."""
+    env = storage_env()
+    if not config.ray.address:
+        return env
+    held = sorted(k for k in env if k in STORAGE_SECRETS)
+    if held:
+        log.warning(
+            "%s not sent to the Ray cluster's workers: credentials are never shipped to other machines. Give each"
+            " node its own (in the environment of its `ray start`, a profile in ~/.aws with AWS_PROFILE, or an"
+            " instance role); without them its workers cannot read s3:// inputs",
+            ", ".join(held),
+        )
+    return {k: v for k, v in env.items() if k not in STORAGE_SECRETS}
+
+
+def analyse_in_worker(storage: Mapping[str, str], *args: Any, **kwargs: Any) -> SessionAnalysis:
+    """:func:`~pipeline.session.analyse.analyse_session` in a Ray worker, with the storage
+    settings the driver sent (:func:`worker_storage`)."""
+    os.environ.update(storage)
+    return analyse_session(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """A local Ray whose servers (GCS, raylet, workers, agents) listen on 127.0.0.1 only.
+
+    Ray binds them to the node's address, and ``ray.init`` replaces a given 127.0.0.1 by the
+    machine's outside address unless Ray clustering is off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``,
+    read once when Ray is imported: it is set here for the processes Ray starts, and in Ray's
+    constants for this one). Checked with the listening sockets of the whole process tree in
+    ``tests/pipeline/run/test_ray_env.py``."""
+    from ray._private import ray_constants
+
+    variable, before = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, ray_constants.ENABLE_RAY_CLUSTER
+    saved = os.environ.get(variable)
+    os.environ[variable], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+        if saved is None:
+            del os.environ[variable]
+        else:
+            os.environ[variable] = saved
 
 
 @contextlib.contextmanager
@@ -67,10 +111,3 @@ def _malloc_arenas(arenas: str) -> Iterator[None]:
         yield
     finally:
         del os.environ["MALLOC_ARENA_MAX"]
-
-
-def task_env() -> dict[str, str] | None:
-    """The storage settings the analysis tasks must be given: none when the job's workers
-    already have this process's (a Ray started elsewhere, or settings changed since, need them)."""
-    env = storage_env()
-    return None if env == (_workers_env or {}) else env

@@ -27,14 +27,14 @@ from pipeline.run.batcher import Batch, CropBatcher
 from pipeline.run.ledger import Ledger
 from pipeline.run.output import RunWriter
 from pipeline.run.progress import Progress
-from pipeline.run.ray_env import ensure_ray, task_env
+from pipeline.run.ray_env import analyse_in_worker, ensure_ray, worker_storage
 from pipeline.run.summary import ScanSummary
 from pipeline.schema import new_run_id
 from pipeline.scoring.model import ModelCard
 from pipeline.scoring.registry import ScorerEntry, ScoringActor, crop_specs
 from pipeline.scoring.scorers import spoof_onnx
 from pipeline.session.aggregate import spread_scores, worth_refining
-from pipeline.session.analyse import SessionAnalysis, analyse_session
+from pipeline.session.analyse import SessionAnalysis
 from pipeline.session.assemble import RunContext, assemble_session
 from pipeline.session.frame_path import identity_card
 from pipeline.signals.occlusion import DEFAULT_OCCLUSION_DIR, occlusion_onnx
@@ -88,14 +88,10 @@ class _Analyses:
     ) -> None:
         import ray
 
-        env = task_env()  # workers read s3:// inputs with the driver's storage settings
-        # Ray's stubs reject runtime_env=None (Ray takes it) and type remote functions by
-        # positional parameters only, while analyse_session has keyword-only ones.
-        self._remote: Any = ray.remote(
-            num_cpus=1,
-            max_retries=config.ray.session_retries,
-            runtime_env={"env_vars": env} if env else None,  # type: ignore[arg-type]
-        )(analyse_session)  # type: ignore[arg-type]
+        self._storage = worker_storage(config)  # workers read s3:// inputs with the driver's storage settings
+        # Ray's stubs type remote functions by positional parameters only, while the analysis
+        # has keyword-only ones.
+        self._remote: Any = ray.remote(num_cpus=1, max_retries=config.ray.session_retries)(analyse_in_worker)
         self._config, self._slots = config, slots
         self._crops = crop_specs(scorers)  # the first (the b2's) is the main crop
         self.todo = list(reversed(sessions))  # popped from the end: first session first
@@ -108,7 +104,7 @@ class _Analyses:
         while self.todo and len(self.running) < self._slots and len(self.running) + in_flight < max_in_flight:
             session = self.todo.pop()
             ref = self._remote.remote(
-                session, c.decode, c.detect, c.signals, crop=self._crops[0], extra_crops=self._crops[1:],
+                self._storage, session, c.decode, c.detect, c.signals, crop=self._crops[0], extra_crops=self._crops[1:],
                 identity=c.identity, fingerprint_hz=c.links.hash_hz, scoring=c.scoring,
                 cache_dir=c.scoring.onnx_cache,
             )  # fmt: skip

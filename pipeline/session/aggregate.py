@@ -27,6 +27,7 @@ REASON_MULTI_FACE = "multi_face"
 REASON_OCCLUDED = "occluded:"  # followed by the region, e.g. occluded:mouth
 REASON_TOO_SHORT = "too_short"  # too little time with a face for the temporal rules: never live
 REASON_LINKED = "linked:"  # followed by the link kind, e.g. linked:same_face
+REASON_PARTIAL_DECODE = "partial_decode"  # part of the video could not be decoded: the row's decode columns say what
 
 _SEVERITY = {"ignore": 0, DECISION_LIVE: 0, DECISION_REVIEW: 1, DECISION_SPOOF: 2}
 Combine = Literal["most_severe", "mean"]
@@ -124,6 +125,7 @@ def aggregate_session(
     error: str | None = None,
     score_reason: str = REASON_SPOOF_SCORE,
     linked: Sequence[str] = (),
+    partial_decode: bool = False,
 ) -> SessionAggregate:
     """The session columns that come from its frames (their faces and the deciding spoof
     score, ``frames.spoof_score``) and its signal verdicts.
@@ -133,12 +135,15 @@ def aggregate_session(
     severe of the spoof score's (against ``threshold``; none when no scorer decides) and the
     fired signals' actions, and ``reasons`` names the score (``score_reason``, when it is
     not live) and each fired signal. ``linked`` holds the kinds of links to earlier sessions
-    found for this one (``linked:<kind>``, action ``rules.linked``), with or without a face.
+    found for this one (``linked:<kind>``, action ``rules.linked``), with or without a face;
+    ``partial_decode`` says part of the video could not be decoded (action ``rules.partial_decode``).
     """
     rules = rules or DecisionConfig()
-    links: list[tuple[str, str]] = [
+    about_file: list[tuple[str, str]] = [
         (f"{REASON_LINKED}{kind}", rules.linked) for kind in dict.fromkeys(linked) if rules.linked != "ignore"
     ]
+    if partial_decode and rules.partial_decode != "ignore":
+        about_file.insert(0, (REASON_PARTIAL_DECODE, rules.partial_decode))
     if error is not None:
         return SessionAggregate(status=STATUS_FAILED, error=error)
     deciding = ~np.isnan(frames.spoof_score)
@@ -159,13 +164,13 @@ def aggregate_session(
         threshold=threshold if len(scores) else None,
     )
     if not faces or not base.frames_scored:
-        worst = max([DECISION_REVIEW, *(action for _, action in links)], key=_SEVERITY.__getitem__)
-        return replace(base, decision=worst, reasons=(REASON_NO_FACE, *(reason for reason, _ in links)))
+        worst = max([DECISION_REVIEW, *(action for _, action in about_file)], key=_SEVERITY.__getitem__)
+        return replace(base, decision=worst, reasons=(REASON_NO_FACE, *(reason for reason, _ in about_file)))
     decision, reasons = DECISION_LIVE, []
     if base.spoof_score is not None and threshold is not None:
         decision = decide(base.spoof_score, threshold, config.review_band)
         reasons = [score_reason] if decision != DECISION_LIVE else []
-    for reason, action in [*signal_reasons(verdicts or SessionVerdicts(), multi_face_ratio, rules), *links]:
+    for reason, action in [*signal_reasons(verdicts or SessionVerdicts(), multi_face_ratio, rules), *about_file]:
         reasons.append(reason)
         if _SEVERITY[action] > _SEVERITY[decision]:
             decision = action

@@ -23,7 +23,7 @@ from pipeline.faces.crop import CropSpec
 from pipeline.session.frame_path import FramePath, SessionFrames
 from pipeline.session.records import FrameRecords
 from pipeline.signals.collector import SessionVerdicts
-from pipeline.video.decode import Provenance, VideoReader
+from pipeline.video.decode import DecodeReport, Provenance, VideoReader
 from pipeline.video.prefetch import Prefetch
 from pipeline.video.sources import Session
 
@@ -42,6 +42,12 @@ class VideoFacts:
     rotation: int | None = None
     frames_decoded: int = 0
     provenance: Provenance = field(default_factory=Provenance)
+    decoding: DecodeReport | None = None  # None: the session failed before it was decoded to the end
+
+    @property
+    def partial(self) -> bool:
+        """Whether part of the video went unread for a fault of the file (see :meth:`DecodeReport.partial`)."""
+        return self.decoding is not None and self.decoding.partial(self.duration_s, self.frames_decoded)
 
 
 @dataclass
@@ -92,8 +98,12 @@ def analyse_session(
     try:
         with (
             VideoReader(
-                session.uri, sample_fps=decode.sample_fps, max_frames=decode.max_frames, max_pixels=decode.max_pixels
-            ) as video,
+                session.uri,
+                sample_fps=decode.sample_fps,
+                max_frames=decode.max_frames,
+                max_pixels=decode.max_pixels,
+                max_decoded_pixels=decode.max_decoded_pixels,
+            ) as video,  # fmt: skip
             Prefetch(video.sampled(), depth=PREFETCH_FRAMES) as sampled,
         ):
             header = VideoFacts(width=video.header.width, height=video.header.height)
@@ -101,13 +111,16 @@ def analyse_session(
             width, height = video.header.width, video.header.height
             if video.rotation % 180:
                 width, height = height, width
+            decoding = video.report()
             facts = VideoFacts(
-                duration_s=video.header.duration_s or video.last_pts_s,
+                # the header's, unless the frames reach further (timestamps that restart, a header that lies)
+                duration_s=max(video.header.duration_s or 0.0, decoding.decoded_until_s or 0.0) or None,
                 width=width,
                 height=height,
                 rotation=video.rotation,
                 frames_decoded=video.frames_decoded,
                 provenance=video.provenance(),
+                decoding=decoding,
             )
         result = SessionAnalysis(session=session, frames=frames, video=facts)
     except DecodeError as exc:

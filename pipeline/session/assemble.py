@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +18,7 @@ from pipeline.session.aggregate import REASON_SPOOF_SCORE, aggregate_session, de
 from pipeline.session.analyse import SessionAnalysis
 from pipeline.session.evidence import evidence_table
 from pipeline.session.records import SessionRow
+from pipeline.video.decode import DecodeReport
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,19 @@ def examined(pts_s: np.ndarray, duration_s: float | None, sample_fps: float) -> 
     return until, None
 
 
+def decode_columns(report: DecodeReport | None) -> dict[str, Any]:
+    """The row's columns of what decoding found (all null when the session failed first)."""
+    if report is None:
+        return {}
+    return {
+        "decode_end": report.end,
+        "bad_packets": report.bad_packets,
+        "timestamp_resets": report.timestamp_resets,
+        "size_changes": report.size_changes,
+        "decoded_until_s": report.decoded_until_s,
+    }
+
+
 def assemble_session(
     analysis: SessionAnalysis,
     scores: Mapping[str, np.ndarray] | None,
@@ -108,7 +123,7 @@ def assemble_session(
     aggregate = aggregate_session(
         records, threshold=threshold, config=config.aggregate, rules=config.decision, verdicts=verdicts,
         error=analysis.error, score_reason=reason,
-        linked=() if links is None else links.column("kind").to_pylist(),
+        linked=() if links is None else links.column("kind").to_pylist(), partial_decode=analysis.video.partial,
     )  # fmt: skip
     session, video = analysis.session, analysis.video
     until, coverage = examined(records.pts_s, video.duration_s, config.decode.sample_fps)
@@ -156,6 +171,7 @@ def assemble_session(
         **asdict(video.provenance),
         examined_until_s=until,
         coverage=coverage,
+        **decode_columns(video.decoding),
     )
     table = (
         records.to_table(session_id=session.session_id, model_version=run.model_version, run_id=run.run_id)

@@ -214,6 +214,11 @@ class SessionRow:
     repeated_frame_ratio: float | None = None
     examined_until_s: float | None = None
     coverage: float | None = None
+    decode_end: str | None = None
+    bad_packets: int | None = None
+    timestamp_resets: int | None = None
+    size_changes: int | None = None
+    decoded_until_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The row as column values, ready for :func:`pipeline.schema.to_table`."""

@@ -27,7 +27,8 @@ def _ray(*args: str, env: dict) -> None:
 
 @pytest.fixture(scope="module")
 def two_node_cluster():
-    """A head node (1 CPU) and a second node (2 CPUs) joined over loopback; torn down by their temp dir."""
+    """A head node (1 CPU) and a second node (2 CPUs) joined over loopback, and Ray's temp dir
+    (its logs); torn down by their temp dir."""
     temp_dir = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Ray's socket paths must stay short
     port = free_port()
     env = os.environ | {"RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
@@ -53,7 +54,7 @@ def two_node_cluster():
             "--disable-usage-stats",
             env=env,
         )
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", Path(temp_dir)
     finally:
         for p in psutil.process_iter(["cmdline"]):
             cmdline = " ".join(p.info["cmdline"] or [])
@@ -106,10 +107,24 @@ def _links(out: Path) -> set[tuple[frozenset, str]]:
     return {(frozenset((a, b)), kind) for a, b, kind in rows}
 
 
+SECRET = "liveness-test-secret-3f9c1a"  # must reach no file of the cluster
+
+
+def _bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # a socket, or a file Ray removed meanwhile
+        return b""
+
+
 def test_cluster_scan_equals_a_local_scan(
-    two_node_cluster: str, archive: Path, tmp_path: Path, ray_session, shipped_model
+    two_node_cluster: tuple[str, Path], archive: Path, tmp_path: Path, ray_session, shipped_model
 ):
+    """The same rows, links and frames; and the driver's AWS credentials reach none of the
+    cluster's files (issue 18 item 7: they were in the head's runtime_env_agent.log)."""
+    address, ray_temp = two_node_cluster
     cluster_out, local_out = tmp_path / "cluster", tmp_path / "local"
+    credentials = {"AWS_ACCESS_KEY_ID": "AKIDLIVENESSTEST", "AWS_SECRET_ACCESS_KEY": SECRET}
     scan = subprocess.run(
         [
             sys.executable,
@@ -121,14 +136,18 @@ def test_cluster_scan_equals_a_local_scan(
             str(cluster_out),
             "--quiet",
             "--ray-address",
-            two_node_cluster,
+            address,
             *NO_LINKED_REASON,
         ],
         capture_output=True,
         text=True,
         timeout=600,
+        env=os.environ | credentials,
     )
     assert scan.returncode == 0, scan.stderr[-3000:]
+    assert "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY not sent to the Ray cluster" in scan.stderr
+    leaked = [p for p in ray_temp.rglob("*") if p.is_file() and not p.is_symlink() and SECRET.encode() in _bytes(p)]
+    assert leaked == []
     assert main(["scan", str(archive), "--out", str(local_out), "--quiet", *NO_LINKED_REASON]) == 0
     assert _rows(cluster_out) == _rows(local_out)
     assert _links(cluster_out) == _links(local_out) != set()

@@ -152,6 +152,19 @@ def test_a_session_too_short_for_the_temporal_rules_is_never_live():
     assert kept.decision == "live" and kept.reasons == ()
 
 
+def test_a_partly_decoded_session_is_never_live_and_says_why():
+    """Issue 18 item 3: a file decoded in part (bad packets, cut short) was ``ok`` and could be live."""
+    row = aggregate_session(frames([0.1]), threshold=0.5, config=AggregateConfig(), partial_decode=True)
+    assert row.decision == "review" and row.reasons == ("partial_decode",)
+    faceless = aggregate_session(
+        frames([None], faces=[0]), threshold=0.5, config=AggregateConfig(), partial_decode=True
+    )
+    assert faceless.reasons == ("no_face", "partial_decode")
+    rules = DecisionConfig(partial_decode="ignore")
+    kept = aggregate_session(frames([0.1]), threshold=0.5, config=AggregateConfig(), rules=rules, partial_decode=True)
+    assert kept.decision == "live" and kept.reasons == ()
+
+
 def test_a_face_not_scored_counts_for_the_nearest_scored_one():
     """The scorers' schedule leaves faces unscored: the session score weighs each scored face
     by the faces it stands for, so a dense stretch does not outweigh the rest of the session."""

@@ -6,11 +6,14 @@ import pytest
 from pipeline.errors import DecodeError
 from pipeline.video.decode import VideoReader, sample_times, upright
 from tests.videos import (
+    write_cut_short,
     write_empty,
+    write_joined_clips,
     write_no_face_video,
     write_sideways_face_video,
     write_text_as_video,
     write_truncated,
+    write_with_bad_packets,
 )
 from training.video_writer import write_video
 
@@ -107,3 +110,99 @@ def test_provenance_tags_and_measured_timing(tmp_path: Path):
     assert facts["steady"].repeated_frame_ratio == 0.0
     assert facts["doubled"].repeated_frame_ratio == pytest.approx(10 / 19, abs=0.06)
     assert (facts["jittery"].frame_interval_cv or 0.0) > 0.3
+
+
+def _noise_clip(n: int, size: tuple[int, int] = (320, 240), seed: int = 0) -> list[np.ndarray]:
+    w, h = size
+    base = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return [np.roll(base, 3 * i, axis=1) for i in range(n)]
+
+
+def _read(path: Path, **kwargs) -> tuple[list[float], VideoReader]:
+    with VideoReader(path, **{"sample_fps": 10, "max_frames": 1000, **kwargs}) as video:
+        times = [f.pts_s for f in video.sampled()]
+    return times, video
+
+
+def test_a_healthy_file_is_read_to_its_end_and_the_frame_cap_is_said(tmp_path: Path):
+    path = write_video(tmp_path / "ok.mp4", _noise_clip(30), fps=10.0)
+    times, video = _read(path)
+    report = video.report()
+    assert (len(times), report.end, report.bad_packets, report.timestamp_resets, report.size_changes) == (
+        30, "end", 0, 0, 0,
+    )  # fmt: skip
+    assert report.decoded_until_s == pytest.approx(3.0) and report.header_frames == 30
+    assert not report.partial(video.header.duration_s, video.frames_decoded)
+    _, capped = _read(path, max_frames=5)
+    assert capped.report().end == "frame_cap"
+    assert not capped.report().partial(capped.header.duration_s, capped.frames_decoded)  # the cap is no fault
+
+
+def test_clips_whose_timestamps_restart_are_all_sampled_on_one_timeline(tmp_path: Path):
+    first, second = [i / 10 for i in range(30)], [i / 10 for i in range(20)]  # the second starts at 0 again
+    path = write_joined_clips(tmp_path / "joined.ts", [(_noise_clip(30), first), (_noise_clip(20, seed=1), second)])
+    times, video = _read(path)
+    assert len(times) == 50  # before: the second clip was decoded but never sampled
+    assert np.all(np.diff(times) > 0) and times[-1] == pytest.approx(4.9)
+    assert video.report().timestamp_resets == 1
+
+
+def test_a_resolution_change_is_counted_and_a_frame_over_the_limit_fails(tmp_path: Path):
+    small, large = (
+        (_noise_clip(10), [i / 10 for i in range(10)]),
+        (_noise_clip(10, (640, 480)), [2 + i / 10 for i in range(10)]),
+    )
+    path = write_joined_clips(tmp_path / "grows.ts", [small, large])
+    times, video = _read(path)
+    assert (video.header.width, video.header.height, video.report().size_changes) == (320, 240, 1)
+    assert sum(t >= 1.0 for t in times) >= 8  # the larger clip is examined too (the join may cost a frame)
+    with pytest.raises(DecodeError, match=r"changes resolution to 640x480 at 1\.\d+ s, over the limit of 100000"):
+        _read(path, max_pixels=100_000)  # the header's 320x240 is under it: before, the 640x480 frames passed
+
+
+def test_a_bad_packet_is_skipped_and_counted_not_the_whole_video_failed(tmp_path: Path):
+    source = write_video(tmp_path / "ok.mp4", _noise_clip(40), fps=10.0)
+    path = write_with_bad_packets(tmp_path / "bad.mkv", source, frozenset({5}))
+    times, video = _read(path)
+    report = video.report()
+    assert report.bad_packets == 1 and report.end == "end"
+    assert 30 <= len(times) < 40  # the frames after it still come (before: DecodeError after 3 frames)
+    assert report.partial(video.header.duration_s, video.frames_decoded)
+    with pytest.raises(DecodeError, match=r"no decodable frame \(1 packet\(s\) rejected"):
+        _read(write_with_bad_packets(tmp_path / "key.mkv", source, frozenset({0})))  # nothing without the key frame
+
+
+def test_a_file_shorter_than_its_header_is_partial(tmp_path: Path):
+    source = write_video(tmp_path / "ok.mp4", _noise_clip(60), fps=10.0)
+    path = write_cut_short(tmp_path / "cut.mp4", source, keep=0.7)
+    times, video = _read(path)
+    report = video.report()
+    assert report.header_frames == 60 and 0 < video.frames_decoded < 57
+    assert report.partial(video.header.duration_s, video.frames_decoded)  # before: ok, as if it were whole
+
+
+def test_a_session_has_a_budget_of_decoded_pixels(tmp_path: Path):
+    path = write_video(tmp_path / "ok.mp4", _noise_clip(30), fps=10.0)
+    with pytest.raises(DecodeError, match=r"decoding budget spent: .* in 14 frames .*max_decoded_pixels = 1e\+06"):
+        _read(path, max_decoded_pixels=1e6)  # 320 x 240 = 76,800 pixels a frame: the 14th is over
+
+
+def test_a_list_of_other_files_named_like_a_video_is_refused_with_what_it_is(tmp_path: Path):
+    """Issue 18 item 8: an ffconcat list named .mp4 that names a file outside the folder was
+    "permission denied" (the file itself is readable); one naming a video beside it was scanned
+    as that other video."""
+    write_video(tmp_path / "other.mp4", _noise_clip(5), fps=10.0)
+    outside = tmp_path / "outside.mp4"
+    outside.write_text("ffconcat version 1.0\nfile /etc/hostname\n")
+    with pytest.raises(DecodeError, match="refers to other files that may not be read"):
+        VideoReader(outside)
+    beside = tmp_path / "beside.mp4"
+    beside.write_text("ffconcat version 1.0\nfile other.mp4\n")
+    with pytest.raises(DecodeError, match=r"a list of other files \(concat\), not a video"):
+        VideoReader(beside)
+
+
+def test_a_file_that_says_size_0_but_holds_bytes_is_not_called_empty():
+    """Issue 18 item 8: /proc files report size 0 and were "empty file (0 bytes)"."""
+    with pytest.raises(DecodeError, match="not a readable video container"):
+        VideoReader("/proc/self/status")
