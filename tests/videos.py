@@ -183,3 +183,27 @@ def write_cut_short(path: Path, source: Path, keep: float) -> Path:
     whole.unlink()
     path.write_bytes(data[: int(len(data) * keep)])
     return path
+
+
+def write_many_streams(path: Path, streams: int = 1001) -> Path:
+    """An MP4 declaring ``streams`` video tracks (its one track's ``trak`` box repeated): more
+    than libavformat's limit of 1000 streams."""
+    import struct
+
+    def boxes(data: bytes, start: int = 0) -> Iterator[tuple[bytes, int, int]]:
+        while start < len(data):
+            size, kind = struct.unpack(">I4s", data[start : start + 8])
+            yield kind, start, size
+            start += size
+
+    one = write_video(path.with_suffix(".one.mp4"), iter([np.full((64, 64, 3), 90, np.uint8)] * 3), fps=10.0)
+    data = one.read_bytes()
+    one.unlink()
+    top = {kind: (start, size) for kind, start, size in boxes(data)}
+    start, size = top[b"moov"]  # after mdat (no faststart): chunk offsets stay valid
+    moov = data[start : start + size]
+    children = [(kind, moov[s : s + n]) for kind, s, n in boxes(moov, 8)]
+    body = b"".join(box for kind, box in children if kind != b"trak")
+    body += b"".join(box for kind, box in children if kind == b"trak") * streams
+    path.write_bytes(data[:start] + struct.pack(">I4s", 8 + len(body), b"moov") + body)
+    return path

@@ -9,6 +9,7 @@ from tests.videos import (
     write_cut_short,
     write_empty,
     write_joined_clips,
+    write_many_streams,
     write_no_face_video,
     write_sideways_face_video,
     write_text_as_video,
@@ -206,3 +207,13 @@ def test_a_file_that_says_size_0_but_holds_bytes_is_not_called_empty():
     """Issue 18 item 8: /proc files report size 0 and were "empty file (0 bytes)"."""
     with pytest.raises(DecodeError, match="not a readable video container"):
         VideoReader("/proc/self/status")
+
+
+def test_a_container_beyond_ffmpegs_stream_limit_says_so(tmp_path: Path):
+    """Issue 18 item 8: more than 1000 streams was "Cannot allocate memory" (ffmpeg's ENOMEM)."""
+    path = write_many_streams(tmp_path / "streams.mp4", 1001)
+    with pytest.raises(DecodeError, match="beyond what ffmpeg accepts.*more than its limit of 1000 streams"):
+        VideoReader(path)
+    with VideoReader(write_many_streams(tmp_path / "fine.mp4", 3)) as video:  # the fixture is a video
+        list(video.sampled())
+        assert video.frames_decoded == 3
