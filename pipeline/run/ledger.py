@@ -137,7 +137,8 @@ class Ledger:
     def recover(self) -> Recovery:
         """Complete or set aside what an interrupted run left (see the module docstring)."""
         found = Recovery()
-        for dataset in ("sessions", "frames", "evidence", LEDGER_DIR):
+        # every dataset a run writes: a run killed mid-write leaves a temporary file in any of them
+        for dataset in ("sessions", "frames", "evidence", "identities", "fingerprints", "links", LEDGER_DIR):
             for temp in self.store.list(dataset, ".tmp"):
                 if posixpath.basename(temp).startswith("."):
                     self.store.delete(temp)

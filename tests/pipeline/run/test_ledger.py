@@ -91,11 +91,16 @@ def test_recovery_completes_or_sets_aside_every_crash_state(tmp_path: Path):
     (tmp_path / COMMITTED_DIR / "run-00002.parquet").unlink()
     # crash while writing a file
     (tmp_path / "sessions/scan_date=2026-11-23/.run-00003.parquet.tmp").write_bytes(b"PAR1 half")
+    # ... in any dataset (a kill in CI left one in fingerprints/)
+    for dataset in ("identities", "fingerprints", "links"):
+        (tmp_path / f"{dataset}/scan_date=2026-11-23").mkdir(parents=True)
+        (tmp_path / f"{dataset}/scan_date=2026-11-23/.run-00003.parquet.1a2b3c4d.tmp").write_bytes(b"PAR1 half")
     assert ledger.attempts()[0] == {"key0", "key1"}  # what a dry run sees before recovery
     found = ledger.recover()
     assert found.ledger_rebuilt == ["run-00001"]
     assert found.set_aside == ["frames/scan_date=2026-11-23/run-00002.parquet"]
-    assert found.temporaries_removed == 1
+    assert found.temporaries_removed == 4
+    assert not list(tmp_path.rglob(".*.tmp"))
     assert ledger.attempts()[0] == {"key0", "key1"}
     assert (tmp_path / UNCOMMITTED_DIR / "frames/scan_date=2026-11-23/run-00002.parquet").is_file()
     assert sorted(p.name for p in tmp_path.glob("frames/*/*.parquet")) == ["run-00000.parquet", "run-00001.parquet"]
