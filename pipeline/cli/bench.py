@@ -180,7 +180,7 @@ def stage_session(
         VideoReader(session.uri, sample_fps=config.decode.sample_fps, max_frames=config.decode.max_frames) as video,
     ):
         frames = list(video.sampled())
-        seconds = (video.last_pts_s or 0.0) + 1.0 / (video.header.average_fps or config.decode.sample_fps)
+        seconds = video.report().decoded_until_s or 0.0
     return path.run(frames), (clock.cpu, clock.wall, len(frames)), seconds
 
 

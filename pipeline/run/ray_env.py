@@ -84,17 +84,13 @@ def _loopback_only() -> Iterator[None]:
     ``tests/pipeline/run/test_ray_env.py``."""
     from ray._private import ray_constants
 
-    variable, before = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, ray_constants.ENABLE_RAY_CLUSTER
-    saved = os.environ.get(variable)
-    os.environ[variable], ray_constants.ENABLE_RAY_CLUSTER = "0", False
+    before = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        yield
+        with _environ(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, "0"):
+            yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = before
-        if saved is None:
-            del os.environ[variable]
-        else:
-            os.environ[variable] = saved
 
 
 @contextlib.contextmanager
@@ -106,8 +102,20 @@ def _malloc_arenas(arenas: str) -> Iterator[None]:
     if "MALLOC_ARENA_MAX" in os.environ:
         yield
         return
-    os.environ["MALLOC_ARENA_MAX"] = arenas
+    with _environ("MALLOC_ARENA_MAX", arenas):
+        yield
+
+
+@contextlib.contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    """``name=value`` in this process's environment meanwhile (so in the processes it starts),
+    then as it was."""
+    saved = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
-        del os.environ["MALLOC_ARENA_MAX"]
+        if saved is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = saved

@@ -237,11 +237,10 @@ class VideoReader:
         self.max_pixels = max_pixels
         self.max_decoded_pixels = max_decoded_pixels
         self.frames_decoded = 0
-        self.last_pts_s: float | None = None
         self._source = None
         try:
             self._source = _open_remote(self.uri) if is_remote(self.uri) else None
-            if self._source is None and _empty(Path(self.uri)):
+            if self._source is None and _empty(self.uri):
                 raise DecodeError("empty file (0 bytes)")
             self._container = av.open(self._source or self.uri, mode="r")
         except BaseException as exc:
@@ -355,7 +354,6 @@ class VideoReader:
                     f"decoding budget spent: {pixels:.3g} pixels in {self.frames_decoded} frames by {rel:.2f} s"
                     f" of video (decode.max_decoded_pixels = {self.max_decoded_pixels:.3g})"
                 )
-            self.last_pts_s = rel
             self._timing.add(frame, rel)
             if not sampler.take(rel):
                 continue
@@ -399,7 +397,7 @@ def _open_error(exc: BaseException, uri: str) -> BaseException:
             "the container is beyond what ffmpeg accepts: it gave up reading the header ('Cannot allocate memory',"
             " e.g. more than its limit of 1000 streams, or an absurd header size); not read"
         )
-    if isinstance(exc, av.error.FFmpegError) and isinstance(exc, PermissionError) and _readable(uri):
+    if isinstance(exc, av.error.FFmpegError) and isinstance(exc, PermissionError) and _first_byte(uri) is not None:
         return DecodeError(  # the file itself is readable: ffmpeg refused a file it names (a concat list)
             "the file refers to other files that may not be read (a list of files named like a video): not followed"
         )
@@ -412,23 +410,21 @@ def _open_error(exc: BaseException, uri: str) -> BaseException:
     return exc
 
 
-def _readable(uri: str) -> bool:
-    """Whether this process can read the local file ``uri`` itself (not what it refers to)."""
+def _first_byte(uri: str) -> bytes | None:
+    """The local file's first byte (``b""`` when it holds none), None when this process cannot
+    read the file itself (not what it refers to)."""
     try:
         with open(uri, "rb") as f:
-            f.read(1)
+            return f.read(1)
     except OSError:
-        return False
-    return True
+        return None
 
 
-def _empty(path: Path) -> bool:
+def _empty(uri: str) -> bool:
     """Whether a local file holds no byte: its size says 0 and a read finds none (files such as
     /proc's report size 0 and still hold text)."""
-    if not path.is_file() or path.stat().st_size:
-        return False
-    with path.open("rb") as f:
-        return not f.read(1)
+    path = Path(uri)
+    return path.is_file() and not path.stat().st_size and _first_byte(uri) == b""
 
 
 def _open_remote(uri: str):
