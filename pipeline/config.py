@@ -206,7 +206,7 @@ class ScoringConfig(_Strict):
         ge=0,
         lt=1,
         description="a session whose deciding score lies this close to a decision edge (threshold +- review_band)"
-        " has every face scored; null = never",
+        " has every face scored by the deciding scorers (decision.scorers); null = never",
     )
 
 

@@ -53,7 +53,7 @@ from pipeline.faces.detect import FaceDetector, crop_main_face
 from pipeline.run.progress import Progress
 from pipeline.scoring.model import ModelCard
 from pipeline.scoring.registry import ScorerEntry, Scorers, crop_specs, scan_scorers
-from pipeline.session.aggregate import worth_refining
+from pipeline.session.aggregate import refinement_crops, worth_refining
 from pipeline.session.frame_path import FramePath, SessionFrames, StageCost
 from pipeline.session.records import FrameRecords
 from pipeline.signals.collector import SessionVerdicts
@@ -206,11 +206,11 @@ def measure_scoring(
     cost = StageCost("score")
     batch = config.scoring.batch_for(gpu)
     first = _score_batches(scorers, _stack([s.scorer_crops_of(scheduled=True) for s in sessions]), batch, cost)
-    refined, start = [], 0
+    refined, start, keys = [], 0, refinement_crops(entries, config)
     for s in sessions:
         n = int(s.scheduled.sum())
         if worth_refining(s.scheduled, {name: v[start : start + n] for name, v in first.items()}, entries, config):
-            refined.append(s.scorer_crops_of(scheduled=False))
+            refined.append(s.scorer_crops_of(scheduled=False, keys=keys))
         start += n
     if refined:
         _score_batches(scorers, _stack(refined), batch, cost)
@@ -257,7 +257,8 @@ def measure_b2_input_sizes(config: ScanConfig, checkpoint: Path, gpu: bool = Fal
     """The b2 scorer's cost per crop at each of :data:`B2_INPUT_SIZES`, on the scan's backend
     and batch size, over ``n`` random crops each, in one run. The rest of the scan's cost
     does not depend on the input size."""
-    b2_only = config.model_copy(update={"scorers": {}})
+    decision = config.decision.model_copy(update={"scorers": None})  # the b2 is the only scorer left to decide
+    b2_only = config.model_copy(update={"scorers": {}, "decision": decision})
     rng = np.random.default_rng(0)
     cost_ms = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,7 +5,9 @@ session is unit-tested on its own. A session's faces come as crops per kind of c
 array per crop key, the same faces in the same order), and each scorer gives one score per
 face. Sessions queue their faces whole; batches take faces in arrival order, a session's
 faces split across batches where they do not fit; when every face of a session is scored,
-the session is handed back with every scorer's scores in face order.
+the session is handed back with every scorer's scores in face order. A batch holds one set
+of crop kinds: a session queued with fewer kinds (a refinement round, which brings the
+deciding scorers' crops only) starts a batch of its own kinds.
 """
 
 from __future__ import annotations
@@ -100,12 +102,14 @@ class CropBatcher:
         self.queued += n
 
     def next_batch(self, *, force: bool = False) -> Batch | None:
-        """A full batch, or with ``force`` whatever is queued; None when there is not enough."""
+        """A full batch (shorter where the queued crop kinds change), or with ``force`` whatever
+        is queued; None when there is not enough."""
         if not self.queued or (self.queued < self.batch_size and not force):
             return None
         parts: list[dict[str, np.ndarray]] = []
         segments, size = [], 0
-        while self._queue and size < self.batch_size:
+        kinds = self._queue[0][2].keys() if self._queue else None
+        while self._queue and size < self.batch_size and self._queue[0][2].keys() == kinds:
             sid, start, crops = self._queue.popleft()
             n = _faces(crops)
             take = min(n, self.batch_size - size)

@@ -33,7 +33,7 @@ from pipeline.schema import new_run_id
 from pipeline.scoring.model import ModelCard
 from pipeline.scoring.registry import ScorerEntry, ScoringActor, crop_specs
 from pipeline.scoring.scorers import spoof_onnx
-from pipeline.session.aggregate import spread_scores, worth_refining
+from pipeline.session.aggregate import refinement_crops, spread_scores, worth_refining
 from pipeline.session.analyse import SessionAnalysis
 from pipeline.session.assemble import RunContext, assemble_session
 from pipeline.session.frame_path import identity_card
@@ -218,6 +218,7 @@ class _Sessions:
         self.summary, self.progress, self.started = summary, progress, started
         self.waiting: dict[str, SessionAnalysis] = {}  # analysed sessions awaiting their scores
         self.first_round: dict[str, dict[str, np.ndarray]] = {}  # scheduled faces' scores of refined sessions
+        self.refine_keys = refinement_crops(run.scorers, run.config)  # what a refinement round scores
 
     def analysed(self, analysis: SessionAnalysis) -> None:
         """A finished analysis: its scheduled faces' crops go to the batcher, or it is
@@ -236,7 +237,7 @@ class _Sessions:
             return False
         self.first_round[sid] = scores
         self.summary.refined += 1
-        self.batcher.add(sid, frames.scorer_crops_of(scheduled=False))
+        self.batcher.add(sid, frames.scorer_crops_of(scheduled=False, keys=self.refine_keys))
         return True
 
     def scored(self, batch: Batch, scores: dict[str, np.ndarray] | None, failure: str | None) -> None:

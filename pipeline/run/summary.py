@@ -43,7 +43,7 @@ class ScanSummary:
     links: dict[str, int] = field(default_factory=dict)  # new links by kind
     interrupted: bool = False  # stopped by SIGINT or SIGTERM: the sessions counted were committed
     stages: dict[str, int] = field(default_factory=dict)  # how often each stage ran (StageCounts, summed)
-    refined: int = 0  # sessions whose score lay near a threshold: every face scored
+    refined: int = 0  # sessions whose score lay near a threshold: every face scored by the deciders
 
     @property
     def sessions_per_s(self) -> float:

@@ -116,6 +116,7 @@ class Scorers:
         gpu: bool | None = None,
     ) -> None:
         self.entries = list(entries)
+        self._needs = {e.name: {spec.key for spec in e.card.crop_specs} for e in self.entries}
         self._run: dict[str, OnnxEnsembleScorer | _SingleCrop] = {}
         for e in self.entries:
             if isinstance(e.card, OnnxModelCard):
@@ -130,8 +131,9 @@ class Scorers:
         return {name: run.name for name, run in self._run.items()}
 
     def __call__(self, crops: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``{scorer name: spoof probabilities (N,)}`` for faces given as ``{crop key: (N, S, S, 3)}``."""
-        return {name: run(crops) for name, run in self._run.items()}
+        """``{scorer name: spoof probabilities (N,)}`` for faces given as ``{crop key: (N, S, S, 3)}``,
+        by every scorer whose crops are given (a refinement round brings the deciders' only)."""
+        return {name: run(crops) for name, run in self._run.items() if self._needs[name] <= crops.keys()}
 
 
 class _SingleCrop:

@@ -193,7 +193,7 @@ def spread_scores(
 ) -> dict[str, np.ndarray]:
     """Every face's score by scorer, NaN where it was not scored: ``first`` holds the scheduled
     faces' scores (``scheduled``: a mask over the session's faces), ``rest`` the other faces'
-    when the session was refined.
+    when the session was refined (the deciding scorers' only: the others keep their schedule).
 
     >>> spread_scores(np.array([True, False, True]), {"b2": np.array([0.1, 0.3])})["b2"].tolist()
     [0.1, nan, 0.3]
@@ -202,7 +202,7 @@ def spread_scores(
     for name, values in first.items():
         spread = np.full(len(scheduled), np.nan, np.float32)
         spread[scheduled] = values
-        if rest is not None:
+        if rest is not None and name in rest:
             spread[~scheduled] = rest[name]
         out[name] = spread
     return out
@@ -250,6 +250,13 @@ def worth_refining(
         return False
     pooled = {name: pool_scores(v.tolist(), a.method, a.topk) for name, v in spread_scores(scheduled, first).items()}
     return near_threshold(pooled, entries, band=band, review_band=a.review_band, deciders=config.decision.scorers)
+
+
+def refinement_crops(entries: Sequence[ScorerEntry], config: ScanConfig) -> set[str]:
+    """The crop keys a refinement round scores: the deciding scorers' (``decision.scorers``).
+    The other scorers' scores only inform, and stay at their schedule."""
+    deciders = set(_deciders(entries, config.decision.scorers))
+    return {spec.key for e in entries if e.name in deciders for spec in e.card.crop_specs}
 
 
 def decide_scores(

@@ -25,7 +25,7 @@ every path built in it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -178,11 +178,11 @@ class SessionFrames:
     scheduled: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     counts: StageCounts = field(default_factory=StageCounts)
 
-    def scorer_crops_of(self, scheduled: bool) -> dict[str, np.ndarray]:
-        """The scorers' crops, by crop key, of the scheduled faces or of the others (the
-        refinement round's)."""
+    def scorer_crops_of(self, scheduled: bool, keys: Collection[str] | None = None) -> dict[str, np.ndarray]:
+        """The scorers' crops, by crop key (``keys``: these only), of the scheduled faces or of
+        the others (the refinement round's)."""
         mask = self.scheduled if scheduled else ~self.scheduled
-        return {key: crops[mask] for key, crops in self.scorer_crops.items()}
+        return {key: crops[mask] for key, crops in self.scorer_crops.items() if keys is None or key in keys}
 
 
 @dataclass

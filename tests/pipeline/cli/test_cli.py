@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -111,6 +112,26 @@ def test_manifest_extra_columns_reach_the_output(mixed_folder: Path, tmp_path: P
     )
     (row,) = sessions_by_id(tmp_path / "out").values()
     assert row["session_id"] == "c-1" and row["extra"] == [("customer", "4711")] and row["status"] == "ok"
+
+
+def test_a_session_near_a_threshold_has_every_face_scored_by_the_deciders_only(
+    mixed_folder: Path, tmp_path: Path, ray_session, shipped_model
+):
+    out = tmp_path / "out"
+    # a band this wide puts every score near a decision edge: the session is refined
+    assert main(["scan", str(mixed_folder / "face.mp4"), "--out", str(out), "--quiet",
+                 "--set", "scoring.refine_band=0.99"]) == 0  # fmt: skip
+    (row,) = sessions_by_id(out).values()
+    frames = duckdb.sql(
+        f"select count(*) filter (where n_faces > 0), count(reference_score), count(b2_score)"
+        f" from read_parquet('{out}/frames/*/*.parquet')"
+    ).fetchall()[0]
+    faces, by_reference, by_b2 = frames
+    # the reference decides: every face; the b2 informs: its schedule's faces only
+    assert row["frames_scored"] == faces == by_reference > by_b2 >= 3
+    assert row["b2_score"] is not None and row["reference_score"] is not None
+    runs = [json.loads(p.read_text()) for p in (out / "_runs").glob("*.json")]
+    assert [r["refined"] for r in runs] == [1]
 
 
 @pytest.mark.parametrize(

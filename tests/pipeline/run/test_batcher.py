@@ -48,6 +48,23 @@ def test_sessions_split_across_batches_get_their_own_scores_in_order():
     assert batcher.pending == 0
 
 
+def test_a_session_queued_with_fewer_kinds_of_crop_is_batched_apart_and_gets_only_those_scores():
+    batcher = CropBatcher(batch_size=4)
+    batcher.add("a", crops(2, 1))
+    batcher.add("refined", {"small": crops(3, 2)["small"]})  # a refinement round: the decider's crops only
+    batcher.add("c", crops(3, 3))
+    first = batcher.next_batch()  # 3 crops queued behind it, but of other kinds: the batch ends here
+    assert [(s.session_id, s.start, s.stop) for s in first.segments] == [("a", 0, 2)]
+    second = batcher.next_batch()
+    assert [(s.session_id, s.start, s.stop) for s in second.segments] == [("refined", 0, 3)]
+    assert second.crops.keys() == {"small"}
+    done = dict(batcher.scored(second, {"a": second.crops["small"][:, 0, 0, 0].astype(np.float32)}))
+    assert done["refined"].keys() == {"a"} and done["refined"]["a"].tolist() == [2.0] * 3
+    last = batcher.next_batch(force=True)
+    assert [(s.session_id, s.start, s.stop) for s in last.segments] == [("c", 0, 3)]
+    assert set(dict(batcher.scored(first, score_of(first)))) == {"a"}
+
+
 def test_a_failed_batch_drops_its_sessions_and_their_other_crops():
     batcher = CropBatcher(batch_size=2)
     batcher.add("a", crops(3, 1))

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.config import load_scan_config
 from pipeline.errors import ModelError
 from pipeline.faces.crop import CropSpec
 from pipeline.scoring.onnx_model import DEFAULT_REFERENCE_DIR
 from pipeline.scoring.registry import Scorers, crop_specs, resolve_scorers
-from pipeline.session.aggregate import decide_scores, near_threshold, pool_scores, spread_scores
+from pipeline.session.aggregate import decide_scores, near_threshold, pool_scores, refinement_crops, spread_scores
 from tests.videos import face_scene
 
 
@@ -132,3 +133,24 @@ def test_a_session_near_a_deciders_threshold_is_refined_and_its_scores_spread_ov
     refined = spread_scores(scheduled, first, {"reference": np.array([0.6, 0.8], np.float32)})["reference"]
     assert refined.tolist() == pytest.approx([0.2, 0.6, 0.8, 0.4])
     assert pool_scores(once.tolist()) == pytest.approx(0.3)  # faces not scored are left out of the pool
+    # a refinement round scores the deciders only: the b2 keeps its scheduled faces' scores
+    both = spread_scores(scheduled, first | {"b2": np.array([0.5, 0.7], np.float32)}, {"reference": np.ones(2)})
+    assert both["reference"].tolist() == pytest.approx([0.2, 1.0, 1.0, 0.4])
+    assert both["b2"][[0, 3]].tolist() == pytest.approx([0.5, 0.7]) and np.isnan(both["b2"][[1, 2]]).all()
+
+
+def test_a_refinement_round_brings_and_scores_the_deciding_scorers_crops_only():
+    b2, reference = resolve_scorers({"b2": None, "reference": None})
+    config = load_scan_config()
+    assert config.decision.scorers == ["reference"]
+    keys = refinement_crops([b2, reference], config)
+    assert keys == {spec.key for spec in reference.card.crop_specs} and b2.card.crop_spec.key not in keys
+    both = load_scan_config(overrides=["decision.scorers=[b2,reference]"])
+    assert refinement_crops([b2, reference], both) == {spec.key for spec in crop_specs([b2, reference])}
+    scorers = Scorers([b2, reference])
+    faces = face_scene()
+    box = (170.0, 90.0, 300.0, 300.0)
+    crops = {spec.key: spec.crop(faces, box)[None] for spec in crop_specs([b2, reference])}
+    assert scorers(crops).keys() == {"b2", "reference"}
+    only = scorers({key: v for key, v in crops.items() if key in keys})
+    assert only.keys() == {"reference"} and only["reference"] == pytest.approx(scorers(crops)["reference"])
