@@ -119,7 +119,8 @@ COLUMNS: dict[str, dict[str, Column]] = {
         ),
         "frames_scored": Column(
             "sampled frames whose face the scorers scored: scoring.rate_hz a second, every face after an event"
-            " (a cut, a face change, eyes closing), every face of a session near a threshold (scoring.refine_band)",
+            " (a cut, a face change, eyes closing), every face of a session near a threshold"
+            " (scoring.refine_band; by the deciding scorers)",
             "frames",
         ),
         "face_ratio": Column("share of sampled frames with at least one face", "0..1", "the session failed"),
