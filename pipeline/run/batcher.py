@@ -108,7 +108,7 @@ class CropBatcher:
             return None
         parts: list[dict[str, np.ndarray]] = []
         segments, size = [], 0
-        kinds = self._queue[0][2].keys() if self._queue else None
+        kinds = self._queue[0][2].keys()  # queued crops: the queue is not empty
         while self._queue and size < self.batch_size and self._queue[0][2].keys() == kinds:
             sid, start, crops = self._queue.popleft()
             n = _faces(crops)

@@ -14,7 +14,7 @@ import numpy as np
 from pipeline.config import AggregateConfig, DecisionConfig, ScanConfig
 from pipeline.errors import ModelError
 from pipeline.schema import DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF, STATUS_FAILED, STATUS_NO_FACE, STATUS_OK
-from pipeline.scoring.registry import ScorerEntry
+from pipeline.scoring.registry import ScorerEntry, crop_specs
 from pipeline.session.records import FrameRecords, SessionAggregate
 from pipeline.signals.collector import SessionVerdicts
 
@@ -256,7 +256,7 @@ def refinement_crops(entries: Sequence[ScorerEntry], config: ScanConfig) -> set[
     """The crop keys a refinement round scores: the deciding scorers' (``decision.scorers``).
     The other scorers' scores only inform, and stay at their schedule."""
     deciders = set(_deciders(entries, config.decision.scorers))
-    return {spec.key for e in entries if e.name in deciders for spec in e.card.crop_specs}
+    return {spec.key for spec in crop_specs([e for e in entries if e.name in deciders])}
 
 
 def decide_scores(
