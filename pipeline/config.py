@@ -282,8 +282,8 @@ class LinksConfig(_Strict):
     same_face_distance: float | None = Field(
         None, gt=0, lt=2, description="templates closer than this are one person; null = the identity card's threshold"
     )
-    hash_hz: float = Field(2.0, gt=0, le=30, description="frames per second fingerprinted for same_video")
-    max_hash_bits: int = Field(10, ge=0, le=32, description="perceptual hashes this many bits apart match")
+    hash_hz: float = Field(6.0, gt=0, le=30, description="frames per second fingerprinted for same_video")
+    max_hash_bits: int = Field(8, ge=0, le=32, description="perceptual hashes this many bits apart match")
     min_matched: float = Field(
         0.7, gt=0, le=1, description="share of the shorter video's fingerprints that must match, in step"
     )

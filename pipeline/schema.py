@@ -164,7 +164,7 @@ SESSION_COLUMNS = tuple(SESSION_SCHEMA.names)
 FRAME_COLUMNS = tuple(FRAME_SCHEMA.names)
 
 DATASETS = {
-    "sessions": SESSION_SCHEMA,
+    "sessions": SESSION_SCHEMA,  # read as `session_history`; the `sessions` view is the latest per model version
     "frames": FRAME_SCHEMA,
     "evidence": EVIDENCE_SCHEMA,
     "identities": IDENTITY_SCHEMA,
@@ -172,9 +172,13 @@ DATASETS = {
     "links": LINK_SCHEMA,
     "verdicts": VERDICT_SCHEMA,  # read as `verdict_history`; the `verdicts` view is the latest per session
 }
-HISTORY_VIEWS = {"verdicts": "verdict_history"}  # datasets whose every row is a view of its own name
+HISTORY_VIEWS = {  # datasets whose every row is a view of its own name
+    "sessions": "session_history",
+    "verdicts": "verdict_history",
+}
 VIEWS = (  # what `liveness query` can read
-    {HISTORY_VIEWS.get(name, name): schema for name, schema in DATASETS.items()}
+    {"sessions": SESSION_SCHEMA}
+    | {HISTORY_VIEWS.get(name, name): schema for name, schema in DATASETS.items()}
     | {"verdicts": VERDICT_SCHEMA, "clusters": CLUSTER_SCHEMA}
 )
 RUNS_DIR = "_runs"  # OUT/_runs/<run_id>.json: each run's summary

@@ -3,7 +3,6 @@ the scan's per-frame signal path, and the real material beside the project."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,14 @@ from pipeline.scoring.model import DEFAULT_MODEL_DIR, read_card
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """Ray started once for every test that scans (the CLI reuses it)."""
+    """Ray started once for every test that scans (the CLI reuses it), the way the product
+    starts a local Ray: listening on loopback only, with the scan's malloc arenas."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    from pipeline.config import ScanConfig
+    from pipeline.run.ray_env import ensure_ray
+
+    ensure_ray(ScanConfig.model_validate({"ray": {"num_cpus": 2}}))
     yield ray
     ray.shutdown()
 

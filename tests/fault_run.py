@@ -4,7 +4,10 @@
 random headers, duplicated chunks, empty, trailing garbage) are scanned into a 96 MB tmpfs;
 the scan's whole process group is SIGKILLed three times mid-run, then the disk is filled
 for one run, then space is freed and the same command finishes. Every input must end up
-exactly once in ``sessions`` and no console may show a traceback.
+exactly once in the analyst's view (``sessions``: each session's latest attempt), every
+attempt must be kept in ``session_history`` (a failed input is retried by each later run;
+an input answered ``ok`` or ``no_face`` is never scanned again), and no console may show
+a traceback.
 
     sudo uv run python -m tests.fault_run [WORK_DIR]     # prints a JSON summary; exit 1 when a check fails
 """
@@ -19,10 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import duckdb
 
+from pipeline.reports.query import run_query
 from tests.helpers import ROOT
 from tests.videos import write_face_video
 
@@ -93,20 +98,35 @@ def main(work: Path) -> int:
         final = subprocess.run(scan, cwd=ROOT, capture_output=True)
         consoles.append(final.stderr.decode() + final.stdout.decode())
         log.append({"run": "final", "exit": final.returncode, "rows": committed()})
-        per = duckdb.sql(f"select session_id, count(*) from '{out}/sessions/*/*.parquet' group by 1").fetchall()
-        status = duckdb.sql(f"select status, count(*) from '{out}/sessions/*/*.parquet' group by 1 order by 1")
+        view = run_query(str(out), "select session_id, status from sessions").to_pylist()
+        history = run_query(
+            str(out), "select session_id, count(*) as attempts, count(*) filter (where status <> 'failed') as answered"
+            " from session_history group by 1"
+        ).to_pylist()  # fmt: skip
+        ids = [r["session_id"] for r in view]
         result = {
             "log": log,
             "inputs": 200,
-            "sessions": len(per),
-            "duplicated": [sid for sid, n in per if n != 1],
-            "status": dict(status.fetchall()),
+            "sessions": len(set(ids)),
+            "duplicated": sorted({sid for sid in ids if ids.count(sid) > 1}),
+            "status": dict(Counter(r["status"] for r in view)),
+            "history_rows": sum(r["attempts"] for r in history),
+            "retried": sum(r["attempts"] > 1 for r in history),
+            "answered_twice": sorted(r["session_id"] for r in history if r["answered"] > 1),
+            "history_without_view_row": sorted({r["session_id"] for r in history} - set(ids)),
             "tracebacks": sum("Traceback" in text for text in consoles),
         }
     finally:
         subprocess.run(["umount", "-l", str(out)], capture_output=True)
     print(json.dumps(result, indent=1, default=str))
-    ok = result["sessions"] == 200 and not result["duplicated"] and not result["tracebacks"] and final.returncode == 0
+    ok = (
+        result["sessions"] == 200
+        and not result["duplicated"]
+        and not result["answered_twice"]
+        and not result["history_without_view_row"]
+        and not result["tracebacks"]
+        and final.returncode == 0
+    )
     return 0 if ok else 1
 
 

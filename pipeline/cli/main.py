@@ -312,6 +312,8 @@ def cmd_links(args: argparse.Namespace) -> int:
     store = Store(args.out)
     threshold = config.links.same_face_distance or identity_card(config.identity.model).threshold
     done = link_pending(store, config.links, threshold)
+    if args.quiet:
+        return EXIT_OK
     if not done.runs:
         print(f"every run in {store.display()} is linked already; nothing to do")
         return EXIT_OK

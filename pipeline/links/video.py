@@ -2,7 +2,7 @@
 
 Two sessions are one recording when at least ``min_matched`` of the shorter one's frame
 hashes find a hash of the other within ``max_hash_bits`` bits *at one time offset* (the
-median of the matches' offsets, give or take one sampling step). A re-encoded, resized
+offset that the most of them agree on, give or take one sampling step). A re-encoded, resized
 or trimmed copy keeps both; two recordings of one room, or of one person, do not: their
 close frames, if any, fall at scattered offsets.
 
@@ -25,20 +25,39 @@ _BANDS = 4  # 64-bit hashes in four 16-bit bands
 
 def same_recording(a: Fingerprint, b: Fingerprint, config: LinksConfig) -> float | None:
     """The share of the shorter fingerprint's hashes matched at one consistent offset, when
-    it reaches ``config.min_matched`` (None otherwise, or when either is too short)."""
+    it reaches ``config.min_matched`` (None otherwise, or when either is too short).
+
+    Symmetric: two fingerprints of one length are measured from both sides and the larger
+    share counts, so whether a pair is linked never depends on which was stored first.
+    """
     if min(len(a), len(b)) < config.min_frames:
         return None
-    short, long = (a, b) if len(a) <= len(b) else (b, a)
-    bits = hamming(short.hashes, long.hashes)
-    best = bits.argmin(axis=1)
-    close = bits[np.arange(len(short)), best] <= config.max_hash_bits
-    if not close.any():
-        return None
-    offsets = long.times[best[close]] - short.times[close]
-    step = float(np.median(np.diff(short.times))) if len(short) > 1 else 0.5
-    consistent = np.abs(offsets - np.median(offsets)) <= step
-    share = float(consistent.sum()) / len(short)
+    sides = [(a, b)] if len(a) < len(b) else [(b, a)] if len(b) < len(a) else [(a, b), (b, a)]
+    share = max(_share_in_step(short, long, config.max_hash_bits) for short, long in sides)
     return share if share >= config.min_matched else None
+
+
+def _share_in_step(short: Fingerprint, long: Fingerprint, max_bits: int) -> float:
+    """The largest share of ``short``'s hashes that find a close hash in ``long`` at one time
+    offset, give or take one sampling step: the most hashes with a close pair whose offsets
+    fall in one window two steps wide. Taking only each hash's single closest match, wherever it
+    lies, would let a look-alike frame elsewhere in a slowly changing video (a face held
+    still) outvote the right one: the copy's share then moved with encoder noise.
+    """
+    qi, oj = np.nonzero(hamming(short.hashes, long.hashes) <= max_bits)
+    if not len(qi):
+        return 0.0
+    offsets = long.times[oj] - short.times[qi]
+    width = 2 * (float(np.median(np.diff(short.times))) if len(short) > 1 else 0.5)
+    starts = np.unique(offsets)  # the best window starts at some pair's offset
+    hits = np.zeros(len(starts), np.int64)
+    for i in np.unique(qi):
+        own = np.sort(offsets[qi == i])
+        first = np.searchsorted(own, starts)  # each window's first offset of this hash, if any
+        inside = first < len(own)
+        inside[inside] = own[first[inside]] <= starts[inside] + width + 1e-9
+        hits += inside
+    return float(hits.max()) / len(short)
 
 
 def bands(hashes: np.ndarray) -> np.ndarray:

@@ -39,207 +39,208 @@ _VERDICT_COLUMNS = {
     "scan_date": Column("hive partition: the date it was committed", "date (UTC)"),
 }
 
+_SESSION_COLUMNS = {
+    "session_id": Column(
+        "id of the session: the manifest's session_id, or the path relative to the input folder without extension"
+    ),
+    "source": Column("the video's local path or s3:// URI"),
+    "status": Column(
+        "`ok`; `no_face` (no sampled frame has a face); `failed` (could not be read or analysed, see `error`)"
+    ),
+    "error": Column(
+        "why a failed session failed, in words (e.g. `empty file (0 bytes)`, `timed out after 300 s`)",
+        null="the session did not fail",
+    ),
+    "duration_s": Column(
+        "duration of the video from its header, else the last decoded timestamp",
+        "seconds",
+        "failed before the header was read",
+    ),
+    "width": Column(
+        "displayed frame width (after the display rotation)", "pixels", "failed before the header was read"
+    ),
+    "height": Column(
+        "displayed frame height (after the display rotation)", "pixels", "failed before the header was read"
+    ),
+    "rotation": Column(
+        "display rotation stored in the file, applied before detection",
+        "degrees counter-clockwise",
+        "failed before decoding",
+    ),
+    "frames_decoded": Column(
+        "frames decoded (decoding stops at the sampling cap `decode.max_frames`)",
+        "frames",
+        "failed before decoding",
+    ),
+    "frames_sampled": Column("frames sampled by presentation time at `decode.sample_fps`", "frames"),
+    "examined_until_s": Column(
+        "how far into the video the sampled frames reach (the last one's sampling slot): a video longer than"
+        " `decode.max_frames` / `decode.sample_fps` is examined up to here only",
+        "seconds",
+        "no frame was sampled (the session failed first)",
+    ),
+    "coverage": Column(
+        "`examined_until_s` as a share of `duration_s`: under 1 when the frame cap cut the video short, or"
+        " decoding ended early (`decode_end`)",
+        "0..1",
+        "no frame was sampled, or the duration is unknown",
+    ),
+    "decode_end": Column(
+        "how decoding ended: `end` (the stream was read to its end), `frame_cap` (`decode.max_frames` frames"
+        " were sampled; the rest was not read), `read_error` (the container could not be read further: a"
+        " damaged or truncated file; what was read is examined and the `partial_decode` reason fires)",
+        null="the session failed",
+    ),
+    "bad_packets": Column(
+        "packets the decoder rejected, skipped and counted (the frames that depend on them are lost);"
+        " any fires the `partial_decode` reason",
+        "packets",
+        "the session failed",
+    ),
+    "timestamp_resets": Column(
+        "times the frame timestamps jumped back (clips joined end to end): each later clip continues the one"
+        " timeline of `pts_s`, so every clip is sampled",
+        "count",
+        "the session failed",
+    ),
+    "size_changes": Column(
+        "times the frame size changed mid-stream (`width` and `height` are the header's); a frame over"
+        " `decode.max_pixels` fails the session",
+        "count",
+        "the session failed",
+    ),
+    "decoded_until_s": Column(
+        "how far the decoded frames reach on the timeline; under 95% of `duration_s` (or under 95% of the"
+        " header's frame count decoded) with `decode_end` = `end`, the file is shorter than its header says"
+        " and the `partial_decode` reason fires",
+        "seconds",
+        "the session failed",
+    ),
+    "frames_scored": Column(
+        "sampled frames whose face the scorers scored: scoring.rate_hz a second, every face after an event"
+        " (a cut, a face change, eyes closing), every face of a session near a threshold"
+        " (scoring.refine_band; by the deciding scorers)",
+        "frames",
+    ),
+    "face_ratio": Column("share of sampled frames with at least one face", "0..1", "the session failed"),
+    "multi_face_ratio": Column("share of sampled frames with two or more faces", "0..1", "the session failed"),
+    "spoof_score": Column(
+        "the score the decision rests on: the deciding scorer's frame scores pooled by `aggregate.method`"
+        " (mean, median or top-k mean); by default only scorers measured on real data decide (the `reference`)",
+        "0 = real .. 1 = spoof",
+        "no frame was scored (no face, or failed), or no scorer decides",
+    ),
+    "spoof_score_max": Column("highest frame `spoof_score` of the session", "0..1", "as `spoof_score`"),
+    "b2_score": Column(
+        "the `b2` scorer's (EfficientNet-B2, synthetic data only) pooled score; shown, decides only if configured",
+        "0 = real .. 1 = spoof",
+        "no frame was scored",
+    ),
+    "b2_score_max": Column("highest frame `b2_score`", "0..1", "no frame was scored"),
+    "reference_score": Column(
+        "the `reference` scorer's (Silent-Face MiniFASNet, trained on real attacks) pooled score",
+        "0 = real .. 1 = spoof",
+        "no frame was scored",
+    ),
+    "reference_score_max": Column("highest frame `reference_score`", "0..1", "no frame was scored"),
+    "scores": Column("every scorer's pooled score, by scorer name", "map name -> 0..1", "no frame was scored"),
+    "thresholds": Column(
+        "every scorer's threshold (from its card), by scorer name", "map name -> 0..1", "no frame was scored"
+    ),
+    "decision": Column(
+        "`live`, `spoof` or `review`: the most severe of the score's decision (threshold ± `aggregate.review_band`)"
+        " and the actions of the signals that fired (`decision` in configs/scan.yaml)",
+        null="the session failed",
+    ),
+    "reasons": Column(
+        "why the decision is not `live`: `spoof_score:<scorer>`, `no_face`, `swap`, `static`, `no_blink`,"
+        " `too_short` (a face seen under `static.min_static_s`: a photo, a 1-frame video), `occluded:<region>`,"
+        " `multi_face`, `linked:<kind>`, `partial_decode` (part of the video could not be decoded: see"
+        " `decode_end`, `bad_packets`, `decoded_until_s`)",
+        "list of strings",
+        "the session failed (empty list)",
+    ),
+    "swap_detected": Column(
+        "the main face changed identity mid-session: the mean identity embedding of the second before a cut"
+        " and of the second after it lie at least the identity threshold apart, or the face shape changed"
+        " there (an abrupt drop of crop similarity with a lasting change of face shape) where identity is"
+        " not sure it is one person",
+        "bool",
+        "no face, or too few frames to tell",
+    ),
+    "swap_at_s": Column(
+        "when the (first) swap happened: the first frame after the cut",
+        "seconds from the first frame",
+        "no swap detected",
+    ),
+    "swap_times_s": Column(
+        "every change of the main face's identity (several cuts between people)", "seconds", "no face"
+    ),
+    "swap_distance": Column(
+        "the largest identity distance across a swap (over the card's threshold, 0.6 for dlib)",
+        "Euclidean, 128-d",
+        "no swap, or found by face shape",
+    ),
+    "identity_frames": Column(
+        "embeddings in the session's identity template (0: the face was too small, turned or covered for one)",
+        "frames",
+        "identity switched off, no face, or the session failed",
+    ),
+    "static": Column(
+        "frames nearly identical for a long stretch: a still photo or a frozen injected feed",
+        "bool",
+        "no face, or too few frames to tell",
+    ),
+    "blink_count": Column(
+        "eye blinks counted from the eye aspect ratio of face mesh landmarks", "blinks", "no face with landmarks"
+    ),
+    "blinks": Column(
+        "each counted blink as {start_s, end_s}: its first shut and first reopened sample (what the report draws)",
+        "s",
+        "no face with landmarks, or written before blinks were stored",
+    ),
+    "occluded_regions": Column(
+        f"face regions blocked in a large share of the frames: any of {', '.join(REGIONS)}"
+        " (the person's own left/right)",
+        "list of strings",
+        "no face with landmarks, or occlusion switched off",
+    ),
+    "model_version": Column("the scorers' versions (from their cards), joined by `+`, the b2's first"),
+    "threshold": Column(
+        "the threshold `spoof_score` was judged against (the deciding scorer's)", null="no scorer decided"
+    ),
+    "run_id": Column("the run that wrote the row (`<UTC time>-<random>`); one run per command"),
+    "scanned_at": Column("when the run started", "timestamp, UTC"),
+    "input_key": Column(
+        "the ledger key: hash of the input's identity, the model and the result-changing settings",
+        null="written by a version without the ledger",
+    ),
+    "extra": Column("the manifest's other columns, as text", "map<string,string>", "no manifest, or no other columns"),
+    "container": Column(
+        "the container format as the demuxer names it (e.g. `mov,mp4,m4a,3gp,3g2,mj2`)",
+        null="failed before decoding",
+    ),
+    "encoder": Column("the file's encoder tag (e.g. `Lavf58.29.100`: re-muxed by FFmpeg)", null="no such tag"),
+    "creation_time": Column("the file's creation_time tag, as written", "text", "no such tag"),
+    "device": Column("make and model tags of the recording device (Apple, Android)", null="no such tags"),
+    "handler": Column("the video stream's handler name (e.g. `Core Media Video`)", null="no such tag"),
+    "frame_interval_cv": Column(
+        "spread of the intervals between decoded frames (std / mean): 0 for a steady clock, high for"
+        " edited, variable-rate or injected streams",
+        "ratio",
+        "fewer than three frames decoded",
+    ),
+    "repeated_frame_ratio": Column(
+        "share of decoded frames identical to the one before (compared on a sparse pixel grid)",
+        "0..1",
+        "fewer than two frames decoded",
+    ),
+    "scan_date": Column("hive partition: the date of the run", "date (UTC)"),
+}
+
 COLUMNS: dict[str, dict[str, Column]] = {
-    "sessions": {
-        "session_id": Column(
-            "id of the session: the manifest's session_id, or the path relative to the input folder without extension"
-        ),
-        "source": Column("the video's local path or s3:// URI"),
-        "status": Column(
-            "`ok`; `no_face` (no sampled frame has a face); `failed` (could not be read or analysed, see `error`)"
-        ),
-        "error": Column(
-            "why a failed session failed, in words (e.g. `empty file (0 bytes)`, `timed out after 300 s`)",
-            null="the session did not fail",
-        ),
-        "duration_s": Column(
-            "duration of the video from its header, else the last decoded timestamp",
-            "seconds",
-            "failed before the header was read",
-        ),
-        "width": Column(
-            "displayed frame width (after the display rotation)", "pixels", "failed before the header was read"
-        ),
-        "height": Column(
-            "displayed frame height (after the display rotation)", "pixels", "failed before the header was read"
-        ),
-        "rotation": Column(
-            "display rotation stored in the file, applied before detection",
-            "degrees counter-clockwise",
-            "failed before decoding",
-        ),
-        "frames_decoded": Column(
-            "frames decoded (decoding stops at the sampling cap `decode.max_frames`)",
-            "frames",
-            "failed before decoding",
-        ),
-        "frames_sampled": Column("frames sampled by presentation time at `decode.sample_fps`", "frames"),
-        "examined_until_s": Column(
-            "how far into the video the sampled frames reach (the last one's sampling slot): a video longer than"
-            " `decode.max_frames` / `decode.sample_fps` is examined up to here only",
-            "seconds",
-            "no frame was sampled (the session failed first)",
-        ),
-        "coverage": Column(
-            "`examined_until_s` as a share of `duration_s`: under 1 when the frame cap cut the video short, or"
-            " decoding ended early (`decode_end`)",
-            "0..1",
-            "no frame was sampled, or the duration is unknown",
-        ),
-        "decode_end": Column(
-            "how decoding ended: `end` (the stream was read to its end), `frame_cap` (`decode.max_frames` frames"
-            " were sampled; the rest was not read), `read_error` (the container could not be read further: a"
-            " damaged or truncated file; what was read is examined and the `partial_decode` reason fires)",
-            null="the session failed",
-        ),
-        "bad_packets": Column(
-            "packets the decoder rejected, skipped and counted (the frames that depend on them are lost);"
-            " any fires the `partial_decode` reason",
-            "packets",
-            "the session failed",
-        ),
-        "timestamp_resets": Column(
-            "times the frame timestamps jumped back (clips joined end to end): each later clip continues the one"
-            " timeline of `pts_s`, so every clip is sampled",
-            "count",
-            "the session failed",
-        ),
-        "size_changes": Column(
-            "times the frame size changed mid-stream (`width` and `height` are the header's); a frame over"
-            " `decode.max_pixels` fails the session",
-            "count",
-            "the session failed",
-        ),
-        "decoded_until_s": Column(
-            "how far the decoded frames reach on the timeline; under 95% of `duration_s` (or under 95% of the"
-            " header's frame count decoded) with `decode_end` = `end`, the file is shorter than its header says"
-            " and the `partial_decode` reason fires",
-            "seconds",
-            "the session failed",
-        ),
-        "frames_scored": Column(
-            "sampled frames whose face the scorers scored: scoring.rate_hz a second, every face after an event"
-            " (a cut, a face change, eyes closing), every face of a session near a threshold"
-            " (scoring.refine_band; by the deciding scorers)",
-            "frames",
-        ),
-        "face_ratio": Column("share of sampled frames with at least one face", "0..1", "the session failed"),
-        "multi_face_ratio": Column("share of sampled frames with two or more faces", "0..1", "the session failed"),
-        "spoof_score": Column(
-            "the score the decision rests on: the deciding scorer's frame scores pooled by `aggregate.method`"
-            " (mean, median or top-k mean); by default only scorers measured on real data decide (the `reference`)",
-            "0 = real .. 1 = spoof",
-            "no frame was scored (no face, or failed), or no scorer decides",
-        ),
-        "spoof_score_max": Column("highest frame `spoof_score` of the session", "0..1", "as `spoof_score`"),
-        "b2_score": Column(
-            "the `b2` scorer's (EfficientNet-B2, synthetic data only) pooled score; shown, decides only if configured",
-            "0 = real .. 1 = spoof",
-            "no frame was scored",
-        ),
-        "b2_score_max": Column("highest frame `b2_score`", "0..1", "no frame was scored"),
-        "reference_score": Column(
-            "the `reference` scorer's (Silent-Face MiniFASNet, trained on real attacks) pooled score",
-            "0 = real .. 1 = spoof",
-            "no frame was scored",
-        ),
-        "reference_score_max": Column("highest frame `reference_score`", "0..1", "no frame was scored"),
-        "scores": Column("every scorer's pooled score, by scorer name", "map name -> 0..1", "no frame was scored"),
-        "thresholds": Column(
-            "every scorer's threshold (from its card), by scorer name", "map name -> 0..1", "no frame was scored"
-        ),
-        "decision": Column(
-            "`live`, `spoof` or `review`: the most severe of the score's decision (threshold ± `aggregate.review_band`)"
-            " and the actions of the signals that fired (`decision` in configs/scan.yaml)",
-            null="the session failed",
-        ),
-        "reasons": Column(
-            "why the decision is not `live`: `spoof_score:<scorer>`, `no_face`, `swap`, `static`, `no_blink`,"
-            " `too_short` (a face seen under `static.min_static_s`: a photo, a 1-frame video), `occluded:<region>`,"
-            " `multi_face`, `linked:<kind>`, `partial_decode` (part of the video could not be decoded: see"
-            " `decode_end`, `bad_packets`, `decoded_until_s`)",
-            "list of strings",
-            "the session failed (empty list)",
-        ),
-        "swap_detected": Column(
-            "the main face changed identity mid-session: the mean identity embedding of the second before a cut"
-            " and of the second after it lie at least the identity threshold apart, or the face shape changed"
-            " there (an abrupt drop of crop similarity with a lasting change of face shape) where identity is"
-            " not sure it is one person",
-            "bool",
-            "no face, or too few frames to tell",
-        ),
-        "swap_at_s": Column(
-            "when the (first) swap happened: the first frame after the cut",
-            "seconds from the first frame",
-            "no swap detected",
-        ),
-        "swap_times_s": Column(
-            "every change of the main face's identity (several cuts between people)", "seconds", "no face"
-        ),
-        "swap_distance": Column(
-            "the largest identity distance across a swap (over the card's threshold, 0.6 for dlib)",
-            "Euclidean, 128-d",
-            "no swap, or found by face shape",
-        ),
-        "identity_frames": Column(
-            "embeddings in the session's identity template (0: the face was too small, turned or covered for one)",
-            "frames",
-            "identity switched off, no face, or the session failed",
-        ),
-        "static": Column(
-            "frames nearly identical for a long stretch: a still photo or a frozen injected feed",
-            "bool",
-            "no face, or too few frames to tell",
-        ),
-        "blink_count": Column(
-            "eye blinks counted from the eye aspect ratio of face mesh landmarks", "blinks", "no face with landmarks"
-        ),
-        "blinks": Column(
-            "each counted blink as {start_s, end_s}: its first shut and first reopened sample (what the report draws)",
-            "s",
-            "no face with landmarks, or written before blinks were stored",
-        ),
-        "occluded_regions": Column(
-            f"face regions blocked in a large share of the frames: any of {', '.join(REGIONS)}"
-            " (the person's own left/right)",
-            "list of strings",
-            "no face with landmarks, or occlusion switched off",
-        ),
-        "model_version": Column("the scorers' versions (from their cards), joined by `+`, the b2's first"),
-        "threshold": Column(
-            "the threshold `spoof_score` was judged against (the deciding scorer's)", null="no scorer decided"
-        ),
-        "run_id": Column("the run that wrote the row (`<UTC time>-<random>`); one run per command"),
-        "scanned_at": Column("when the run started", "timestamp, UTC"),
-        "input_key": Column(
-            "the ledger key: hash of the input's identity, the model and the result-changing settings",
-            null="written by a version without the ledger",
-        ),
-        "extra": Column(
-            "the manifest's other columns, as text", "map<string,string>", "no manifest, or no other columns"
-        ),
-        "container": Column(
-            "the container format as the demuxer names it (e.g. `mov,mp4,m4a,3gp,3g2,mj2`)",
-            null="failed before decoding",
-        ),
-        "encoder": Column("the file's encoder tag (e.g. `Lavf58.29.100`: re-muxed by FFmpeg)", null="no such tag"),
-        "creation_time": Column("the file's creation_time tag, as written", "text", "no such tag"),
-        "device": Column("make and model tags of the recording device (Apple, Android)", null="no such tags"),
-        "handler": Column("the video stream's handler name (e.g. `Core Media Video`)", null="no such tag"),
-        "frame_interval_cv": Column(
-            "spread of the intervals between decoded frames (std / mean): 0 for a steady clock, high for"
-            " edited, variable-rate or injected streams",
-            "ratio",
-            "fewer than three frames decoded",
-        ),
-        "repeated_frame_ratio": Column(
-            "share of decoded frames identical to the one before (compared on a sparse pixel grid)",
-            "0..1",
-            "fewer than two frames decoded",
-        ),
-        "scan_date": Column("hive partition: the date of the run", "date (UTC)"),
-    },
+    "session_history": _SESSION_COLUMNS,
+    "sessions": _SESSION_COLUMNS,
     "frames": {
         "session_id": Column("the session the frame belongs to"),
         "frame_index": Column("index of the sample within its session, from 0", "samples"),
@@ -433,8 +434,11 @@ def render_markdown() -> str:
         "Generated from `pipeline/reports/dictionary.py`"
         " (`uv run python -m pipeline.reports.dictionary > DATA_DICTIONARY.md`).",
         'Query it with `liveness query "SQL" --out DIR`: the views are the datasets below; `clusters` is'
-        " computed from `links` when the query starts, and `verdicts` is each session's latest row of"
-        " `verdict_history`.",
+        " computed from `links` when the query starts, `verdicts` is each session's latest row of"
+        " `verdict_history`, and `sessions` is each session's latest attempt per model version in"
+        " `session_history` (which keeps every attempt: a failed input retried by later runs, a"
+        " `--rescan`). Count, rate and join over `sessions`; read `session_history` for what happened"
+        " to a session run by run.",
         "",
     ]
     for dataset, schema in VIEWS.items():

@@ -1,7 +1,8 @@
-"""SQL over a scan's output: DuckDB views of every dataset (``sessions``, ``frames``,
-``evidence``, ``identities``, ``fingerprints``, ``links``, ``verdict_history``), ``verdicts``
-(each session's latest verdict) and ``clusters`` (the groups the links make, computed when
-the view is opened).
+"""SQL over a scan's output: DuckDB views of every dataset (``session_history``, ``frames``,
+``evidence``, ``identities``, ``fingerprints``, ``links``, ``verdict_history``), ``sessions``
+(each session's latest attempt per model version: one row per session for counts, rates
+and joins), ``verdicts`` (each session's latest verdict) and ``clusters`` (the groups the
+links make, computed when the view is opened).
 
 Each view reads its hive-partitioned dataset through a pyarrow dataset with today's
 schema, so files written by older versions read fine (columns added later are null) and
@@ -38,6 +39,10 @@ def dataset_of(store: Store, name: str, schema: pa.Schema) -> ds.Dataset:
     )
 
 
+LATEST_SESSIONS_SQL = (  # the `sessions` view: each session's latest attempt per model version
+    "select * exclude (rank) from (select *, row_number() over (partition by session_id, model_version"
+    " order by scanned_at desc, run_id desc) as rank from session_history) where rank = 1"
+)
 LATEST_VERDICTS_SQL = (  # the `verdicts` view: each session's latest verdict (history in `verdict_history`)
     "select * exclude (rank) from (select *, row_number() over (partition by session_id"
     " order by recorded_at desc, run_id desc, source_row desc) as rank from verdict_history) where rank = 1"
@@ -61,6 +66,7 @@ def connect(out: str, *, allow_external: bool = False) -> duckdb.DuckDBPyConnect
     con = duckdb.connect()
     for name, schema in DATASETS.items():
         con.register(HISTORY_VIEWS.get(name, name), dataset_of(store, name, schema))
+    con.execute(f"create view sessions as {LATEST_SESSIONS_SQL}")
     con.execute(f"create view verdicts as {LATEST_VERDICTS_SQL}")
     links = dataset_of(store, "links", DATASETS["links"]).to_table(columns=["session_a", "session_b"])
     con.register("clusters", clusters(links))

@@ -142,7 +142,7 @@ def execute_scan(
 ) -> tuple[ScanSummary, ScanPlan, Store] | None:
     """Plan the run against the ledger, scan what is new, write the summary; None for a dry run."""
     from pipeline.run.scan import no_space, run_scan
-    from pipeline.run.summary import print_summary, write_summary
+    from pipeline.run.summary import print_summary, warn_failures, write_summary
 
     sessions, scorers, store = prepare_scan(inputs, config, out)
     ledger = Ledger(store)
@@ -198,5 +198,8 @@ def execute_scan(
             log.warning("no space left for the run summary in %s: the sessions are committed", store.display())
     finally:
         ledger.unlock()
-    print_summary(summary)
+    if quiet:
+        warn_failures(summary)
+    else:
+        print_summary(summary)
     return summary, plan, store

@@ -201,10 +201,17 @@ class _Scorers:
 
 class _Sessions:
     """Sessions from their analysis to their commit: queued for scores, then assembled into
-    rows, written, counted; a session whose scoring failed for good becomes a failed row."""
+    rows, written, counted; a session whose scoring failed for good becomes a failed row.
+
+    Sessions are committed in the order they were listed, whatever order they finish in: a
+    session is linked to those committed before it, and its row names the links it found,
+    so only a fixed order gives the same rows and links for any number of workers, any
+    load, and a run killed and resumed (which committed a prefix of the same order).
+    """
 
     def __init__(
         self,
+        order: Sequence[str],
         run: RunContext,
         keys: dict[str, str],
         batcher: CropBatcher,
@@ -219,6 +226,9 @@ class _Sessions:
         self.waiting: dict[str, SessionAnalysis] = {}  # analysed sessions awaiting their scores
         self.first_round: dict[str, dict[str, np.ndarray]] = {}  # scheduled faces' scores of refined sessions
         self.refine_keys = refinement_crops(run.scorers, run.config)  # what a refinement round scores
+        self.position = {sid: i for i, sid in enumerate(order)}
+        self.held: dict[int, tuple[SessionAnalysis, dict[str, np.ndarray] | None]] = {}  # finished, awaiting their turn
+        self.next = 0  # the position of the next session to commit
 
     def analysed(self, analysis: SessionAnalysis) -> None:
         """A finished analysis: its scheduled faces' crops go to the batcher, or it is
@@ -228,6 +238,13 @@ class _Sessions:
             return
         self.waiting[analysis.session.session_id] = analysis
         self.batcher.add(analysis.session.session_id, analysis.frames.scorer_crops_of(scheduled=True))
+
+    @property
+    def holding(self) -> int:
+        """Held sessions that keep their crops in memory (a failed one keeps none). Each was
+        started after the session it waits for, so that one is analysing or being scored
+        and counting these against the sessions in flight never stalls the run."""
+        return sum(1 for analysis, _ in self.held.values() if analysis.error is None)
 
     def _refine(self, sid: str, analysis: SessionAnalysis, scores: dict[str, np.ndarray]) -> bool:
         """Whether the session's score lies near a threshold with faces unscored: then those
@@ -267,6 +284,14 @@ class _Sessions:
             )
 
     def commit(self, analysis: SessionAnalysis, scores: dict[str, np.ndarray] | None) -> None:
+        """A finished session: committed now if every session listed before it is, else held
+        until they are (then it and the held ones after it go in order)."""
+        self.held[self.position[analysis.session.session_id]] = (analysis, scores)
+        while self.next in self.held:
+            self._commit(*self.held.pop(self.next))
+            self.next += 1
+
+    def _commit(self, analysis: SessionAnalysis, scores: dict[str, np.ndarray] | None) -> None:
         """Link one session to the archive, assemble its rows and hand them to the writer."""
         links = None
         if self.linker is not None and analysis.error is None:
@@ -315,6 +340,9 @@ def run_scan(
     )
     if not sessions:
         return summary
+    # One order for any listing of the same sessions (a manifest's rows shuffled, a resumed
+    # run): sessions are analysed and committed by id, and each is linked to those before it.
+    sessions = sorted(sessions, key=lambda s: s.session_id)
     started = time.perf_counter()
     ensure_ray(config)
     summary.startup_s = time.perf_counter() - started
@@ -346,8 +374,9 @@ def run_scan(
         threshold = config.links.same_face_distance or (card.threshold if card is not None else 0.0)
         linker = Linker(store, config.links, threshold, run.run_id)
     sessions_done = _Sessions(
-        run, keys, batcher, writer, summary, Progress("scanning", len(sessions), progress), started, linker
-    )
+        [s.session_id for s in sessions], run, keys, batcher, writer, summary,
+        Progress("scanning", len(sessions), progress), started, linker,
+    )  # fmt: skip
 
     try:
         for session in sessions:  # refused at listing (a FIFO, a device): a failed row, no worker
@@ -355,7 +384,7 @@ def run_scan(
                 sessions_done.commit(SessionAnalysis.failed(session, session.problem), None)
         while analyses.todo or analyses.running or actors.running or batcher.queued:
             stop.check()
-            analyses.submit(batcher.pending, max_in_flight)
+            analyses.submit(batcher.pending + sessions_done.holding, max_in_flight)
             actors.feed(batcher, force=(not analyses.todo and not analyses.running) or actors.idle)
             ready, _ = ray.wait([*analyses.running, *actors.running], num_returns=1, timeout=1.0)
             for ref in ready:

@@ -4,6 +4,7 @@ beside the data (``OUT/_runs/<run_id>.json``)."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -14,6 +15,8 @@ from pipeline.schema import RUNS_DIR, STATUS_OK
 from pipeline.session.records import SessionRow, StageCounts
 from pipeline.storage import Store
 from pipeline.text import printable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,6 +105,15 @@ def write_summary(summary: ScanSummary, store: Store) -> str:
     return store.write_bytes(
         f"{RUNS_DIR}/{summary.run_id}.json", (json.dumps(summary_dict(summary), indent=2, default=str) + "\n").encode()
     )
+
+
+def warn_failures(summary: ScanSummary) -> None:
+    """What a quiet run still says (on stderr): how many sessions failed, and where they are listed."""
+    if summary.failures:
+        log.warning(
+            "%d of %d session(s) failed: their rows have status=failed and an error (listed in %s/%s/%s.json)",
+            len(summary.failures), summary.sessions, summary.out_dir, RUNS_DIR, summary.run_id,
+        )  # fmt: skip
 
 
 def print_summary(summary: ScanSummary, console: Console | None = None) -> None:

@@ -72,6 +72,48 @@ def test_a_scan_links_one_person_and_one_recording_under_other_ids(archive):
     assert section.count("<tr>") == 1 + len(links) and "same_video" in section and "alice_take2" in section
 
 
+DAY1 = ("alice", "alice_copy", "alice_small", "alice_take2", "grace")
+RUN_COLUMNS = {"run_id", "scanned_at", "input_key"}  # which run wrote a row, and from which listing
+
+
+def _close(a: object, b: object, tol: float = 1e-4) -> bool:
+    """Equal, with floats (anywhere inside lists and maps) equal to ``tol``."""
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) <= tol or (a != a and b != b)  # NaN matches NaN
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    return a == b
+
+
+def _day1(out: Path) -> tuple[dict[str, dict], set[tuple[frozenset, str]]]:
+    rows = run_query(str(out), "select * from sessions where session_id in $ids", params={"ids": list(DAY1)})
+    sessions = {r["session_id"]: {k: v for k, v in r.items() if k not in RUN_COLUMNS} for r in rows.to_pylist()}
+    return sessions, {(pair, kind) for pair, kind in _links(out) if pair <= set(DAY1)}
+
+
+def test_the_same_folder_scanned_another_way_gives_the_same_rows_and_links(archive, tmp_path):
+    """Issue 27 item 1: the re-encoded copy's same_video link came and went between runs, and a
+    session's `linked` reason went to whichever of two sessions finished last. Scanned again
+    from a manifest listing the files backwards, one session at a time (so they finish in
+    another order than the first scan's two at a time) and committed one per file: the same
+    rows, scores to 1e-4, and the same links."""
+    root, first = archive
+    manifest = tmp_path / "backwards.csv"
+    manifest.write_text("session_id,uri\n" + "".join(f"{sid},{root / 'day1' / sid}.mp4\n" for sid in reversed(DAY1)))
+    again = tmp_path / "out"
+    serial = ["--set", "ray.max_in_flight=1", "--set", "output.sessions_per_file=1"]
+    assert main(["scan", str(manifest), "--out", str(again), "--quiet", *serial]) == 0
+    (rows_a, links_a), (rows_b, links_b) = _day1(first), _day1(again)
+    assert sorted(rows_a) == sorted(rows_b) == sorted(DAY1)
+    assert links_a == links_b and (frozenset(("alice", "alice_small")), "same_video") in links_b
+    for sid in DAY1:
+        a, b = rows_a[sid], rows_b[sid]
+        assert a.keys() == b.keys()
+        assert all(_close(a[k], b[k]) for k in a), (sid, {k: (a[k], b[k]) for k in a if not _close(a[k], b[k])})
+
+
 def test_a_nightly_scan_links_only_its_new_sessions_and_links_catches_up_a_run_that_did_not(archive, face_sources):
     root, out = archive
     before = _links(out)

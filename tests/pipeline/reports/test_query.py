@@ -109,6 +109,39 @@ def test_views_read_every_file_and_old_files_get_nulls(output: Path, capsys):
     assert rows["s0"]["swap_detected"] is True and rows["s2"]["occluded_regions"] == ["mouth"]
 
 
+def test_sessions_holds_each_sessions_latest_attempt_per_model_version_and_history_every_attempt(tmp_path: Path):
+    """Issue 27 item 2: a failed input retried by later runs kept every attempt in `sessions`, so
+    an analyst's count counted it twice. Files of an older version (no model_version) read too."""
+    from datetime import timedelta
+
+    from pipeline.reports.query import run_query
+
+    store = Store(tmp_path)
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    attempts = [("r1", "a", "failed", "v1"), ("r2", "a", "ok", "v1"), ("r2", "b", "ok", "v1"), ("r3", "a", "ok", "v2")]
+    for hour, (run, sid, status, version) in enumerate(attempts):
+        writer = RunWriter(store, Ledger(store), run_id=f"{run}-{sid}", scan_date="2026-12-01")
+        row = {"session_id": sid, "status": status, "model_version": version, "run_id": run}
+        add_rows(writer, row | {"scanned_at": start + timedelta(hours=hour), "source": f"/v/{sid}.mp4"}, [])
+        writer.flush()
+    old = tmp_path / "sessions" / "scan_date=2026-01-02" / "old-00000.parquet"
+    old.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"session_id": ["c", "c"], "status": ["failed", "ok"], "run_id": ["r0", "r0b"]}), old)
+
+    rows = run_query(str(tmp_path), "select session_id, model_version, status, run_id from sessions order by all")
+    assert rows.to_pylist() == [
+        {"session_id": "a", "model_version": "v1", "status": "ok", "run_id": "r2"},
+        {"session_id": "a", "model_version": "v2", "status": "ok", "run_id": "r3"},
+        {"session_id": "b", "model_version": "v1", "status": "ok", "run_id": "r2"},
+        {"session_id": "c", "model_version": None, "status": "ok", "run_id": "r0b"},  # no time: the later run id wins
+    ]
+    history = run_query(str(tmp_path), "select session_id, count(*) from session_history group by 1 order by 1")
+    assert history.to_pylist() == [
+        {"session_id": "a", "count_star()": 3}, {"session_id": "b", "count_star()": 1},
+        {"session_id": "c", "count_star()": 2},
+    ]  # fmt: skip
+
+
 def test_csv_parquet_and_table_formats(output: Path, capsys, tmp_path: Path):
     code, out, _ = _query(
         capsys, output, "select session_id, reasons, extra from sessions where session_id = 's0'", "--format", "csv"

@@ -15,6 +15,7 @@ import pytest
 
 from pipeline.cli.main import main
 from pipeline.errors import LedgerBusy
+from pipeline.reports.query import run_query
 from pipeline.run.ledger import COMMITTED_DIR, UNCOMMITTED_DIR, Ledger, input_identity
 from pipeline.run.output import RunWriter
 from pipeline.scoring.onnx_model import DEFAULT_REFERENCE_DIR
@@ -243,6 +244,9 @@ def test_a_failed_session_is_tried_again_by_later_runs_up_to_the_limit(
     assert main(["scan", str(archive), "--out", str(out), "--quiet"]) == 0  # the cause is fixed: it goes through
     statuses = [r["status"] for r in sorted(read_sessions(out), key=lambda r: r["scanned_at"])]
     assert statuses == ["failed", "failed", "ok"]  # the history is kept; the latest row is the answer
+    view = run_query(str(out), "select session_id, status from sessions").to_pylist()
+    assert view == [{"session_id": "a", "status": "ok"}]  # what an analyst counts: the answer, once
+    assert len(run_query(str(out), "select * from session_history")) == 3
     capsys.readouterr()
     assert main(["scan", str(archive), "--out", str(out), "--dry-run"]) == 0
     assert "0 to scan, 1 skipped" in capsys.readouterr().out

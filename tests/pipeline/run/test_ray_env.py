@@ -47,18 +47,38 @@ def test_malloc_arenas_are_set_for_ray_processes_only_while_ray_starts(monkeypat
 
 
 LISTENERS = """
-import ipaddress, sys, psutil, ray
+import ray
 from pipeline.config import ScanConfig
 from pipeline.run.ray_env import ensure_ray
+from tests.pipeline.run.test_ray_env import listening
 ensure_ray(ScanConfig())
-ray.get(ray.remote(lambda: 1).remote())  # a worker started, serving
-tree = [psutil.Process(), *psutil.Process().children(recursive=True)]
-for proc in tree:
-    for c in proc.net_connections(kind="inet"):
-        if c.status == psutil.CONN_LISTEN:
-            print(proc.name(), c.laddr.ip, c.laddr.port)
+for name, ip, port in listening():
+    print(name, ip, port)
 ray.shutdown()
 """
+
+
+def listening() -> list[tuple[str, str, int]]:
+    """``(process, address, port)`` of every socket listening in this process's tree, once a
+    Ray task has run (so a worker is started and serving)."""
+    import psutil
+    import ray
+
+    ray.get(ray.remote(lambda: 1).remote())
+    tree = [psutil.Process(), *psutil.Process().children(recursive=True)]
+    return [
+        (proc.name(), c.laddr.ip, c.laddr.port)
+        for proc in tree
+        for c in proc.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    ]
+
+
+def _only_loopback(listeners: list[tuple[str, str, int]]) -> None:
+    names = {name for name, _, _ in listeners}
+    assert {"gcs_server", "raylet"} <= names, listeners  # the servers are there, and seen
+    outside = [entry for entry in listeners if not _loopback(entry[1])]
+    assert outside == [], outside
 
 
 def test_a_local_ray_listens_on_loopback_only():
@@ -66,11 +86,12 @@ def test_a_local_ray_listens_on_loopback_only():
     ``_node_ip_address="127.0.0.1"`` did not help, since ray.init swaps it for the outside address."""
     done = subprocess.run([sys.executable, "-c", LISTENERS], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
-    listeners = [line.split() for line in done.stdout.splitlines() if line.strip()]
-    names = {name for name, _, _ in listeners}
-    assert {"gcs_server", "raylet"} <= names, listeners  # the servers are there, and seen
-    outside = [entry for entry in listeners if not _loopback(entry[1])]
-    assert outside == [], outside
+    _only_loopback([(name, ip, int(port)) for name, ip, port in (line.split() for line in done.stdout.splitlines())])
+
+
+def test_the_ray_that_tests_start_listens_on_loopback_only(ray_session):
+    """Issue 27 item 4: the tests' own Ray is started as the product's is."""
+    _only_loopback(listening())
 
 
 def _loopback(ip: str) -> bool:
