@@ -203,10 +203,11 @@ class _Sessions:
     """Sessions from their analysis to their commit: queued for scores, then assembled into
     rows, written, counted; a session whose scoring failed for good becomes a failed row.
 
-    Sessions are committed in the order they were listed, whatever order they finish in: a
-    session is linked to those committed before it, and its row names the links it found,
-    so only a fixed order gives the same rows and links for any number of workers, any
-    load, and a run killed and resumed (which committed a prefix of the same order).
+    Sessions are committed in the order given (by id: :func:`run_scan` sorts them), whatever
+    order they finish in: a session is linked to those committed before it, and its row
+    names the links it found, so only a fixed order gives the same rows and links for any
+    number of workers, any load, and a run killed and resumed (which committed a prefix of
+    the same order).
     """
 
     def __init__(
