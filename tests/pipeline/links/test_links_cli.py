@@ -3,6 +3,7 @@ session ids, a nightly scan that links only its new sessions, and `liveness link
 catching up a run that did not link."""
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -105,13 +106,32 @@ def test_the_same_folder_scanned_another_way_gives_the_same_rows_and_links(archi
     again = tmp_path / "out"
     serial = ["--set", "ray.max_in_flight=1", "--set", "output.sessions_per_file=1"]
     assert main(["scan", str(manifest), "--out", str(again), "--quiet", *serial]) == 0
-    (rows_a, links_a), (rows_b, links_b) = _day1(first), _day1(again)
+    _same_rows_and_links(_day1(first), _day1(again))
+
+
+def _same_rows_and_links(a: tuple[dict[str, dict], set], b: tuple[dict[str, dict], set]) -> None:
+    (rows_a, links_a), (rows_b, links_b) = a, b
     assert sorted(rows_a) == sorted(rows_b) == sorted(DAY1)
     assert links_a == links_b and (frozenset(("alice", "alice_small")), "same_video") in links_b
     for sid in DAY1:
-        a, b = rows_a[sid], rows_b[sid]
-        assert a.keys() == b.keys()
-        assert all(_close(a[k], b[k]) for k in a), (sid, {k: (a[k], b[k]) for k in a if not _close(a[k], b[k])})
+        x, y = rows_a[sid], rows_b[sid]
+        assert x.keys() == y.keys()
+        assert all(_close(x[k], y[k]) for k in x), (sid, {k: (x[k], y[k]) for k in x if not _close(x[k], y[k])})
+
+
+def test_a_scan_killed_and_resumed_gives_the_same_rows_and_links(archive, tmp_path):
+    """Issue 27 item 1: killed (SIGKILL, after two sessions were committed) and run again, the
+    scan of the same folder ends with the rows and links of the scan that was never killed."""
+    from tests.helpers import kill_when, scan_process
+
+    root, first = archive
+    again = tmp_path / "out"
+    proc = scan_process(root / "day1", again, stdout=subprocess.DEVNULL)
+    kill_when(proc, lambda: len(list(again.glob("sessions/*/*.parquet"))) >= 2, timeout=240, poll_s=0.02)
+    killed = len(run_query(str(again), "select * from sessions")) if (again / "sessions").exists() else 0
+    assert 0 < killed < len(DAY1)  # killed mid-run
+    assert main(["scan", str(root / "day1"), "--out", str(again), "--quiet"]) == 0
+    _same_rows_and_links(_day1(first), _day1(again))
 
 
 def test_a_nightly_scan_links_only_its_new_sessions_and_links_catches_up_a_run_that_did_not(archive, face_sources):
