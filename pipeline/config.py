@@ -132,6 +132,12 @@ class InputConfig(_Strict):
     retry_failed: int = Field(
         2, ge=0, le=100, description="later runs try a failed session again this many times (0 = never)"
     )
+    applicant_column: str | None = Field(
+        None,
+        min_length=1,
+        description="manifest column naming the applicant: one face under two applicants is linked:same_face,"
+        " the same applicant applying again is linked:reapplied (information)",
+    )
 
     @field_validator("extensions")
     @classmethod
@@ -242,7 +248,7 @@ class AggregateConfig(_Strict):
     )
 
 
-Action = Literal["spoof", "review", "ignore"]
+Action = Literal["spoof", "review", "inform", "ignore"]  # inform: named in reasons, never moves the decision
 
 
 class DecisionConfig(_Strict):
@@ -259,6 +265,9 @@ class DecisionConfig(_Strict):
     occluded: Action = "review"
     multi_face: Action = "review"
     linked: Action = "review"
+    reapplied: Action = Field(
+        "inform", description="the same applicant's face in an earlier session (linked:reapplied)"
+    )
     too_short: Action = Field(
         "review", description="face seen under static.min_static_s (a photo, a 1-frame video): never live unseen"
     )

@@ -125,7 +125,8 @@ FINGERPRINT_FIELDS: list[pa.Field] = [
 
 LINK_SAME_FACE = "same_face"
 LINK_SAME_VIDEO = "same_video"
-LINK_KINDS = (LINK_SAME_FACE, LINK_SAME_VIDEO)
+LINK_REAPPLIED = "reapplied"  # the same face under the same applicant (input.applicant_column)
+LINK_KINDS = (LINK_SAME_FACE, LINK_SAME_VIDEO, LINK_REAPPLIED)
 LINK_FIELDS: list[pa.Field] = [
     pa.field("session_a", pa.string(), nullable=False),  # the one scanned earlier
     pa.field("session_b", pa.string(), nullable=False),

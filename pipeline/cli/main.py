@@ -311,7 +311,7 @@ def cmd_links(args: argparse.Namespace) -> int:
     _require_scan_output(args.out)
     store = Store(args.out)
     threshold = config.links.same_face_distance or identity_card(config.identity.model).threshold
-    done = link_pending(store, config.links, threshold)
+    done = link_pending(store, config.links, threshold, config.input.applicant_column)
     if args.quiet:
         return EXIT_OK
     if not done.runs:

@@ -8,6 +8,10 @@ never recomputes old pairs. ``liveness links`` (:func:`link_pending`) catches up
 sessions of runs that did not link (``links.enabled`` off, or a crash), in one batched
 search. A run that linked leaves a marker in ``OUT/_links/matched/``.
 
+With ``input.applicant_column``, the face of one applicant in two sessions is not the fraud
+signal a face under two applicants is: it is linked as ``reapplied`` (information), not
+``same_face``.
+
 Only rows of committed sessions count: an identity, fingerprint or link row written by a
 chunk whose ``sessions`` file never landed is ignored. Two sessions are linked at most
 once per kind; a session is never linked to itself (a rescan of it has the same id).
@@ -29,7 +33,15 @@ import pyarrow.parquet as pq
 from pipeline.config import LinksConfig
 from pipeline.links.faces import TemplateIndex
 from pipeline.links.video import FingerprintIndex
-from pipeline.schema import CLUSTER_SCHEMA, LINK_SAME_FACE, LINK_SAME_VIDEO, LINK_SCHEMA, new_run_id, partition
+from pipeline.schema import (
+    CLUSTER_SCHEMA,
+    LINK_REAPPLIED,
+    LINK_SAME_FACE,
+    LINK_SAME_VIDEO,
+    LINK_SCHEMA,
+    new_run_id,
+    partition,
+)
 from pipeline.storage import Store
 from pipeline.video.fingerprint import Fingerprint
 
@@ -87,15 +99,33 @@ def _concat(tables: list[pa.Table]) -> pa.Table | None:
     return pa.concat_tables(tables) if tables else None
 
 
+def applicants(store: Store, committed: set[tuple[str, str]], column: str) -> dict[str, str]:
+    """Each committed session's applicant: the manifest column ``column`` of its latest row
+    (sessions without one, or with it empty, are left out)."""
+    rows = _concat(list(_files(store, "sessions", ["session_id", "run_id", "extra"])))
+    if rows is None:
+        return {}
+    found = {}
+    for i in _latest(rows, committed):
+        extra = dict(rows.column("extra")[i].as_py() or [])
+        if extra.get(column):
+            found[rows.column("session_id")[i].as_py()] = extra[column]
+    return found
+
+
 class Linker:
     """The archive's templates and fingerprints, and the links already found between its sessions.
 
-    ``threshold`` is the same-face distance (the identity card's, unless configured).
+    ``threshold`` is the same-face distance (the identity card's, unless configured);
+    ``applicant_column`` the manifest column naming each session's applicant, if any.
     """
 
-    def __init__(self, store: Store, config: LinksConfig, threshold: float, run_id: str) -> None:
+    def __init__(
+        self, store: Store, config: LinksConfig, threshold: float, run_id: str, applicant_column: str | None = None
+    ) -> None:
         self.config, self.threshold, self.run_id = config, threshold, run_id
         committed = committed_sessions(store)
+        self.applicants = applicants(store, committed, applicant_column) if applicant_column else {}
         self.faces, self.face_rows = TemplateIndex(), _Rows()
         self.videos, self.video_rows = FingerprintIndex(), _Rows()
         identities = _concat(list(_files(store, "identities", ["session_id", "template", "run_id"])))
@@ -139,14 +169,29 @@ class Linker:
                          "found_at": now, "run_id": self.run_id})  # fmt: skip
         return pa.Table.from_pylist(rows, schema=LINK_SCHEMA) if rows else None
 
-    def match(self, session_id: str, template: np.ndarray | None, fingerprint: Fingerprint | None) -> pa.Table | None:
-        """Links of one new session to the archive (and to the sessions matched before it);
-        then it joins the archive."""
+    def _face_kind(self, a: str, b: str) -> str:
+        """``reapplied`` where both sessions name one applicant, else ``same_face``."""
+        applicant = self.applicants.get(a)
+        return LINK_REAPPLIED if applicant is not None and applicant == self.applicants.get(b) else LINK_SAME_FACE
+
+    def match(
+        self,
+        session_id: str,
+        template: np.ndarray | None,
+        fingerprint: Fingerprint | None,
+        applicant: str | None = None,
+    ) -> pa.Table | None:
+        """Links of one new session (of ``applicant``, when known) to the archive (and to the
+        sessions matched before it); then it joins the archive."""
+        if applicant:
+            self.applicants[session_id] = applicant
         found: list[tuple[str, str, float]] = []
         if template is not None:
             m = self.faces.within(template[None, :], self.threshold)
-            hits = zip(m.stored.tolist(), m.distance.tolist(), strict=True)
-            found += [(self.face_rows.session_ids[s], LINK_SAME_FACE, d) for s, d in hits]
+            hits = [
+                (self.face_rows.session_ids[s], d) for s, d in zip(m.stored.tolist(), m.distance.tolist(), strict=True)
+            ]
+            found += [(other, self._face_kind(session_id, other), d) for other, d in hits]
             self.faces.add(template[None, :])
             self.face_rows.session_ids.append(session_id)
             self.face_rows.run_ids.append(self.run_id)
@@ -172,8 +217,8 @@ class Linker:
             queries = np.stack([self.faces.vector(i) for i in face_rows])
             m = self.faces.within(queries, self.threshold)
             for q, s, d in zip(m.query.tolist(), m.stored.tolist(), m.distance.tolist(), strict=True):
-                sid = self.face_rows.session_ids[face_rows[q]]
-                found.setdefault(sid, []).append((self.face_rows.session_ids[s], LINK_SAME_FACE, d))
+                sid, other = self.face_rows.session_ids[face_rows[q]], self.face_rows.session_ids[s]
+                found.setdefault(sid, []).append((other, self._face_kind(sid, other), d))
         for i in video_rows:
             sid = self.video_rows.session_ids[i]
             for row, share in self.videos.matches(self.videos.fingerprints[i], self.config):
@@ -194,12 +239,12 @@ class LinksPass:
     file: str | None
 
 
-def link_pending(store: Store, config: LinksConfig, threshold: float) -> LinksPass:
+def link_pending(store: Store, config: LinksConfig, threshold: float, applicant_column: str | None = None) -> LinksPass:
     """Link the sessions of every run not yet linked against the whole output; writes their
     links (``links/scan_date=<today>/<run id>.parquet``) and marks those runs linked."""
     now = datetime.now(UTC)
     run_id = new_run_id(now, LINKS_RUN_PREFIX)
-    linker = Linker(store, config, threshold, run_id)
+    linker = Linker(store, config, threshold, run_id, applicant_column)
     matched = matched_runs(store)
     face_rows, video_rows = linker.pending(matched)
     runs = sorted({linker.face_rows.run_ids[i] for i in face_rows} | {linker.video_rows.run_ids[i] for i in video_rows})

@@ -153,10 +153,11 @@ _SESSION_COLUMNS = {
         null="the session failed",
     ),
     "reasons": Column(
-        "why the decision is not `live`: `spoof_score:<scorer>`, `no_face`, `swap`, `static`, `no_blink`,"
+        "every rule that fired: `spoof_score:<scorer>`, `no_face`, `swap`, `static`, `no_blink`,"
         " `too_short` (a face seen under `static.min_static_s`: a photo, a 1-frame video), `occluded:<region>`,"
         " `multi_face`, `linked:<kind>`, `partial_decode` (part of the video could not be decoded: see"
-        " `decode_end`, `bad_packets`, `decoded_until_s`)",
+        " `decode_end`, `bad_packets`, `decoded_until_s`); a rule whose action is `inform` (by default"
+        " `linked:reapplied`) is named without moving the decision",
         "list of strings",
         "the session failed (empty list)",
     ),
@@ -345,11 +346,13 @@ COLUMNS: dict[str, dict[str, Column]] = {
         "session_a": Column("the earlier of the two linked sessions"),
         "session_b": Column("the session whose scan (or `liveness links` pass) found the link"),
         "kind": Column(
-            "`same_face` (their main faces' templates are closer than the identity threshold) or `same_video`"
-            " (the same recording, even re-encoded, resized or trimmed)"
+            "`same_face` (their main faces' templates are closer than the identity threshold), `reapplied`"
+            " (the same, where both sessions name one applicant in the `input.applicant_column` manifest column)"
+            " or `same_video` (the same recording, even re-encoded, resized or trimmed)"
         ),
         "distance": Column(
-            "same_face: the templates' Euclidean distance; same_video: 1 - the share of frames matched", "0..2"
+            "same_face, reapplied: the templates' Euclidean distance; same_video: 1 - the share of frames matched",
+            "0..2",
         ),
         "found_at": Column("when the link was found", "timestamp, UTC"),
         "run_id": Column("the scan (or `links-...` pass) that found it"),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.config import ScanConfig
-from pipeline.errors import ConfigError, LedgerBusy, ModelError, ScanInterrupted, UsageError
+from pipeline.errors import ConfigError, InputError, LedgerBusy, ModelError, ScanInterrupted, UsageError
 from pipeline.run.ledger import Ledger
 from pipeline.run.plan import ScanPlan, plan_scan
 from pipeline.run.ray_env import ensure_ray
@@ -85,6 +85,14 @@ def prepare_scan(
     sessions = list_sessions(inputs, config.input.extensions)
     if not sessions:
         raise UsageError(f"no video found in {' '.join(inputs)} (extensions: {', '.join(config.input.extensions)})")
+    column = config.input.applicant_column
+    lacking = [s for s in sessions if column is not None and column not in s.extra]
+    if lacking:
+        raise InputError(
+            f"input.applicant_column is {column!r}, but {len(lacking)} session(s) have no such manifest column"
+            f" (the first: {lacking[0].session_id!r}, {lacking[0].uri}; its columns:"
+            f" {sorted(lacking[0].extra) or 'none, it is no manifest row'})"
+        )
     return sessions, scorers, store
 
 

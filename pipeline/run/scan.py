@@ -300,7 +300,9 @@ class _Sessions:
             template = (
                 frames.identity.vector if frames.identity is not None and self.run.config.identity.store else None
             )
-            links = self.linker.match(analysis.session.session_id, template, frames.fingerprint)
+            column = self.run.config.input.applicant_column
+            applicant = analysis.session.extra.get(column) if column else None
+            links = self.linker.match(analysis.session.session_id, template, frames.fingerprint, applicant)
             self.summary.count_links([] if links is None else links.column("kind").to_pylist())
         done = assemble_session(analysis, scores, self.run, self.keys.get(analysis.session.session_id), links)
         self.writer.add(done)
@@ -373,7 +375,7 @@ def run_scan(
     linker = None
     if config.links.enabled:
         threshold = config.links.same_face_distance or (card.threshold if card is not None else 0.0)
-        linker = Linker(store, config.links, threshold, run.run_id)
+        linker = Linker(store, config.links, threshold, run.run_id, config.input.applicant_column)
     sessions_done = _Sessions(
         [s.session_id for s in sessions], run, keys, batcher, writer, summary,
         Progress("scanning", len(sessions), progress), started, linker,

@@ -13,7 +13,15 @@ import numpy as np
 
 from pipeline.config import AggregateConfig, DecisionConfig, ScanConfig
 from pipeline.errors import ModelError
-from pipeline.schema import DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF, STATUS_FAILED, STATUS_NO_FACE, STATUS_OK
+from pipeline.schema import (
+    DECISION_LIVE,
+    DECISION_REVIEW,
+    DECISION_SPOOF,
+    LINK_REAPPLIED,
+    STATUS_FAILED,
+    STATUS_NO_FACE,
+    STATUS_OK,
+)
 from pipeline.scoring.registry import ScorerEntry, crop_specs
 from pipeline.session.records import FrameRecords, SessionAggregate
 from pipeline.signals.collector import SessionVerdicts
@@ -29,7 +37,7 @@ REASON_TOO_SHORT = "too_short"  # too little time with a face for the temporal r
 REASON_LINKED = "linked:"  # followed by the link kind, e.g. linked:same_face
 REASON_PARTIAL_DECODE = "partial_decode"  # part of the video could not be decoded: the row's decode columns say what
 
-_SEVERITY = {"ignore": 0, DECISION_LIVE: 0, DECISION_REVIEW: 1, DECISION_SPOOF: 2}
+_SEVERITY = {"ignore": 0, "inform": 0, DECISION_LIVE: 0, DECISION_REVIEW: 1, DECISION_SPOOF: 2}
 Combine = Literal["most_severe", "mean"]
 
 
@@ -135,13 +143,15 @@ def aggregate_session(
     severe of the spoof score's (against ``threshold``; none when no scorer decides) and the
     fired signals' actions, and ``reasons`` names the score (``score_reason``, when it is
     not live) and each fired signal. ``linked`` holds the kinds of links to earlier sessions
-    found for this one (``linked:<kind>``, action ``rules.linked``), with or without a face;
+    found for this one (``linked:<kind>``, action ``rules.linked``; ``rules.reapplied`` for the
+    same applicant's face), with or without a face;
     ``partial_decode`` says part of the video could not be decoded (action ``rules.partial_decode``).
     """
     rules = rules or DecisionConfig()
-    about_file: list[tuple[str, str]] = [
-        (f"{REASON_LINKED}{kind}", rules.linked) for kind in dict.fromkeys(linked) if rules.linked != "ignore"
-    ]
+    link_actions = (
+        (kind, rules.reapplied if kind == LINK_REAPPLIED else rules.linked) for kind in dict.fromkeys(linked)
+    )
+    about_file = [(f"{REASON_LINKED}{kind}", action) for kind, action in link_actions if action != "ignore"]
     if partial_decode and rules.partial_decode != "ignore":
         about_file.insert(0, (REASON_PARTIAL_DECODE, rules.partial_decode))
     if error is not None:

@@ -134,6 +134,44 @@ def test_a_scan_killed_and_resumed_gives_the_same_rows_and_links(archive, tmp_pa
     _same_rows_and_links(_day1(first), _day1(again))
 
 
+def test_one_applicant_again_is_information_and_one_face_under_two_applicants_is_the_fraud_signal(
+    archive, tmp_path, capsys
+):
+    """Issue 26 item 6: with ``input.applicant_column``, alice's second take under her own
+    applicant id is linked ``reapplied`` (named, not a reason for review), while her face under
+    another applicant id is ``same_face``. A named column a manifest lacks is exit 2, before any work."""
+    root, first = archive
+    day1 = root / "day1"
+    manifest = tmp_path / "applicants.csv"
+    rows = [("alice", "ann"), ("alice_take2", "ann"), ("grace", "gina")]
+    manifest.write_text("session_id,uri,applicant\n" + "".join(f"{sid},{day1 / sid}.mp4,{a}\n" for sid, a in rows))
+    out = tmp_path / "out"
+    applicant = ["--set", "input.applicant_column=applicant"]
+    assert main(["scan", str(manifest), "--out", str(out), "--quiet", *applicant]) == 0
+    assert _links(out) == {(frozenset(("alice", "alice_take2")), "reapplied")}
+    row = run_query(str(out), "select reasons, decision from sessions where session_id = 'alice_take2'").to_pylist()[0]
+    unlinked = run_query(str(first), "select reasons from sessions where session_id = 'alice_take2'").to_pylist()[0]
+    others = [r for r in unlinked["reasons"] if not r.startswith("linked:")]
+    assert row["reasons"] == [*others, "linked:reapplied"]
+    assert not others and row["decision"] == "live"
+
+    day2 = tmp_path / "day2.csv"  # alice's face comes back under another applicant: the fraud signal
+    day2.write_text(f"session_id,uri,applicant\nalice_copy,{day1 / 'alice_copy.mp4'},bob\n")
+    assert main(["scan", str(day2), "--out", str(out), "--quiet", *applicant]) == 0
+    new = {(pair, kind) for pair, kind in _links(out) if "alice_copy" in pair}
+    assert new == {
+        (frozenset(("alice", "alice_copy")), "same_face"), (frozenset(("alice_take2", "alice_copy")), "same_face"),
+        (frozenset(("alice", "alice_copy")), "same_video"),
+    }  # fmt: skip
+    copy = run_query(str(out), "select decision, reasons from sessions where session_id = 'alice_copy'").to_pylist()
+    assert copy[0]["decision"] == "review" and "linked:same_face" in copy[0]["reasons"]
+
+    capsys.readouterr()
+    nowhere = tmp_path / "nowhere"
+    assert main(["scan", str(day1), "--out", str(nowhere), "--quiet", *applicant]) == 2
+    assert "input.applicant_column is 'applicant'" in capsys.readouterr().err and not nowhere.exists()
+
+
 def test_a_nightly_scan_links_only_its_new_sessions_and_links_catches_up_a_run_that_did_not(archive, face_sources):
     root, out = archive
     before = _links(out)

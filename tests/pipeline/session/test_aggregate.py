@@ -137,6 +137,25 @@ def test_a_link_to_an_earlier_session_is_a_reason_with_its_own_action():
     assert no_face.reasons == ("no_face", "linked:same_video") and no_face.decision == "review"
 
 
+def test_the_same_applicant_again_is_named_and_decides_nothing_while_another_applicants_face_is_reviewed():
+    """Issue 26 item 6: a returning applicant is information (`inform`), one face under two
+    applicants is the fraud signal (the `linked` action)."""
+    cfg = AggregateConfig()
+    again = aggregate_session(frames([0.1]), threshold=0.5, config=cfg, linked=["reapplied"])
+    assert again.decision == "live" and again.reasons == ("linked:reapplied",)
+    both = aggregate_session(frames([0.1]), threshold=0.5, config=cfg, linked=["reapplied", "same_face"])
+    assert both.decision == "review" and both.reasons == ("linked:reapplied", "linked:same_face")
+    strict = aggregate_session(
+        frames([0.1]), threshold=0.5, config=cfg, rules=DecisionConfig(reapplied="review"), linked=["reapplied"]
+    )
+    assert strict.decision == "review"
+    inform = DecisionConfig(swap="inform")  # any rule can inform instead of deciding
+    swapped = aggregate_session(
+        frames([0.1]), threshold=0.5, config=cfg, rules=inform, verdicts=SessionVerdicts(swap_detected=True)
+    )
+    assert swapped.decision == "live" and swapped.reasons == ("swap",)
+
+
 def test_a_session_too_short_for_the_temporal_rules_is_never_live():
     """Issue 18 item 3: a photo renamed .mp4, a 1-frame video or a .jpg was decided live."""
     short = SessionVerdicts(too_short=True)
