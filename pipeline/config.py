@@ -282,6 +282,21 @@ class DecisionConfig(_Strict):
         description="scorers whose score decides; null = every one whose card records a real-data measurement",
     )
     combine: Literal["most_severe", "mean"] = Field("most_severe", description="how several deciding scores combine")
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="session thresholds by scorer name, in place of the cards' (what `liveness calibrate` writes)",
+    )
+    calibration: str | None = Field(
+        None, description="the calibration in force (written by `liveness calibrate`; named in run summaries)"
+    )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _in_unit_range(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {name: t for name, t in value.items() if not 0 < t <= 1}
+        if bad:
+            raise ValueError(f"thresholds must lie in (0, 1], got {bad}")
+        return value
 
 
 class LinksConfig(_Strict):

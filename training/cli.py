@@ -1,5 +1,5 @@
 """The training side's sub-commands of ``liveness``: synth, preprocess, mine, train, train-occlusion,
-evaluate, predict, export-onnx."""
+evaluate, calibrate, predict, export-onnx."""
 
 from __future__ import annotations
 
@@ -137,9 +137,53 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="mining config YAML (default: configs/mine.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
+    p = sub.add_parser(
+        "calibrate",
+        help="session thresholds (and signal actions) chosen from an output's verdicts for a target BPCER or APCER",
+    )
+    p.add_argument("--out", required=True, help="the scan's output directory or s3:// prefix, with verdicts")
+    p.add_argument("--target", required=True, help="bpcer=RATE (live people rejected) or apcer=RATE (attacks passed)")
+    p.add_argument("--config", type=Path, help="the scan config to calibrate (default: configs/scan.yaml)")
+    p.add_argument("--model", help="the b2 checkpoint (default: the config's)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--write", type=Path, help="where the calibrated config goes (default: OUT/_calibrations/)")
+    p.add_argument("--json", action="store_true", help="print the calibration as JSON")
+
     p = sub.add_parser("export-onnx", help="export a checkpoint to ONNX and check parity with torch")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     p.add_argument("--out", type=Path, required=True)
+
+
+@_command("calibrate")
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from pipeline.cli.options import scan_config_from_args
+    from pipeline.errors import UsageError
+    from pipeline.run.execute import resolve_scan_scorers
+    from training.calibrate import Target, calibrate, write_calibration
+
+    target = Target.parse(args.target)
+    config = scan_config_from_args(args)
+    scorers = resolve_scan_scorers(config)
+    store = Store(args.out)
+    if not store.exists("sessions"):
+        raise UsageError(f"--out {args.out} holds no scan output (no sessions/ folder)")
+    result = calibrate(args.out, target, config, scorers)
+    written = write_calibration(store, result, config, args.write)
+    if args.json:
+        print(json.dumps(result.to_json() | {"config": written}, indent=2))
+        return 0
+    print(f"calibration for {result.label}")
+    for p in result.points:
+        print(
+            f"  {p.scorer}: session threshold {p.threshold:.4f} (card {p.card_threshold:.4f}):"
+            f" APCER {p.apcer:.4f} {p.apcer_ci95}, BPCER {p.bpcer:.4f} {p.bpcer_ci95} (95% bootstrap)"
+        )
+    for r in result.signals:
+        change = r.action if r.action == r.action_before else f"{r.action_before} -> {r.action}"
+        rates = f"fired on {r.fired_live} of live ({r.fired_live_ci95}), {r.fired_spoof} of spoof"
+        print(f"  rule {r.rule}: {rates}; {change}")
+    print(f"wrote {written}: scan with `liveness scan INPUT --out {args.out} --config {written}`")
+    return 0
 
 
 @_command("synth")

@@ -46,6 +46,18 @@ def verdict_labels(scan: str) -> dict[str, tuple[str, str]]:
             for r in rows}  # fmt: skip
 
 
+def latest_rows(scan: str, wanted: set[str], model_version: str | None = None) -> dict[str, dict]:
+    """The latest ``sessions`` row of each wanted session (of ``model_version``, when given)."""
+    where = f"where {version_match('v')}" if model_version else "where true"
+    rows = run_query(
+        scan,
+        f"select * from sessions {where}"
+        " qualify row_number() over (partition by session_id order by scanned_at desc, run_id desc) = 1",
+        params={"v": model_version} if model_version else None,
+    ).to_pylist()
+    return {r["session_id"]: r for r in rows if r["session_id"] in wanted}
+
+
 def evaluate_sessions(
     labels_csv: Path | str,
     scan: str,
@@ -64,14 +76,7 @@ def evaluate_sessions(
             f"the labels ({labels_csv}) hold {len(labels)} {only} session(s) and no "
             f"{'spoof' if only == 'live' else 'live'} one: a measurement needs both"
         )
-    where = f"where {version_match('v')}" if model_version else "where true"
-    rows = run_query(
-        scan,
-        f"select * from sessions {where}"
-        " qualify row_number() over (partition by session_id order by scanned_at desc) = 1",
-        params={"v": model_version} if model_version else None,
-    ).to_pylist()
-    found = {r["session_id"]: r for r in rows if r["session_id"] in labels}
+    found = latest_rows(scan, set(labels), model_version)
     missing = sorted(set(labels) - set(found))
     if missing:
         raise InputError(
@@ -95,10 +100,10 @@ def evaluate_sessions(
         },
         "scorers": {},
     }
-    names = sorted({name for sid in scored for name, _ in _pairs(found[sid]["scores"])})
+    names = sorted({name for sid in scored for name, _ in pairs(found[sid]["scores"])})
     for name in names:
-        scores = np.array([dict(_pairs(found[sid]["scores"])).get(name, np.nan) for sid in scored], np.float64)
-        thresholds = {t for sid in scored if (t := dict(_pairs(found[sid]["thresholds"])).get(name)) is not None}
+        scores = np.array([dict(pairs(found[sid]["scores"])).get(name, np.nan) for sid in scored], np.float64)
+        thresholds = {t for sid in scored if (t := dict(pairs(found[sid]["thresholds"])).get(name)) is not None}
         if np.isnan(scores).any() or len(thresholds) != 1:
             report["scorers"][name] = {
                 "skipped": "not every labelled session has this scorer's score under one threshold"
@@ -111,7 +116,7 @@ def evaluate_sessions(
     return report
 
 
-def _pairs(value: Any) -> list[tuple[str, float]]:
+def pairs(value: Any) -> list[tuple[str, float]]:
     """A map column as pairs (DuckDB and Arrow give maps as dicts or as lists of pairs)."""
     if value is None:
         return []

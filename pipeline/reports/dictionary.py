@@ -145,7 +145,10 @@ _SESSION_COLUMNS = {
     "reference_score_max": Column("highest frame `reference_score`", "0..1", "no frame was scored"),
     "scores": Column("every scorer's pooled score, by scorer name", "map name -> 0..1", "no frame was scored"),
     "thresholds": Column(
-        "every scorer's threshold (from its card), by scorer name", "map name -> 0..1", "no frame was scored"
+        "every scorer's threshold (its card's, or the session threshold `decision.thresholds` gives: what"
+        " `liveness calibrate` writes), by scorer name",
+        "map name -> 0..1",
+        "no frame was scored",
     ),
     "decision": Column(
         "`live`, `spoof` or `review`: the most severe of the score's decision (threshold ± `aggregate.review_band`)"

@@ -369,6 +369,7 @@ def render(data: ReportData) -> str:
     thresholds = sorted({s["threshold"] for s in sessions if s["threshold"] is not None})
     versions = sorted({s["model_version"] for s in sessions if s["model_version"]})
     wall = sum(r.get("wall_s", 0.0) for r in data.runs)
+    calibrations = sorted({r.get("calibration") or "none (the cards' thresholds)" for r in data.runs})
     out = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>liveness report {data.day}</title>"
         f"<style>{_CSS}</style><script>{_JS}</script></head><body data-day='{data.day}'>"
@@ -376,7 +377,8 @@ def render(data: ReportData) -> str:
     out.append(f"<h1>Liveness report, sessions scanned on {data.day}</h1>")
     out.append(
         f"<p class='muted'>{len(sessions)} sessions; model {_h(', '.join(versions))}; "
-        f"{len(data.runs)} run(s), {wall:.0f} s of scanning. "
+        f"{len(data.runs)} run(s), {wall:.0f} s of scanning; calibration in force:"
+        f" <span id='calibration'>{_h('; '.join(calibrations) or 'none')}</span>. "
         "Start with the flagged sessions below: they are ranked spoof first, then review, by score.</p>"
     )
     out.append(

@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,12 +62,12 @@ def resolve_scan_scorers(config: ScanConfig) -> list[ScorerEntry]:
 
         identity_card(config.identity.model)  # a missing or bad identity card is a model error before any work
         network_path()
-    unknown = [n for n in config.decision.scorers or [] if n not in {e.name for e in scorers}]
-    if unknown:
-        raise ConfigError(
-            f"decision.scorers names {unknown}, which are not scorers; scorers: {', '.join(e.name for e in scorers)}"
-        )
-    return scorers
+    names = [e.name for e in scorers]
+    for key, named in (("scorers", config.decision.scorers or []), ("thresholds", list(config.decision.thresholds))):
+        unknown = [n for n in named if n not in names]
+        if unknown:
+            raise ConfigError(f"decision.{key} names {unknown}, which are not scorers; scorers: {', '.join(names)}")
+    return [replace(e, session_threshold=config.decision.thresholds.get(e.name)) for e in scorers]
 
 
 def prepare_scan(

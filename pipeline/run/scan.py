@@ -339,8 +339,9 @@ def run_scan(
         identity_version=card.version if card is not None else "",
     )  # fmt: skip
     summary = ScanSummary(
-        run_id=run.run_id, out_dir=store.display(), scan_date=now.date().isoformat(), model_version=run.model_version
-    )
+        run_id=run.run_id, out_dir=store.display(), scan_date=now.date().isoformat(), model_version=run.model_version,
+        calibration=config.decision.calibration,
+    )  # fmt: skip
     if not sessions:
         return summary
     # One order for any listing of the same sessions (a manifest's rows shuffled, a resumed

@@ -47,6 +47,7 @@ class ScanSummary:
     interrupted: bool = False  # stopped by SIGINT or SIGTERM: the sessions counted were committed
     stages: dict[str, int] = field(default_factory=dict)  # how often each stage ran (StageCounts, summed)
     refined: int = 0  # sessions whose score lay near a threshold: every face scored by the deciders
+    calibration: str | None = None  # the calibration in force (decision.calibration), None: the cards' thresholds
 
     @property
     def sessions_per_s(self) -> float:
@@ -145,6 +146,8 @@ def print_summary(summary: ScanSummary, console: Console | None = None) -> None:
         f"({summary.sessions_per_s:.2f} sessions/s, {summary.crops_per_s:.1f} crops/s)"
         f" with {summary.backend}, model {summary.model_version}"
     )
+    if summary.calibration:
+        console.print(f"calibration in force: {summary.calibration}")
     if summary.stages.get("frames"):
         s = summary.stages
         console.print(

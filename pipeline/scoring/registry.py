@@ -57,6 +57,7 @@ class ScorerEntry:
     name: str
     path: Path
     card: ScorerCard
+    session_threshold: float | None = None  # a calibrated threshold in place of the card's
 
     @property
     def measured_on_real_data(self) -> bool:
@@ -64,7 +65,7 @@ class ScorerEntry:
 
     @property
     def threshold(self) -> float:
-        return self.card.threshold
+        return self.card.threshold if self.session_threshold is None else self.session_threshold
 
 
 def resolve_scorers(models: Mapping[str, str | Path | None]) -> list[ScorerEntry]:

@@ -218,7 +218,7 @@ def spread_scores(
     return out
 
 
-def _deciders(entries: Sequence[ScorerEntry], deciders: Sequence[str] | None) -> list[str]:
+def deciding_scorers(entries: Sequence[ScorerEntry], deciders: Sequence[str] | None) -> list[str]:
     """The names of the scorers that decide (default: those measured on real data)."""
     names = [e.name for e in entries if e.measured_on_real_data] if deciders is None else list(deciders)
     unknown = [n for n in names if n not in {e.name for e in entries}]
@@ -244,7 +244,7 @@ def near_threshold(
     by_name = {e.name: e for e in entries}
     return any(
         min(abs(s - by_name[n].threshold - review_band), abs(s - by_name[n].threshold + review_band)) < band
-        for n in _deciders(entries, deciders)
+        for n in deciding_scorers(entries, deciders)
         if (s := scores.get(n)) is not None
     )
 
@@ -265,7 +265,7 @@ def worth_refining(
 def refinement_crops(entries: Sequence[ScorerEntry], config: ScanConfig) -> set[str]:
     """The crop keys a refinement round scores: the deciding scorers' (``decision.scorers``).
     The other scorers' scores only inform, and stay at their schedule."""
-    deciders = set(_deciders(entries, config.decision.scorers))
+    deciders = set(deciding_scorers(entries, config.decision.scorers))
     return {spec.key for spec in crop_specs([e for e in entries if e.name in deciders])}
 
 
@@ -286,7 +286,7 @@ def decide_scores(
     With no decider (or no score), the scores decide nothing: ``live`` with no score fired.
     """
     by_name = {e.name: e for e in entries}
-    present = [(n, s) for n in _deciders(entries, deciders) if (s := scores.get(n)) is not None]
+    present = [(n, s) for n in deciding_scorers(entries, deciders) if (s := scores.get(n)) is not None]
     if not present:
         return ScoreDecision(DECISION_LIVE, None, None)
     if combine == "mean":
