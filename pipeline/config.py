@@ -168,6 +168,13 @@ class DetectConfig(_Strict):
     model_selection: Literal[0, 1] = 1
     min_confidence: float = Field(0.5, gt=0, lt=1)
     main_face: Literal["largest", "confident"] = "largest"
+    pad_retry: float = Field(
+        0.5,
+        ge=0,
+        le=2,
+        description="a frame with no face is searched again inside a grey border this share of its longer side wide"
+        " (a face filling the frame is missed otherwise); 0 = no retry",
+    )
     follow_face: bool = Field(
         True, description="keep the main face that overlaps the previous frame's, so it does not jump between people"
     )

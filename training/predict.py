@@ -106,7 +106,7 @@ def predict_images(
         yield from (p for p, _ in pending)
         pending.clear()
 
-    with FaceDetector(model_selection=detect.model_selection, min_confidence=detect.min_confidence) as detector:
+    with FaceDetector.from_config(detect) as detector:
         for path in paths:
             prediction = Prediction(image=str(path))
             image = read_image_rgb(path) if path.is_file() else None

@@ -124,7 +124,7 @@ def preprocess(
     counts: Counter[str] = Counter()
     skipped: list[dict] = []
     rows = []
-    with FaceDetector(model_selection=detect.model_selection, min_confidence=detect.min_confidence) as detector:
+    with FaceDetector.from_config(detect) as detector:
         for path in sorted(p for p in raw.rglob("*") if p.is_file()):
             rel = path.relative_to(raw)
             label = label_of(rel)

@@ -453,7 +453,7 @@ def measure_naive(sessions: list[Session], config: ScanConfig, checkpoint: Path,
     others = [e for e in bench_scorers(config, checkpoint) if e.name != "b2"]
     more = Scorers(others, backend=config.scoring.backend, threads=1, cache_dir=config.scoring.onnx_cache)
     specs = crop_specs(others)
-    detector = FaceDetector(model_selection=config.detect.model_selection, min_confidence=config.detect.min_confidence)
+    detector = FaceDetector.from_config(config.detect)
     mesh = FaceMesh(tracking=True)
     occlusion = OcclusionScorer(
         config.signals.occlusion.model or DEFAULT_OCCLUSION_DIR, cache_dir=config.scoring.onnx_cache

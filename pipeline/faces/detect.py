@@ -3,6 +3,9 @@
 Boxes are in pixels of the upright frame, ``(x, y, w, h)``. The full-range detector
 (``model_selection=1``) is the default because KYC archives hold faces both close to the
 lens and far from it; the short-range one misses faces about 80 px wide in 720p frames.
+A face that fills the frame (a close-up selfie, a tight crop) is missed by both: where a
+frame gives nothing, it is searched again framed by a border (``pad_retry``), where the
+face fills less of it.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import cv2
 import numpy as np
 
+from pipeline.config import DetectConfig
 from pipeline.faces.crop import CropSpec
 from pipeline.faces.quiet import native_stderr_muted
 
@@ -81,26 +86,48 @@ class Detections:
 class FaceDetector:
     """MediaPipe face detection on RGB uint8 frames; one instance per process, reused per frame."""
 
-    def __init__(self, *, model_selection: Literal[0, 1] = 1, min_confidence: float = 0.5) -> None:
+    def __init__(
+        self, *, model_selection: Literal[0, 1] = 1, min_confidence: float = 0.5, pad_retry: float = 0.5
+    ) -> None:
         import mediapipe as mp
 
+        self.pad_retry = pad_retry  # border added on each side, as a share of the frame's longer side (0: off)
         with native_stderr_muted():  # the graph's start-up lines (see pipeline.faces.quiet)
             self._detector = mp.solutions.face_detection.FaceDetection(
                 model_selection=model_selection, min_detection_confidence=min_confidence
             )
             self._detector.process(np.zeros((64, 64, 3), np.uint8))
 
+    @classmethod
+    def from_config(cls, detect: DetectConfig) -> FaceDetector:
+        """The detector the ``detect`` settings describe."""
+        return cls(
+            model_selection=detect.model_selection, min_confidence=detect.min_confidence, pad_retry=detect.pad_retry
+        )
+
     def detect(self, image: np.ndarray) -> Detections:
-        """Faces in ``image`` (H, W, 3 RGB uint8); boxes clipped to the frame."""
+        """Faces in ``image`` (H, W, 3 RGB uint8); boxes clipped to the frame. Where none is
+        found, the frame framed by a grey border is searched once more."""
+        found = self._detect(image, 0)
+        if len(found) or not self.pad_retry:
+            return found
+        pad = int(round(self.pad_retry * max(image.shape[:2])))
+        framed = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+        return self._detect(framed, pad)
+
+    def _detect(self, image: np.ndarray, pad: int) -> Detections:
+        """Faces in ``image``, with boxes moved back by a border of ``pad`` pixels and clipped to
+        the frame inside it."""
         h, w = image.shape[:2]
         result = self._detector.process(image)
         if not result.detections:
             return Detections.empty()
         boxes, scores = [], []
+        inner_w, inner_h = w - 2 * pad, h - 2 * pad
         for det in result.detections:
             rb = det.location_data.relative_bounding_box
-            x0, y0 = max(rb.xmin * w, 0.0), max(rb.ymin * h, 0.0)
-            x1, y1 = min((rb.xmin + rb.width) * w, w), min((rb.ymin + rb.height) * h, h)
+            x0, y0 = max(rb.xmin * w - pad, 0.0), max(rb.ymin * h - pad, 0.0)
+            x1, y1 = min((rb.xmin + rb.width) * w - pad, inner_w), min((rb.ymin + rb.height) * h - pad, inner_h)
             if x1 - x0 < 1 or y1 - y0 < 1:
                 continue
             boxes.append((x0, y0, x1 - x0, y1 - y0))

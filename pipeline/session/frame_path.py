@@ -51,9 +51,11 @@ MESH_CROP = CropSpec(size=MESH_CROP_SIZE, scale=MESH_CROP_SCALE)  # what face me
 
 
 @lru_cache(maxsize=2)
-def shared_detector(model_selection: int, min_confidence: float) -> FaceDetector:
+def shared_detector(model_selection: int, min_confidence: float, pad_retry: float) -> FaceDetector:
     """The process's MediaPipe face detector for these settings."""
-    return FaceDetector(model_selection=model_selection, min_confidence=min_confidence)  # type: ignore[arg-type]
+    return FaceDetector.from_config(
+        DetectConfig(model_selection=model_selection, min_confidence=min_confidence, pad_retry=pad_retry)
+    )
 
 
 @lru_cache(maxsize=1)
@@ -232,7 +234,7 @@ class FramePath:
         self.extra_crops = tuple(spec for spec in dict.fromkeys(extra_crops) if spec != crop)
         self.detect = detect
         self.signals_config = signals
-        self.detector = shared_detector(detect.model_selection, detect.min_confidence)
+        self.detector = shared_detector(detect.model_selection, detect.min_confidence, detect.pad_retry)
         self.mesh = shared_face_mesh() if signals.enabled else None
         self.occlusion = None
         if signals.enabled and signals.occlusion.enabled:
