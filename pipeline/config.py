@@ -93,6 +93,13 @@ class SwapConfig(_Strict):
         lt=2,
         description="from this identity distance on, a face-shape swap counts too; null = the card's same-person p90",
     )
+    crowded_share: float | None = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="a change of main face with several faces in view in this share of the frames on both sides is"
+        " not a swap (people present together); null = always a swap",
+    )
 
 
 class IdentityConfig(_Strict):

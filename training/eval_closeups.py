@@ -59,7 +59,7 @@ def evaluate_closeups(images: list[Path], detect: DetectConfig, scales: list[flo
         found = without.detect(image)
         if not len(found):
             continue
-        box = found.box(found.main_face())
+        box = found.box(int(np.argmax(found.boxes[:, 2] * found.boxes[:, 3])))  # the largest face
         for scale in scales:
             crop = close_up(image, box, scale)
             if crop is not None:

@@ -118,7 +118,7 @@ def signal_reasons(verdicts: SessionVerdicts, multi_face_ratio: float, rules: De
     if verdicts.too_short:
         fired.append((REASON_TOO_SHORT, rules.too_short))
     fired += [(REASON_OCCLUDED + region, rules.occluded) for region in verdicts.occluded_regions or ()]
-    if multi_face_ratio >= rules.multi_face_ratio:
+    if multi_face_ratio >= rules.multi_face_ratio or verdicts.crowded_change:
         fired.append((REASON_MULTI_FACE, rules.multi_face))
     return [(reason, action) for reason, action in fired if action != "ignore"]
 

@@ -380,7 +380,7 @@ class FramePath:
             spent = self._identity.spent() if self._identity is not None else None
             values = self._signals.add(
                 t, crop, mesh_crop, landmarks, image=image, points=points,
-                occlude=self._occlusion_schedule.take(t), recheck=event,
+                occlude=self._occlusion_schedule.take(t), recheck=event, faces=n_faces,
             )  # fmt: skip
             cols.similarity_prev.append(values.similarity_prev)
             cols.ear_left.append(values.ear_left)

@@ -56,6 +56,7 @@ class SessionVerdicts:
     static: bool | None = None
     occluded_regions: tuple[str, ...] | None = None
     too_short: bool = False  # the face was seen for less than the temporal rules need (a photo, 1 frame)
+    crowded_change: bool = False  # the main face changed between people in view together (not a swap)
 
 
 def _mean_readable(*values: float) -> float:
@@ -86,6 +87,7 @@ class SessionSignals:
         self.ear_right: list[float] = []
         self.similarity_prev: list[float] = []
         self.shapes: list[np.ndarray | None] = []
+        self.faces: list[int] = []  # faces detected in each frame
         self.occlusion_scores: list[np.ndarray] = []
         self._prev_crop: np.ndarray | None = None
         self._gap = False  # the previous frame had no face or no landmarks
@@ -104,15 +106,16 @@ class SessionSignals:
         points: np.ndarray | None = None,
         occlude: bool = True,
         recheck: bool = False,
+        faces: int = 1,
     ) -> FrameSignals:
         """Signals of one sampled frame: ``crop`` is the scorer's crop of the main face (None
         without a face), ``mesh_crop`` and ``landmarks`` the face mesh's (None without landmarks);
         ``image`` is the frame and ``points`` the landmarks in its pixels (for the identity track).
         Occlusion is checked where ``occlude`` says (its schedule), and also where ``recheck``
         says (an event), while the eyes close and when the face comes back; in between, the
-        last check's covered regions hold. Only the scheduled checks, spread evenly in time,
-        make the share of frames a region is blocked in: checks where the eyes close would
-        overcount the eyes."""
+        last check's covered regions hold. ``faces`` is how many faces the frame shows. Only
+        the scheduled checks, spread evenly in time, make the share of frames a region is
+        blocked in: checks where the eyes close would overcount the eyes."""
         ear_l = ear_r = sim = math.nan
         shape = None
         scores = _NO_OCCLUSION
@@ -148,6 +151,7 @@ class SessionSignals:
         self.ear_right.append(ear_r)
         self.similarity_prev.append(sim)
         self.shapes.append(shape)
+        self.faces.append(faces)
         return FrameSignals(
             ear_left=ear_l,
             ear_right=ear_r,
@@ -164,19 +168,22 @@ class SessionSignals:
                 self.identity_series = self.identity.finish()
             return SessionVerdicts(occluded_regions=self._regions(), too_short=True)
         blinks = count_blinks(self.times, self.ear_left, self.ear_right, self.config.blinks)
-        swap_at, swap_times, swap_distance = self._swaps()
+        swaps = self._swaps()
+        kept = [s for s in swaps if not self._crowded(s.at_s)]
+        distances = [s.distance for s in kept if not math.isnan(s.distance)]
         regions = self._regions()
         return SessionVerdicts(
             blink_count=len(blinks),
             blinks=tuple(blinks),
             no_blink=no_blink(self.times, self.ear_left, self.ear_right, blinks, self.config.blinks),
-            swap_detected=bool(swap_times),
-            swap_at_s=swap_at,
-            swap_times_s=swap_times,
-            swap_distance=swap_distance,
+            swap_detected=bool(kept),
+            swap_at_s=kept[0].at_s if kept else None,
+            swap_times_s=tuple(s.at_s for s in kept),
+            swap_distance=max(distances, default=None),
             static=detect_static(self.times, self.similarity_prev, self.config.static),
             too_short=self._face_span() < self.config.static.min_static_s,
             occluded_regions=regions,
+            crowded_change=len(kept) < len(swaps),
         )
 
     def _face_span(self) -> float:
@@ -190,8 +197,8 @@ class SessionSignals:
         scores = np.asarray(self.occlusion_scores, dtype=np.float32).reshape(-1, len(REGIONS))
         return tuple(occluded_regions(scores, self.occlusion.thresholds, self.config.occlusion.min_fraction))
 
-    def _swaps(self) -> tuple[float | None, tuple[float, ...], float | None]:
-        """(first swap time, every swap time, largest identity distance across one).
+    def _swaps(self) -> list[IdentitySwap]:
+        """Every change of the main face, in time order (distance NaN where identity did not decide).
 
         Identity decides where embeddings lie on both sides of a candidate cut: at or over
         the threshold it is a swap. The face shape's swap counts too unless identity is sure
@@ -208,15 +215,26 @@ class SessionSignals:
                 self._candidates(), self.identity_series, threshold=self.identity_threshold, window_s=window
             )
         if swaps is None:
-            return shape.at_s, (() if shape.at_s is None else (shape.at_s,)), None
+            return [] if shape.at_s is None else [IdentitySwap(shape.at_s, math.nan)]
         if shape.at_s is not None and not any(abs(s.at_s - shape.at_s) < window for s in swaps):
             assert self.identity_series is not None
             d = distance_across(self.identity_series, shape.at_s, window)
             if d is None or d >= self.shape_support_distance:
                 swaps = sorted([*swaps, IdentitySwap(shape.at_s, math.nan if d is None else d)], key=lambda s: s.at_s)
-        times = tuple(s.at_s for s in swaps)
-        distances = [s.distance for s in swaps if not math.isnan(s.distance)]
-        return (times[0] if times else None), times, max(distances, default=None)
+        return swaps
+
+    def _crowded(self, at_s: float) -> bool:
+        """Whether several faces were in view on both sides of a change of main face at
+        ``at_s`` (in at least ``swap.crowded_share`` of each window's frames): the people were
+        there together and the main face moved from one to another (a group selfie, a person
+        passing behind), not one applicant replaced by another: ``crowded_change``, which
+        fires ``multi_face`` however few frames show several faces."""
+        share = self.config.swap.crowded_share
+        if share is None:
+            return False
+        t, faces, window = np.asarray(self.times), np.asarray(self.faces), self.config.swap.window_s
+        sides = [(t >= at_s - window) & (t < at_s), (t >= at_s) & (t < at_s + window)]
+        return all(side.any() and float(np.mean(faces[side] >= 2)) >= share for side in sides)
 
     def _candidates(self) -> list[float]:
         """Times of the candidate cuts: a similarity drop, or a face after frames without one."""

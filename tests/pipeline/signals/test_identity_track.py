@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import DetectConfig, IdentityConfig, SignalsConfig
+from pipeline.config import DecisionConfig, DetectConfig, IdentityConfig, SignalsConfig
 from pipeline.faces.crop import CropSpec
 from pipeline.session.frame_path import FramePath
 from pipeline.signals.identity import IdentitySeries, distance_across, identity_swaps, session_template
@@ -130,3 +130,20 @@ def test_a_face_too_small_gives_no_template_and_is_counted(identity_path, face_s
     series = result.identity_series
     assert series is not None and len(series) == 0 and series.refused.get("small", 0) >= 1  # ... but not embedded
     assert result.identity is None
+
+
+def test_the_main_face_moving_between_people_in_a_real_group_selfie_is_no_swap_but_several_faces(
+    identity_path, real_material
+):
+    """Issue 26 item 2: a phone group selfie (3-4 people) was decided spoof for a `swap`: the main
+    face moved from one person to another while both were in view. That is a crowded change,
+    which fires multi_face (review) however few frames show several faces; the real clip's cut
+    between shows of one person and of three (the Hamilton clip) stays a swap."""
+    from pipeline.session.aggregate import signal_reasons
+
+    clip = real_material / "videos" / "live" / "mediapipe_face_detection_android_gpu.mp4"
+    with VideoReader(clip, sample_fps=12, max_frames=10_000) as reader:
+        verdicts = identity_path.run(reader.sampled()).verdicts
+    assert verdicts.swap_detected is False and verdicts.crowded_change is True
+    reasons = [reason for reason, _ in signal_reasons(verdicts, 0.0, DecisionConfig())]
+    assert "swap" not in reasons and "multi_face" in reasons  # even with no frame counted as several faces
