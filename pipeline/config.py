@@ -303,6 +303,11 @@ class DecisionConfig(_Strict):
     calibration: str | None = Field(
         None, description="the calibration in force (written by `liveness calibrate`; named in run summaries)"
     )
+    signal_card: str | None = Field(
+        None,
+        description="the signal card (which rules were measured on real footage and may decide); null = the shipped"
+        " models/signals/card.json",
+    )
 
     @field_validator("thresholds")
     @classmethod

@@ -24,6 +24,7 @@ from pipeline.run.summary import ScanSummary
 from pipeline.scoring.model import DEFAULT_MODEL_DIR, ModelCard, read_card
 from pipeline.scoring.onnx_model import OnnxEnsembleScorer, OnnxModelCard
 from pipeline.scoring.registry import ScorerEntry, scan_scorers
+from pipeline.signals.card import read_signal_card
 from pipeline.storage import Store
 from pipeline.video.sources import Session, list_sessions
 
@@ -62,6 +63,7 @@ def resolve_scan_scorers(config: ScanConfig) -> list[ScorerEntry]:
 
         identity_card(config.identity.model)  # a missing or bad identity card is a model error before any work
         network_path()
+    read_signal_card(config.decision.signal_card)  # a missing or bad signal card is a model error before any work
     names = [e.name for e in scorers]
     for key, named in (("scorers", config.decision.scorers or []), ("thresholds", list(config.decision.thresholds))):
         unknown = [n for n in named if n not in names]

@@ -37,6 +37,7 @@ from pipeline.session.aggregate import refinement_crops, spread_scores, worth_re
 from pipeline.session.analyse import SessionAnalysis
 from pipeline.session.assemble import RunContext, assemble_session
 from pipeline.session.frame_path import identity_card
+from pipeline.signals.card import read_signal_card
 from pipeline.signals.occlusion import DEFAULT_OCCLUSION_DIR, occlusion_onnx
 from pipeline.storage import Store
 from pipeline.video.sources import Session
@@ -337,6 +338,7 @@ def run_scan(
     run = RunContext(
         run_id=run_id, scanned_at=now, scorers=tuple(scorers), config=config,
         identity_version=card.version if card is not None else "",
+        signal_card=read_signal_card(config.decision.signal_card),
     )  # fmt: skip
     summary = ScanSummary(
         run_id=run.run_id, out_dir=store.display(), scan_date=now.date().isoformat(), model_version=run.model_version,

@@ -5,7 +5,7 @@ Pure functions over the typed records, so every rule here is unit-tested without
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -123,6 +123,11 @@ def signal_reasons(verdicts: SessionVerdicts, multi_face_ratio: float, rules: De
     return [(reason, action) for reason, action in fired if action != "ignore"]
 
 
+def _measured(fired: Sequence[tuple[str, str]], decides: Callable[[str], bool]) -> list[tuple[str, str]]:
+    """``fired`` with the actions of rules not measured on real footage turned to ``inform``."""
+    return [(reason, action if decides(reason) else "inform") for reason, action in fired]
+
+
 def aggregate_session(
     frames: FrameRecords,
     *,
@@ -134,6 +139,7 @@ def aggregate_session(
     score_reason: str = REASON_SPOOF_SCORE,
     linked: Sequence[str] = (),
     partial_decode: bool = False,
+    decides: Callable[[str], bool] | None = None,
 ) -> SessionAggregate:
     """The session columns that come from its frames (their faces and the deciding spoof
     score, ``frames.spoof_score``) and its signal verdicts.
@@ -146,14 +152,20 @@ def aggregate_session(
     found for this one (``linked:<kind>``, action ``rules.linked``; ``rules.reapplied`` for the
     same applicant's face), with or without a face;
     ``partial_decode`` says part of the video could not be decoded (action ``rules.partial_decode``).
+    ``decides`` says which rules may move the decision (:meth:`pipeline.signals.card.SignalCard.decides`:
+    those measured on real footage); the others only inform. None: every rule may.
     """
     rules = rules or DecisionConfig()
     link_actions = (
         (kind, rules.reapplied if kind == LINK_REAPPLIED else rules.linked) for kind in dict.fromkeys(linked)
     )
-    about_file = [(f"{REASON_LINKED}{kind}", action) for kind, action in link_actions if action != "ignore"]
+    about_file: list[tuple[str, str]] = [
+        (f"{REASON_LINKED}{kind}", action) for kind, action in link_actions if action != "ignore"
+    ]
     if partial_decode and rules.partial_decode != "ignore":
         about_file.insert(0, (REASON_PARTIAL_DECODE, rules.partial_decode))
+    if decides is not None:
+        about_file = _measured(about_file, decides)
     if error is not None:
         return SessionAggregate(status=STATUS_FAILED, error=error)
     deciding = ~np.isnan(frames.spoof_score)
@@ -180,7 +192,8 @@ def aggregate_session(
     if base.spoof_score is not None and threshold is not None:
         decision = decide(base.spoof_score, threshold, config.review_band)
         reasons = [score_reason] if decision != DECISION_LIVE else []
-    for reason, action in [*signal_reasons(verdicts or SessionVerdicts(), multi_face_ratio, rules), *about_file]:
+    fired = signal_reasons(verdicts or SessionVerdicts(), multi_face_ratio, rules)
+    for reason, action in [*(fired if decides is None else _measured(fired, decides)), *about_file]:
         reasons.append(reason)
         if _SEVERITY[action] > _SEVERITY[decision]:
             decision = action

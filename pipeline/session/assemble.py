@@ -18,6 +18,7 @@ from pipeline.session.aggregate import REASON_SPOOF_SCORE, aggregate_session, de
 from pipeline.session.analyse import SessionAnalysis
 from pipeline.session.evidence import evidence_table
 from pipeline.session.records import SessionRow
+from pipeline.signals.card import SignalCard
 from pipeline.video.decode import DecodeReport
 
 
@@ -30,6 +31,7 @@ class RunContext:
     scorers: tuple[ScorerEntry, ...]
     config: ScanConfig
     identity_version: str = ""  # the identity card's version, in every identities row
+    signal_card: SignalCard | None = None  # which rules may decide (None: every one)
 
     @property
     def model_version(self) -> str:
@@ -124,6 +126,7 @@ def assemble_session(
         records, threshold=threshold, config=config.aggregate, rules=config.decision, verdicts=verdicts,
         error=analysis.error, score_reason=reason,
         linked=() if links is None else links.column("kind").to_pylist(), partial_decode=analysis.video.partial,
+        decides=None if run.signal_card is None else run.signal_card.decides,
     )  # fmt: skip
     session, video = analysis.session, analysis.video
     until, coverage = examined(records.pts_s, video.duration_s, config.decode.sample_fps)

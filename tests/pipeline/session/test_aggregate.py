@@ -193,3 +193,17 @@ def test_a_face_not_scored_counts_for_the_nearest_scored_one():
     assert row.frames_scored == 6 and row.spoof_score == pytest.approx((0.1 * 7 + 0.9 * 5) / 12)
     assert pool_scores([0.1, None, None, None, 0.1, 0.9, 0.9], "median") == pytest.approx(0.1)
     assert pool_scores([0.1, 0.9, 0.9], "median") == pytest.approx(0.9)  # all scored: the plain median
+
+
+def test_a_rule_not_measured_on_real_footage_is_named_but_cannot_move_the_decision():
+    """Issue 26 item 1: signals obey the scorers' rule; the signal card says which may decide."""
+    cfg = AggregateConfig()
+    unmeasured = aggregate_session(
+        frames([0.1]), threshold=0.5, config=cfg, verdicts=SessionVerdicts(swap_detected=True, no_blink=True),
+        linked=["same_video"], decides=lambda reason: reason == "no_blink",
+    )  # fmt: skip
+    assert unmeasured.decision == "review" and unmeasured.reasons == ("swap", "no_blink", "linked:same_video")
+    measured = aggregate_session(
+        frames([0.1]), threshold=0.5, config=cfg, verdicts=SessionVerdicts(swap_detected=True), decides=lambda r: True
+    )
+    assert measured.decision == "spoof"
