@@ -53,6 +53,7 @@ SESSION_FIELDS: list[pa.Field] = [
     pa.field("static", pa.bool_()),
     pa.field("blink_count", pa.int32()),
     pa.field("blinks", pa.list_(pa.struct([("start_s", pa.float64()), ("end_s", pa.float64())]))),
+    pa.field("eyes_watched_s", pa.float64()),
     pa.field("occluded_regions", pa.list_(pa.string())),
     pa.field("model_version", pa.string()),
     pa.field("threshold", pa.float64()),

@@ -60,6 +60,7 @@ def session_row(**fields: Any) -> SessionRow:
         "static": False,
         "blink_count": 1,
         "blinks": ((1.0, 1.2),),
+        "eyes_watched_s": 4.0,
         "occluded_regions": (),
         "model_version": "test",
         "threshold": 0.5,

@@ -198,6 +198,12 @@ _SESSION_COLUMNS = {
     "blink_count": Column(
         "eye blinks counted from the eye aspect ratio of face mesh landmarks", "blinks", "no face with landmarks"
     ),
+    "eyes_watched_s": Column(
+        "how long at least one eye was read (face mesh landmarks, not covered): a session watched for"
+        " `signals.blinks.min_session_s` with no blink gets `no_blink`",
+        "s",
+        "no face with landmarks, or written before it was stored",
+    ),
     "blinks": Column(
         "each counted blink as {start_s, end_s}: its first shut and first reopened sample (what the report draws)",
         "s",

@@ -164,6 +164,7 @@ def assemble_session(
         static=verdicts.static,
         blink_count=verdicts.blink_count,
         blinks=verdicts.blinks,
+        eyes_watched_s=verdicts.eyes_watched_s,
         occluded_regions=verdicts.occluded_regions,
         model_version=run.model_version,
         threshold=aggregate.threshold,

@@ -198,6 +198,7 @@ class SessionRow:
     static: bool | None
     blink_count: int | None
     blinks: tuple[tuple[float, float], ...] | None
+    eyes_watched_s: float | None
     occluded_regions: tuple[str, ...] | None
     model_version: str
     threshold: float | None

@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.config import SignalsConfig
 from pipeline.schema import REGIONS
-from pipeline.signals.blinks import EyeCue, EyesClosing, count_blinks, eye_aspect_ratios, no_blink
+from pipeline.signals.blinks import EyeCue, EyesClosing, count_blinks, eye_aspect_ratios, no_blink, observed_eyes_s
 from pipeline.signals.identity import IdentitySeries, IdentitySwap, IdentityTrack, distance_across, identity_swaps
 from pipeline.signals.occlusion import OcclusionScorer, occluded_regions
 from pipeline.signals.swap import detect_static, detect_swap, face_shape, similarity
@@ -48,6 +48,7 @@ class SessionVerdicts:
 
     blink_count: int | None = None
     blinks: tuple[tuple[float, float], ...] | None = None
+    eyes_watched_s: float | None = None  # how long at least one eye was read: what no_blink rests on
     no_blink: bool = False
     swap_detected: bool | None = None
     swap_at_s: float | None = None
@@ -175,6 +176,7 @@ class SessionSignals:
         return SessionVerdicts(
             blink_count=len(blinks),
             blinks=tuple(blinks),
+            eyes_watched_s=round(observed_eyes_s(self.times, self.ear_left, self.ear_right), 3),
             no_blink=no_blink(self.times, self.ear_left, self.ear_right, blinks, self.config.blinks),
             swap_detected=bool(kept),
             swap_at_s=kept[0].at_s if kept else None,

@@ -49,7 +49,13 @@ def test_scores_land_on_the_frames_with_a_face_and_nan_is_null_in_the_table():
 
 def test_a_session_row_carries_the_verdicts_and_the_stored_blinks():
     verdicts = SessionVerdicts(
-        blink_count=1, blinks=((0.1, 0.2),), swap_detected=True, swap_at_s=0.3, static=False, occluded_regions=()
+        blink_count=1,
+        blinks=((0.1, 0.2),),
+        eyes_watched_s=12.5,
+        swap_detected=True,
+        swap_at_s=0.3,
+        static=False,
+        occluded_regions=(),
     )
     frames = SessionFrames(_faces(4, [True] * 4), np.zeros((4, 8, 8, 3), np.uint8), verdicts)
     analysis = SessionAnalysis(
@@ -71,6 +77,7 @@ def test_a_session_row_carries_the_verdicts_and_the_stored_blinks():
     assert [f["reference_score"] for f in frames] == pytest.approx([0.1, 0.1, 0.2, 0.1])
     assert dict(frames[0]["scores"]) == pytest.approx({"b2": 0.9, "reference": 0.1})
     assert (row.swap_detected, row.swap_at_s, row.blink_count, row.blinks) == (True, 0.3, 1, ((0.1, 0.2),))
+    assert row.eyes_watched_s == 12.5  # the row says how long the eyes were watched
     assert (row.width, row.height, row.frames_decoded, row.input_key, row.extra) == (
         64,
         48,
