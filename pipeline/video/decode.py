@@ -28,7 +28,11 @@ import pyarrow.fs as pafs
 from pipeline.errors import DecodeError
 from pipeline.storage import filesystem_for, is_remote
 
-av.logging.set_level(av.logging.PANIC)  # ffmpeg's own chatter; failures still raise
+# FFmpeg's logs stay off (PyAV's default; failures still raise). Any level, PANIC included,
+# routes them through a Python callback that FFmpeg's decoding threads call: freeing a
+# frame-threaded decoder stopped mid-stream (a long video at its frame cap) then waited on
+# those threads while they waited for the GIL, and the process hung (PyAV-Org/PyAV#909).
+av.logging.set_level(None)
 
 
 @dataclass(frozen=True)

@@ -217,3 +217,14 @@ def test_a_container_beyond_ffmpegs_stream_limit_says_so(tmp_path: Path):
     with VideoReader(write_many_streams(tmp_path / "fine.mp4", 3)) as video:  # the fixture is a video
         list(video.sampled())
         assert video.frames_decoded == 3
+
+
+def test_ffmpeg_logs_never_reach_python():
+    """A fresh clone's test run hung in avcodec_free_context: with any PyAV log level set, the
+    frame-threaded decoder's threads call a Python log callback, and freeing a decoder stopped
+    at the frame cap waited for them while they waited for the GIL (PyAV-Org/PyAV#909)."""
+    import av.logging
+
+    import pipeline.video.decode  # noqa: F401  (sets the level on import)
+
+    assert av.logging.get_level() is None
