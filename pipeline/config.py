@@ -57,6 +57,15 @@ class BlinkConfig(_Strict):
     min_session_s: float = Field(
         10.0, gt=0, description="eyes watched this long without a blink make the no_blink reason"
     )
+    min_eye_px: float = Field(
+        30.0, ge=0, description="eyes narrower than this (corner to corner, frame pixels) are not watched for blinks"
+    )
+    min_eye_balance: float = Field(
+        0.6, ge=0, le=1, description="nor are they when the narrower eye is under this share of the wider (head turned)"
+    )
+    max_gap_s: float = Field(
+        0.15, gt=0, description="watched time runs only between readings this close (a blink lasts 0.1-0.4 s)"
+    )
 
     @model_validator(mode="after")
     def _hysteresis(self) -> BlinkConfig:
@@ -185,6 +194,12 @@ class DetectConfig(_Strict):
     follow_face: bool = Field(
         True, description="keep the main face that overlaps the previous frame's, so it does not jump between people"
     )
+    min_face_share: float = Field(
+        0.4,
+        ge=0,
+        le=1,
+        description="faces narrower than this share of the main face (a person far behind) are not counted in n_faces",
+    )
     recheck_hz: float | None = Field(
         2.0,
         gt=0,
@@ -307,6 +322,12 @@ class DecisionConfig(_Strict):
         None,
         description="the signal card (which rules were measured on real footage and may decide); null = the shipped"
         " models/signals/card.json",
+    )
+    max_false_fire_rate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="a rule that fired falsely on more than this share of the card's real live sessions only informs",
     )
 
     @field_validator("thresholds")

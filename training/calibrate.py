@@ -94,7 +94,7 @@ class OperatingPoint:
 
     scorer: str
     threshold: float
-    card_threshold: float
+    was: float  # the threshold it replaces: the card's for sessions (or photos), or an earlier calibration's
     apcer: float
     apcer_ci95: list[float | None]
     bpcer: float
@@ -220,7 +220,7 @@ def calibrate(scan: str, target: Target, config: ScanConfig, scorers: Sequence[S
             OperatingPoint(
                 name,
                 round(t, 6),
-                by_name[name].card.threshold,
+                by_name[name].threshold,
                 round(accepted(scores, y), 4),
                 bootstrap_interval(accepted, scores, y),
                 round(rejected(scores, y), 4),

@@ -175,7 +175,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"calibration for {result.label}")
     for p in result.points:
         print(
-            f"  {p.scorer}: session threshold {p.threshold:.4f} (card {p.card_threshold:.4f}):"
+            f"  {p.scorer}: session threshold {p.threshold:.4f} (was {p.was:.4f}):"
             f" APCER {p.apcer:.4f} {p.apcer_ci95}, BPCER {p.bpcer:.4f} {p.bpcer_ci95} (95% bootstrap)"
         )
     for r in result.signals:

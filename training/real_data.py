@@ -43,6 +43,19 @@ def _split(subject: str) -> str:
     return SPLITS[int(hashlib.sha256(subject.encode()).hexdigest(), 16) % 2]
 
 
+def clip_sources(videos: Path) -> dict[str, dict[str, str]]:
+    """The rows of ``videos/live/SOURCES.csv`` (the real clips of live people) by session id,
+    as a scan of ``videos`` names them (``live/<file stem>``)."""
+    with open(videos / "live" / "SOURCES.csv", newline="") as f:
+        return {"live/" + Path(row["file"]).stem: row for row in csv.DictReader(f)}
+
+
+def clip_split(row: dict[str, str]) -> str:
+    """``tune`` or ``test`` for a real clip (a row of SOURCES.csv), by who filmed it (the source
+    repository's owner: one man is in four clips of one owner), so no person is on both sides."""
+    return _split("clips-" + row["source_repo"].split("/")[0])
+
+
 def _deepface_subjects(folder: Path) -> dict[str, str]:
     """Image name -> subject id: the connected groups of ``master.csv``'s same-person pairs."""
     parent: dict[str, str] = {}

@@ -27,7 +27,6 @@ them. A rule missing from the card (a new one) cannot move a decision: it only i
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import tempfile
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ from pipeline.session.aggregate import REASON_LINKED, REASON_MULTI_FACE, REASON_
 from pipeline.signals.card import SignalCard, SignalMeasurement
 from pipeline.signals.occlusion import DEFAULT_OCCLUSION_DIR
 from training.eval_links import REAL_VIDEOS, evaluate_links
+from training.real_data import clip_sources
 
 MASKED = "depthai-experiments_coronamask_input"  # students in face masks: nose and mouth covered
 HELD_OVER = "opencv-zoo_dasiamrpn_demo"  # an earbuds case held in front of the face for 0-8 s: which regions, unknown
@@ -52,29 +52,35 @@ RULES = ("swap", "static", "no_blink", REASON_TOO_SHORT, REASON_MULTI_FACE, "par
 def real_cases(videos: Path, min_static_s: float) -> dict[str, set[str]]:
     """The clips (ids as the scan gives them) that really are a case of each rule."""
     cases: dict[str, set[str]] = {rule: set() for rule in RULES}
-    with open(videos / "live" / "SOURCES.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            sid = "live/" + Path(row["file"]).stem
-            if row["faces"].strip() not in ("", "1"):
-                cases[REASON_MULTI_FACE].add(sid)
-            if float(row["duration_s"]) < min_static_s:
-                cases[REASON_TOO_SHORT].add(sid)
+    for sid, row in clip_sources(videos).items():
+        if row["faces"].strip() not in ("", "1"):
+            cases[REASON_MULTI_FACE].add(sid)
+        if float(row["duration_s"]) < min_static_s:
+            cases[REASON_TOO_SHORT].add(sid)
     cases[f"{REASON_OCCLUDED}nose"].add(f"live/{MASKED}")
     cases[f"{REASON_OCCLUDED}mouth"].add(f"live/{MASKED}")
     cases["swap"].add(SWAPPED)
     return cases
 
 
-def measure_clips(videos: Path, out: Path) -> dict[str, SignalMeasurement]:
-    """Scan the real clips into ``out`` and measure every rule on them."""
+def scan_real_clips(videos: Path, out: Path, options: tuple[str, ...] = ()) -> Path:
+    """Scan the real clips into ``out`` as a user would, each clip alone (links off), with
+    every rule free to fire and be named whatever the shipped signal card says, plus the
+    scan ``options`` given; returns ``out``."""
     from pipeline.cli.main import main as liveness
 
-    config = load_scan_config(None)
-    blank = out.parent / "no-signal-card.json"  # the rules fire and are named whatever the card says
+    blank = out.parent / "no-signal-card.json"
     blank.write_text(json.dumps(SignalCard("none", "nothing yet").to_json()))
-    options = ["--set", "links.enabled=false", "--set", f"decision.signal_card={blank}"]
+    options = ("--set", "links.enabled=false", "--set", f"decision.signal_card={blank}", *options)
     if liveness(["scan", str(videos), "--out", str(out), "--quiet", *options]) != 0:
         raise RuntimeError(f"the scan of {videos} failed")
+    return out
+
+
+def measure_clips(videos: Path, out: Path) -> dict[str, SignalMeasurement]:
+    """Scan the real clips into ``out`` and measure every rule on them."""
+    config = load_scan_config(None)
+    scan_real_clips(videos, out)
     rows = run_query(str(out), "select session_id, reasons from sessions where status <> 'failed'").to_pylist()
     fired = {r["session_id"]: set(r["reasons"]) for r in rows}
     live = sorted(sid for sid in fired if sid.startswith("live/"))

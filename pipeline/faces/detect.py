@@ -61,6 +61,19 @@ class Detections:
         x, y, w, h = (float(v) for v in self.boxes[i])
         return x, y, w, h
 
+    def counted(self, main: int | None, min_share: float) -> int:
+        """How many faces are at least ``min_share`` of the main face's width: the people in
+        view, without someone far behind (a face a third of the applicant's is at three times
+        the distance).
+
+        >>> Detections(np.array([[0, 0, 100, 100], [200, 0, 70, 70], [300, 0, 30, 30]], np.float32),
+        ...            np.ones(3, np.float32)).counted(0, 0.4)
+        2
+        """
+        if main is None:
+            return 0
+        return int(np.count_nonzero(self.boxes[:, 2] >= min_share * self.boxes[main, 2]))
+
     def main_face(
         self, rule: Literal["largest", "confident"] = "largest", follow: tuple[float, float, float, float] | None = None
     ) -> int | None:

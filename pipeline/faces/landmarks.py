@@ -44,6 +44,8 @@ EAR_IDX: dict[str, tuple[int, int, int, int, int, int]] = {
     "right": (33, 160, 158, 133, 153, 144),
 }
 
+EYE_CORNERS = tuple((EAR_IDX[eye][0], EAR_IDX[eye][3]) for eye in ("left", "right"))  # (outer, inner) per eye
+
 Eye = Literal["left", "right"]
 
 

@@ -199,8 +199,9 @@ _SESSION_COLUMNS = {
         "eye blinks counted from the eye aspect ratio of face mesh landmarks", "blinks", "no face with landmarks"
     ),
     "eyes_watched_s": Column(
-        "how long at least one eye was read (face mesh landmarks, not covered): a session watched for"
-        " `signals.blinks.min_session_s` with no blink gets `no_blink`",
+        "how long eyes that could show a blink were watched: read by face mesh, not covered, at least"
+        " `signals.blinks.min_eye_px` wide, frontal, in readings at most `signals.blinks.max_gap_s` apart; a session"
+        " watched for `signals.blinks.min_session_s` with no blink gets `no_blink`",
         "s",
         "no face with landmarks, or written before it was stored",
     ),
@@ -256,8 +257,9 @@ COLUMNS: dict[str, dict[str, Column]] = {
         "frame_index": Column("index of the sample within its session, from 0", "samples"),
         "pts_s": Column("presentation time from the first frame", "seconds"),
         "n_faces": Column(
-            "faces MediaPipe found: in this frame where detection ran, else at the last detection"
-            " (it re-checks detect.recheck_hz a second while the face mesh tracks the face)",
+            "faces MediaPipe found at least detect.min_face_share as wide as the main face (someone far behind is"
+            " not counted): in this frame where detection ran, else at the last detection (it re-checks"
+            " detect.recheck_hz a second while the face mesh tracks the face)",
             "faces",
         ),
         "face_score": Column(

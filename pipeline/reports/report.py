@@ -370,6 +370,7 @@ def render(data: ReportData) -> str:
     versions = sorted({s["model_version"] for s in sessions if s["model_version"]})
     wall = sum(r.get("wall_s", 0.0) for r in data.runs)
     calibrations = sorted({r.get("calibration") or "none (the cards' thresholds)" for r in data.runs})
+    points = sorted({f"{n}: {p}" for r in data.runs for n, p in (r.get("operating_points") or {}).items()})
     out = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>liveness report {data.day}</title>"
         f"<style>{_CSS}</style><script>{_JS}</script></head><body data-day='{data.day}'>"
@@ -378,7 +379,8 @@ def render(data: ReportData) -> str:
     out.append(
         f"<p class='muted'>{len(sessions)} sessions; model {_h(', '.join(versions))}; "
         f"{len(data.runs)} run(s), {wall:.0f} s of scanning; calibration in force:"
-        f" <span id='calibration'>{_h('; '.join(calibrations) or 'none')}</span>. "
+        f" <span id='calibration'>{_h('; '.join(calibrations) or 'none')}</span>; deciding operating points"
+        f" (threshold +- review band): <span id='operating-points'>{_h('; '.join(points) or 'not recorded')}</span>. "
         "Start with the flagged sessions below: they are ranked spoof first, then review, by score.</p>"
     )
     out.append(

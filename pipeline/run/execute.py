@@ -11,7 +11,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,7 +68,7 @@ def resolve_scan_scorers(config: ScanConfig) -> list[ScorerEntry]:
         unknown = [n for n in named if n not in names]
         if unknown:
             raise ConfigError(f"decision.{key} names {unknown}, which are not scorers; scorers: {', '.join(names)}")
-    return [replace(e, session_threshold=config.decision.thresholds.get(e.name)) for e in scorers]
+    return [e.for_sessions(config.decision.thresholds.get(e.name)) for e in scorers]
 
 
 def prepare_scan(

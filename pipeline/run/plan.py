@@ -43,6 +43,7 @@ def result_settings(config: ScanConfig, scorers: Sequence[ScorerEntry]) -> dict:
         "aggregate": config.aggregate.model_dump(),
         "decision": config.decision.model_dump(),
         "thresholds": {e.name: e.threshold for e in scorers},
+        "review_bands": {e.name: e.band(config.aggregate.review_band) for e in scorers},
         "scorers": [e.name for e in scorers],
     }
 

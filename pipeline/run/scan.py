@@ -33,7 +33,7 @@ from pipeline.schema import new_run_id
 from pipeline.scoring.model import ModelCard
 from pipeline.scoring.registry import ScorerEntry, ScoringActor, crop_specs
 from pipeline.scoring.scorers import spoof_onnx
-from pipeline.session.aggregate import refinement_crops, spread_scores, worth_refining
+from pipeline.session.aggregate import deciding_scorers, refinement_crops, spread_scores, worth_refining
 from pipeline.session.analyse import SessionAnalysis
 from pipeline.session.assemble import RunContext, assemble_session
 from pipeline.session.frame_path import identity_card
@@ -343,6 +343,11 @@ def run_scan(
     summary = ScanSummary(
         run_id=run.run_id, out_dir=store.display(), scan_date=now.date().isoformat(), model_version=run.model_version,
         calibration=config.decision.calibration,
+        operating_points={
+            e.name: e.describe_point(config.aggregate.review_band)
+            for e in scorers
+            if e.name in deciding_scorers(scorers, config.decision.scorers)
+        },
     )  # fmt: skip
     if not sessions:
         return summary

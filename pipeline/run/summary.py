@@ -48,6 +48,7 @@ class ScanSummary:
     stages: dict[str, int] = field(default_factory=dict)  # how often each stage ran (StageCounts, summed)
     refined: int = 0  # sessions whose score lay near a threshold: every face scored by the deciders
     calibration: str | None = None  # the calibration in force (decision.calibration), None: the cards' thresholds
+    operating_points: dict[str, str] = field(default_factory=dict)  # scorer -> which threshold decided its sessions
 
     @property
     def sessions_per_s(self) -> float:
@@ -148,6 +149,9 @@ def print_summary(summary: ScanSummary, console: Console | None = None) -> None:
     )
     if summary.calibration:
         console.print(f"calibration in force: {summary.calibration}")
+    if summary.operating_points:
+        points = ", ".join(f"{name}: {point}" for name, point in summary.operating_points.items())
+        console.print(f"operating points (threshold +- review band): {points}")
     if summary.stages.get("frames"):
         s = summary.stages
         console.print(

@@ -45,6 +45,32 @@ class RealEvaluation(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
 
 
+class SessionOperatingPoint(BaseModel):
+    """A scorer's operating point for whole sessions, chosen on real session videos: a session
+    score pools many faces, so it is not judged by the threshold chosen on single photographs.
+    ``live`` at or below ``threshold - review_band``, ``spoof`` at or above ``threshold +
+    review_band``, ``review`` between."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    threshold: float = Field(ge=0, le=1)
+    review_band: float = Field(ge=0, le=0.5)
+    pooling: str = Field(min_length=1, description="the session pooling it was chosen for (aggregate.method)")
+    method: str = Field(min_length=1, description="how the two edges were chosen")
+    threshold_data: str = Field(min_length=1, description="the real sessions the edges were chosen on")
+    data: str = Field(min_length=1, description="the real sessions, held apart from the choice, it was measured on")
+    measured_at: str = ""
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def live_below(self) -> float:
+        return self.threshold - self.review_band
+
+    @property
+    def spoof_from(self) -> float:
+        return self.threshold + self.review_band
+
+
 DEFAULT_MODEL_DIR = MODELS_DIR / "default"
 ARCHITECTURES = ("efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "tf_efficientnet_lite2")
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
@@ -83,6 +109,7 @@ class ModelCard(BaseModel):
     real_evaluation: RealEvaluation | None = Field(
         None, description="its measurement on real faces; None = never measured on real data"
     )
+    session: SessionOperatingPoint | None = Field(None, description="its operating point for sessions, if measured")
     notes: dict[str, Any] = Field(default_factory=dict, description="free-form facts about the model")
 
     @field_validator("architecture")

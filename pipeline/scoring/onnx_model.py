@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.checkpoint import CARD_FILE, MODELS_DIR
 from pipeline.errors import ModelError
 from pipeline.faces.crop import CropSpec, Fit
-from pipeline.scoring.model import VERSION_PATTERN, RealEvaluation, Std
+from pipeline.scoring.model import VERSION_PATTERN, RealEvaluation, SessionOperatingPoint, Std
 
 DEFAULT_REFERENCE_DIR = MODELS_DIR / "reference"
 
@@ -64,6 +64,7 @@ class OnnxModelCard(BaseModel):
     trained_on: str = ""
     limits: str = ""
     real_evaluation: RealEvaluation | None = None
+    session: SessionOperatingPoint | None = Field(None, description="its operating point for sessions, if measured")
     metrics: dict[str, Any] = Field(default_factory=dict)
     notes: dict[str, Any] = Field(default_factory=dict)
 

@@ -17,8 +17,9 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from pipeline.scoring.scorers import Backend, Scorer, build_scorer
 ScorerCard = ModelCard | OnnxModelCard
 SHIPPED_SCORERS: dict[str, Path] = {"b2": DEFAULT_MODEL_DIR, "reference": DEFAULT_REFERENCE_DIR}
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+OperatingPoint = Literal["image", "session", "calibration"]  # which threshold decides a scorer's sessions
 
 
 def read_scorer_card(path: str | Path) -> ScorerCard:
@@ -57,7 +59,9 @@ class ScorerEntry:
     name: str
     path: Path
     card: ScorerCard
-    session_threshold: float | None = None  # a calibrated threshold in place of the card's
+    session_threshold: float | None = None  # a session threshold in place of the card's photo threshold
+    review_band: float | None = None  # the session operating point's band; None: aggregate.review_band
+    operating_point: OperatingPoint = "image"
 
     @property
     def measured_on_real_data(self) -> bool:
@@ -66,6 +70,27 @@ class ScorerEntry:
     @property
     def threshold(self) -> float:
         return self.card.threshold if self.session_threshold is None else self.session_threshold
+
+    def band(self, default: float) -> float:
+        """The half-width of its review band: its own operating point's, else ``default``."""
+        return default if self.review_band is None else self.review_band
+
+    def for_sessions(self, calibrated: float | None = None) -> ScorerEntry:
+        """This scorer as a scan decides sessions with it: at a ``calibrated`` threshold (from an
+        archive's verdicts, ``decision.thresholds``) with the configured band, else at its card's
+        session operating point, else (never measured on sessions) at its photo threshold."""
+        if calibrated is not None:
+            return replace(self, session_threshold=calibrated, review_band=None, operating_point="calibration")
+        point = self.card.session
+        if point is None:
+            return self
+        return replace(
+            self, session_threshold=point.threshold, review_band=point.review_band, operating_point="session"
+        )
+
+    def describe_point(self, default_band: float) -> str:
+        """Which operating point decides, in words, e.g. ``session 0.565 +- 0.401``."""
+        return f"{self.operating_point} {self.threshold:.3f} +- {self.band(default_band):.3f}"
 
 
 def resolve_scorers(models: Mapping[str, str | Path | None]) -> list[ScorerEntry]:

@@ -140,13 +140,15 @@ def aggregate_session(
     linked: Sequence[str] = (),
     partial_decode: bool = False,
     decides: Callable[[str], bool] | None = None,
+    review_band: float | None = None,
 ) -> SessionAggregate:
     """The session columns that come from its frames (their faces and the deciding spoof
     score, ``frames.spoof_score``) and its signal verdicts.
 
     A session with an ``error`` is ``failed`` with no decision; one where no sampled frame
     has a face is ``no_face`` and goes to ``review``. Otherwise the decision is the most
-    severe of the spoof score's (against ``threshold``; none when no scorer decides) and the
+    severe of the spoof score's (against ``threshold`` plus or minus ``review_band``, None:
+    ``config.review_band``; none when no scorer decides) and the
     fired signals' actions, and ``reasons`` names the score (``score_reason``, when it is
     not live) and each fired signal. ``linked`` holds the kinds of links to earlier sessions
     found for this one (``linked:<kind>``, action ``rules.linked``; ``rules.reapplied`` for the
@@ -190,7 +192,7 @@ def aggregate_session(
         return replace(base, decision=worst, reasons=(REASON_NO_FACE, *(reason for reason, _ in about_file)))
     decision, reasons = DECISION_LIVE, []
     if base.spoof_score is not None and threshold is not None:
-        decision = decide(base.spoof_score, threshold, config.review_band)
+        decision = decide(base.spoof_score, threshold, config.review_band if review_band is None else review_band)
         reasons = [score_reason] if decision != DECISION_LIVE else []
     fired = signal_reasons(verdicts or SessionVerdicts(), multi_face_ratio, rules)
     for reason, action in [*(fired if decides is None else _measured(fired, decides)), *about_file]:
@@ -256,9 +258,9 @@ def near_threshold(
     (``scoring.refine_band``)."""
     by_name = {e.name: e for e in entries}
     return any(
-        min(abs(s - by_name[n].threshold - review_band), abs(s - by_name[n].threshold + review_band)) < band
+        min(abs(s - e.threshold - e.band(review_band)), abs(s - e.threshold + e.band(review_band))) < band
         for n in deciding_scorers(entries, deciders)
-        if (s := scores.get(n)) is not None
+        if (s := scores.get(n)) is not None and (e := by_name[n])
     )
 
 
@@ -294,8 +296,9 @@ def decide_scores(
 
     ``deciders`` names the scorers that may decide (default: those measured on real data).
     ``most_severe``: each decider's own ``spoof`` / ``review`` / ``live`` (its threshold plus or
-    minus ``review_band``), the most severe wins and its score is the one reported.
-    ``mean``: the mean of the deciders' scores against the mean of their thresholds.
+    minus its band: its operating point's, else ``review_band``), the most severe wins and its
+    score is the one reported. ``mean``: the mean of the deciders' scores against the mean of
+    their thresholds and bands.
     With no decider (or no score), the scores decide nothing: ``live`` with no score fired.
     """
     by_name = {e.name: e for e in entries}
@@ -305,11 +308,14 @@ def decide_scores(
     if combine == "mean":
         score = float(np.mean([s for _, s in present]))
         threshold = float(np.mean([by_name[n].threshold for n, _ in present]))
-        decision = decide(score, threshold, review_band)
+        decision = decide(score, threshold, float(np.mean([by_name[n].band(review_band) for n, _ in present])))
         used = tuple(n for n, _ in present)
         return ScoreDecision(decision, score, None if decision == DECISION_LIVE else "mean", used)
     ranked = sorted(
-        ((_SEVERITY[decide(s, by_name[n].threshold, review_band)], s - by_name[n].threshold, n, s) for n, s in present),
+        (
+            (_SEVERITY[decide(s, by_name[n].threshold, by_name[n].band(review_band))], s - by_name[n].threshold, n, s)
+            for n, s in present
+        ),
         reverse=True,
     )
     level, _, name, score = ranked[0]

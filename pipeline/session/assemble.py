@@ -40,8 +40,13 @@ class RunContext:
 
     @property
     def thresholds(self) -> dict[str, float]:
-        """Every scorer's threshold, by name (from its card)."""
+        """Every scorer's threshold, by name (calibrated, else its card's for sessions or photos)."""
         return {e.name: e.threshold for e in self.scorers}
+
+    @property
+    def bands(self) -> dict[str, float]:
+        """Every scorer's review band, by name (its operating point's, else ``aggregate.review_band``)."""
+        return {e.name: e.band(self.config.aggregate.review_band) for e in self.scorers}
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ def assemble_session(
     records, verdicts = analysis.frames.records, analysis.frames.verdicts
     pooled: dict[str, float] = {}
     peak: dict[str, float] = {}
-    threshold, reason = None, REASON_SPOOF_SCORE
+    threshold, band, reason = None, None, REASON_SPOOF_SCORE
     if scores is not None:
         for name, values in scores.items():
             value = pool_scores(values.tolist(), config.aggregate.method, config.aggregate.topk)
@@ -120,13 +125,15 @@ def assemble_session(
             else np.full(len(analysis.frames.crops), np.nan, np.float32)
         )
         threshold = float(np.mean([thresholds[n] for n in used])) if used else None
+        band = float(np.mean([run.bands[n] for n in used])) if used else None
         reason = f"{REASON_SPOOF_SCORE}:{verdict.fired or (used[0] if used else '')}"
         records = records.with_scores(spoof.astype(np.float32), scores)
     aggregate = aggregate_session(
         records, threshold=threshold, config=config.aggregate, rules=config.decision, verdicts=verdicts,
         error=analysis.error, score_reason=reason,
         linked=() if links is None else links.column("kind").to_pylist(), partial_decode=analysis.video.partial,
-        decides=None if run.signal_card is None else run.signal_card.decides,
+        decides=None if run.signal_card is None else run.signal_card.decider(config.decision.max_false_fire_rate),
+        review_band=band,
     )  # fmt: skip
     session, video = analysis.session, analysis.video
     until, coverage = examined(records.pts_s, video.duration_s, config.decode.sample_fps)

@@ -266,7 +266,7 @@ class FramePath:
         self._followed: Box | None = None
         self._points: np.ndarray | None = None  # the previous frame's landmarks (frame pixels)
         self._calibration: BoxCalibration | None = None
-        self._faces = (0, float("nan"))  # the last detection's number of faces and main-face score
+        self._faces = (0, float("nan"))  # the last detection's faces counted (detect.min_face_share), main's score
         self._columns = _Columns()
         self._crops: list[np.ndarray] = []
         self._extra: dict[str, list[np.ndarray]] = {spec.key: [] for spec in self.extra_crops}
@@ -303,7 +303,8 @@ class FramePath:
         follow = self._followed if self.detect.follow_face else None
         main = detections.main_face(self.detect.main_face, follow)
         box = None if main is None else detections.box(main)
-        self._faces = (len(detections), float("nan") if main is None else float(detections.scores[main]))
+        faces = detections.counted(main, self.detect.min_face_share)
+        self._faces = (faces, float("nan") if main is None else float(detections.scores[main]))
         return detections, main, box
 
     def _mesh(self, image: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -326,7 +327,7 @@ class FramePath:
             before = self._faces[0]
             found = _Located(*self._detect(image))
             changed = tracked is not None and (found.box is None or _iou(found.box, tracked) < FOLLOW_IOU)
-            event = changed or (tracked is not None and len(found.detections or ()) != before)
+            event = changed or (tracked is not None and self._faces[0] != before)
             self._detect_schedule.ran(t)
         clock.charge(self.costs["detect"], items=int(found.detections is not None))
         if self.mesh is None or found.box is None:

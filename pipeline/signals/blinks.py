@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.config import BlinkConfig
-from pipeline.faces.landmarks import eye_aspect_ratio
+from pipeline.faces.landmarks import EYE_CORNERS, eye_aspect_ratio
 
 
 def eye_aspect_ratios(landmarks: np.ndarray | None) -> tuple[float, float]:
@@ -130,27 +130,41 @@ def count_blinks(
     return blinks
 
 
-def observed_eyes_s(times: Sequence[float], ear_left: Sequence[float], ear_right: Sequence[float]) -> float:
-    """Seconds of the session in which at least one eye was read: frames with an EAR times the
-    median sampling interval."""
-    t, ear_l, ear_r = _as_series(times, ear_left, ear_right)
+def eyes_watchable(points: np.ndarray | None, config: BlinkConfig) -> bool:
+    """Whether a frame's eyes can show a blink: face-mesh ``points`` in frame pixels, both eyes
+    at least ``min_eye_px`` wide and the narrower at least ``min_eye_balance`` of the wider
+    (a face turned aside foreshortens one eye). On smaller real eyes a shut lid moves the
+    landmarks by a pixel or two: far fewer blinks are found there."""
+    if points is None:
+        return False
+    widths = [float(np.linalg.norm(points[a, :2] - points[b, :2])) for a, b in EYE_CORNERS]
+    return min(widths) >= config.min_eye_px and min(widths) >= config.min_eye_balance * max(widths)
+
+
+def observed_eyes_s(
+    times: Sequence[float], watchable: Sequence[bool], max_gap_s: float = BlinkConfig().max_gap_s
+) -> float:
+    """Seconds the eyes were watched: the time between consecutive samples whose eyes were
+    both ``watchable`` (read, large, frontal, not covered) and at most ``max_gap_s`` apart. A
+    blink lasts 0.1-0.4 s: in a sparser video (a 5 fps clip) a whole blink can fall between two
+    samples, and that time watches nothing.
+
+    >>> observed_eyes_s([0.0, 0.1, 0.2, 0.3, 0.5, 0.7], [True, True, False, True, True, True], 0.15)
+    0.1
+    """
+    t = np.asarray(times, np.float64)
+    ok = np.asarray(watchable, bool)
     if len(t) < 2:
         return 0.0
-    seen = np.isfinite(ear_l) | np.isfinite(ear_r)
-    return float(seen.sum() * np.median(np.diff(t)))
+    step = np.diff(t)
+    return round(float(step[ok[1:] & ok[:-1] & (step <= max_gap_s)].sum()), 6)
 
 
-def no_blink(
-    times: Sequence[float],
-    ear_left: Sequence[float],
-    ear_right: Sequence[float],
-    blinks: Sequence[tuple[float, float]],
-    config: BlinkConfig | None = None,
-) -> bool:
-    """True when the eyes were watched for at least ``min_session_s`` and never blinked
-    (the ``no_blink`` reason). Short sessions say nothing either way."""
+def no_blink(watched_s: float, blinks: Sequence[tuple[float, float]], config: BlinkConfig | None = None) -> bool:
+    """True when the eyes were watched (:func:`observed_eyes_s`) for at least ``min_session_s``
+    and never blinked (the ``no_blink`` reason). Sessions watched less say nothing either way."""
     config = config or BlinkConfig()
-    return not blinks and observed_eyes_s(times, ear_left, ear_right) >= config.min_session_s
+    return not blinks and watched_s >= config.min_session_s
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,17 @@ the same rule: each rule that can change a decision (``swap``, ``occluded:<regio
 ``linked:<kind>``) has an entry in the signal card (``models/signals/card.json``, made by
 ``uv run python -m training.signal_cards``): on how many real sessions of live people it was
 measured, on how many of them it fired falsely, and, where real cases exist, how many it
-found. A rule with no real measurement still fires and is named in ``reasons``, but its
-action becomes ``inform``: it cannot move the decision.
+found. A rule with no real measurement, or one that fired falsely on more than
+``decision.max_false_fire_rate`` of the real live sessions, still fires and is named in
+``reasons``, but its action becomes ``inform``: it cannot move the decision.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pipeline.checkpoint import MODELS_DIR
@@ -47,10 +50,16 @@ class SignalCard:
     measured_on: str
     signals: dict[str, SignalMeasurement] = field(default_factory=dict)
 
-    def decides(self, reason: str) -> bool:
-        """Whether the rule behind ``reason`` was measured on real footage of live people."""
+    def decides(self, reason: str, max_false_fire_rate: float = 1.0) -> bool:
+        """Whether the rule behind ``reason`` may move a decision: it was measured on real
+        footage of live people and fired falsely on at most ``max_false_fire_rate`` of them."""
         measured = self.signals.get(reason)
-        return measured is not None and measured.live_sessions > 0
+        rate = None if measured is None else measured.false_fire_rate
+        return rate is not None and rate <= max_false_fire_rate + 1e-12
+
+    def decider(self, max_false_fire_rate: float) -> Callable[[str], bool]:
+        """:meth:`decides` at ``max_false_fire_rate`` (``decision.max_false_fire_rate``)."""
+        return partial(self.decides, max_false_fire_rate=max_false_fire_rate)
 
     def to_json(self) -> dict:
         return {

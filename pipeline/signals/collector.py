@@ -17,7 +17,15 @@ import numpy as np
 
 from pipeline.config import SignalsConfig
 from pipeline.schema import REGIONS
-from pipeline.signals.blinks import EyeCue, EyesClosing, count_blinks, eye_aspect_ratios, no_blink, observed_eyes_s
+from pipeline.signals.blinks import (
+    EyeCue,
+    EyesClosing,
+    count_blinks,
+    eye_aspect_ratios,
+    eyes_watchable,
+    no_blink,
+    observed_eyes_s,
+)
 from pipeline.signals.identity import IdentitySeries, IdentitySwap, IdentityTrack, distance_across, identity_swaps
 from pipeline.signals.occlusion import OcclusionScorer, occluded_regions
 from pipeline.signals.swap import detect_static, detect_swap, face_shape, similarity
@@ -48,7 +56,7 @@ class SessionVerdicts:
 
     blink_count: int | None = None
     blinks: tuple[tuple[float, float], ...] | None = None
-    eyes_watched_s: float | None = None  # how long at least one eye was read: what no_blink rests on
+    eyes_watched_s: float | None = None  # how long eyes that could show a blink were watched: what no_blink rests on
     no_blink: bool = False
     swap_detected: bool | None = None
     swap_at_s: float | None = None
@@ -86,6 +94,7 @@ class SessionSignals:
         self.times: list[float] = []
         self.ear_left: list[float] = []
         self.ear_right: list[float] = []
+        self.watchable: list[bool] = []  # the eyes could show a blink (blinks.eyes_watchable, not covered)
         self.similarity_prev: list[float] = []
         self.shapes: list[np.ndarray | None] = []
         self.faces: list[int] = []  # faces detected in each frame
@@ -119,6 +128,7 @@ class SessionSignals:
         blocked in: checks where the eyes close would overcount the eyes."""
         ear_l = ear_r = sim = math.nan
         shape = None
+        watchable = False
         scores = _NO_OCCLUSION
         after_gap = self._gap
         self._gap = crop is None or landmarks is None
@@ -138,6 +148,7 @@ class SessionSignals:
                         r for r, s in zip(REGIONS, scores, strict=False) if s >= self.occlusion.thresholds[r]
                     }
                 covered = self._covered if self.occlusion is not None else set()
+                watchable = eyes_watchable(points, self.config.blinks) and not covered & {"left_eye", "right_eye"}
                 if covered:
                     # Face mesh still places the lids of a covered eye; such an EAR would make false blinks.
                     ear_l = math.nan if "left_eye" in covered else ear_l
@@ -150,6 +161,7 @@ class SessionSignals:
         self.times.append(t)
         self.ear_left.append(ear_l)
         self.ear_right.append(ear_r)
+        self.watchable.append(watchable)
         self.similarity_prev.append(sim)
         self.shapes.append(shape)
         self.faces.append(faces)
@@ -169,6 +181,7 @@ class SessionSignals:
                 self.identity_series = self.identity.finish()
             return SessionVerdicts(occluded_regions=self._regions(), too_short=True)
         blinks = count_blinks(self.times, self.ear_left, self.ear_right, self.config.blinks)
+        watched = observed_eyes_s(self.times, self.watchable, self.config.blinks.max_gap_s)
         swaps = self._swaps()
         kept = [s for s in swaps if not self._crowded(s.at_s)]
         distances = [s.distance for s in kept if not math.isnan(s.distance)]
@@ -176,8 +189,8 @@ class SessionSignals:
         return SessionVerdicts(
             blink_count=len(blinks),
             blinks=tuple(blinks),
-            eyes_watched_s=round(observed_eyes_s(self.times, self.ear_left, self.ear_right), 3),
-            no_blink=no_blink(self.times, self.ear_left, self.ear_right, blinks, self.config.blinks),
+            eyes_watched_s=round(watched, 3),
+            no_blink=no_blink(watched, blinks, self.config.blinks),
             swap_detected=bool(kept),
             swap_at_s=kept[0].at_s if kept else None,
             swap_times_s=tuple(s.at_s for s in kept),
@@ -205,8 +218,10 @@ class SessionSignals:
         Identity decides where embeddings lie on both sides of a candidate cut: at or over
         the threshold it is a swap. The face shape's swap counts too unless identity is sure
         it is one person there (distance under ``shape_support_distance``): low-resolution
-        faces embed close together, and there the shape tells people apart. With no
-        embeddings either side, the face shape decides alone.
+        faces embed close together, and there the shape tells people apart. A swap needs
+        identity evidence from usable frames on both sides: a shape change with no usable
+        face either side (turned away, covered, too small: a fast head turn, a hand across
+        the face) is no swap. Only with identity off does the face shape decide alone.
         """
         shape = detect_swap(self.times, self.similarity_prev, self.shapes, self.config.swap)
         window = self.config.swap.window_s
@@ -221,8 +236,8 @@ class SessionSignals:
         if shape.at_s is not None and not any(abs(s.at_s - shape.at_s) < window for s in swaps):
             assert self.identity_series is not None
             d = distance_across(self.identity_series, shape.at_s, window)
-            if d is None or d >= self.shape_support_distance:
-                swaps = sorted([*swaps, IdentitySwap(shape.at_s, math.nan if d is None else d)], key=lambda s: s.at_s)
+            if d is not None and d >= self.shape_support_distance:
+                swaps = sorted([*swaps, IdentitySwap(shape.at_s, d)], key=lambda s: s.at_s)
         return swaps
 
     def _crowded(self, at_s: float) -> bool:

@@ -140,20 +140,19 @@ def test_one_applicant_again_is_information_and_one_face_under_two_applicants_is
     """Issue 26 item 6: with ``input.applicant_column``, alice's second take under her own
     applicant id is linked ``reapplied`` (named, not a reason for review), while her face under
     another applicant id is ``same_face``. A named column a manifest lacks is exit 2, before any work."""
-    root, first = archive
+    root, _ = archive
     day1 = root / "day1"
     manifest = tmp_path / "applicants.csv"
     rows = [("alice", "ann"), ("alice_take2", "ann"), ("grace", "gina")]
     manifest.write_text("session_id,uri,applicant\n" + "".join(f"{sid},{day1 / sid}.mp4,{a}\n" for sid, a in rows))
     out = tmp_path / "out"
-    applicant = ["--set", "input.applicant_column=applicant"]
+    # rendered faces are not what the reference's session point was measured on: a calibrated
+    # threshold out of their way leaves the links alone to move the decision
+    applicant = ["--set", "input.applicant_column=applicant", "--set", "decision.thresholds.reference=0.99"]
     assert main(["scan", str(manifest), "--out", str(out), "--quiet", *applicant]) == 0
     assert _links(out) == {(frozenset(("alice", "alice_take2")), "reapplied")}
     row = run_query(str(out), "select reasons, decision from sessions where session_id = 'alice_take2'").to_pylist()[0]
-    unlinked = run_query(str(first), "select reasons from sessions where session_id = 'alice_take2'").to_pylist()[0]
-    others = [r for r in unlinked["reasons"] if not r.startswith("linked:")]
-    assert row["reasons"] == [*others, "linked:reapplied"]
-    assert not others and row["decision"] == "live"
+    assert row["reasons"] == ["linked:reapplied"] and row["decision"] == "live"
 
     day2 = tmp_path / "day2.csv"  # alice's face comes back under another applicant: the fraud signal
     day2.write_text(f"session_id,uri,applicant\nalice_copy,{day1 / 'alice_copy.mp4'},bob\n")

@@ -154,3 +154,41 @@ def test_a_refinement_round_brings_and_scores_the_deciding_scorers_crops_only():
     assert scorers(crops).keys() == {"b2", "reference"}
     only = scorers({key: v for key, v in crops.items() if key in keys})
     assert only.keys() == {"reference"} and only["reference"] == pytest.approx(scorers(crops)["reference"])
+
+
+def test_sessions_are_decided_at_the_cards_session_point_unless_calibrated():
+    """Issue 26 item 3: a session score pools many faces, so it has its own operating point,
+    chosen on real session videos; a calibration from an archive's verdicts overrides it, and a
+    scorer never measured on sessions keeps its photo threshold."""
+    (reference,) = resolve_scorers({"reference": None})
+    point = reference.card.session
+    assert point is not None and point.live_below < reference.card.threshold <= point.spoof_from
+    scan = reference.for_sessions()
+    assert (scan.operating_point, scan.threshold, scan.band(0.1)) == ("session", point.threshold, point.review_band)
+    assert reference.threshold == reference.card.threshold  # photos keep the photo threshold
+    calibrated = reference.for_sessions(0.42)
+    assert (calibrated.operating_point, calibrated.threshold, calibrated.band(0.1)) == ("calibration", 0.42, 0.1)
+    unmeasured = replace(reference, card=reference.card.model_copy(update={"session": None})).for_sessions()
+    assert (unmeasured.operating_point, unmeasured.threshold) == ("image", reference.card.threshold)
+    # each decider is judged within its own band: a session score between the photo edge and
+    # the session's live edge goes to review, not live
+    between = (point.live_below + reference.card.threshold - 0.1) / 2
+    assert decide_scores({"reference": between}, [reference], review_band=0.1).decision == "live"
+    assert decide_scores({"reference": between}, [scan], review_band=0.1).decision == "review"
+    assert decide_scores({"reference": point.live_below - 0.01}, [scan], review_band=0.1).decision == "live"
+    assert near_threshold({"reference": point.live_below + 0.01}, [scan], band=0.05, review_band=0.1)
+
+
+def test_the_shipped_session_point_obeys_its_own_method(real_material):
+    """The reference card's session point, as training.session_points chose it: at most 10% of
+    the tune split's live clips above live_below, none at or above spoof_from, and on the
+    held-out live clips no spoof."""
+    from training.session_points import TUNE_REVIEW
+
+    (reference,) = resolve_scorers({"reference": None})
+    point = reference.card.session
+    assert point is not None
+    tune = np.array(list(point.metrics["scores"]["tune"].values()))
+    assert len(tune) >= 8 and (tune > point.live_below).mean() <= TUNE_REVIEW and (tune < point.spoof_from).all()
+    assert point.spoof_from >= reference.card.threshold + load_scan_config().aggregate.review_band - 1e-9
+    assert point.metrics["test_live"]["spoof"] == 0 and point.metrics["attack_stretches"]["live"] == 0

@@ -115,3 +115,23 @@ def test_each_stage_runs_at_its_rate_and_densely_around_a_swap(rendered):
     assert full.counts.occlusion >= int(full.records.has_face.sum()) - 1
     assert (full.verdicts.swap_detected, full.verdicts.blink_count) == (True, paced.verdicts.blink_count)
     assert abs((full.verdicts.swap_at_s or 0.0) - swap_at) <= 0.5
+
+
+def test_a_person_far_behind_the_applicant_is_not_a_second_face(real_material):
+    """Issue 26 item 2: a person in the background is not a second applicant. In the real
+    Hamilton clip at 1.0 s a man fills the frame (169 px face) and someone stands in the dark
+    far behind (56 px): one face counts, unless detect.min_face_share is lowered. The real
+    clips of people side by side keep two (their second faces are 0.55 of the first and wider)."""
+    from pipeline.config import DetectConfig, OcclusionSignalConfig, SignalsConfig
+
+    with VideoReader(real_material / "videos" / "short_hamilton_clip.mp4", sample_fps=12, max_frames=200) as reader:
+        frame = next(f for f in reader.sampled() if f.pts_s >= 1.0)
+
+    def faces(share: float) -> int:
+        path = FramePath(
+            read_card(DEFAULT_MODEL_DIR).crop_spec, DetectConfig(min_face_share=share),
+            SignalsConfig(occlusion=OcclusionSignalConfig(enabled=False)),
+        )  # fmt: skip
+        return int(path.run([frame]).records.n_faces[0])
+
+    assert faces(0.4) == 1 and faces(0.0) == 2

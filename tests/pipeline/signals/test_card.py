@@ -38,3 +38,14 @@ def test_the_real_cases_come_from_the_clips_descriptions(real_material):
     assert "live/liveportrait_d9" not in cases["multi_face"]
     assert cases["too_short"] == {"live/intel-sample-videos_head-pose-face-detection-female"}
     assert cases["swap"] == {"short_hamilton_clip"}
+
+
+def test_a_rule_that_fires_falsely_on_too_many_real_live_sessions_only_informs():
+    from pipeline.signals.card import SignalCard, SignalMeasurement
+
+    card = SignalCard(
+        "t", "test", {"occluded:left_eye": SignalMeasurement(18, 5), "occluded:nose": SignalMeasurement(18, 1)}
+    )
+    assert card.decides("occluded:left_eye") and card.decides("occluded:nose")  # measured: no limit given
+    decides = card.decider(0.1)
+    assert not decides("occluded:left_eye") and decides("occluded:nose") and not decides("a_new_rule")

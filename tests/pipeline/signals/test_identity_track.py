@@ -147,3 +147,20 @@ def test_the_main_face_moving_between_people_in_a_real_group_selfie_is_no_swap_b
     assert verdicts.swap_detected is False and verdicts.crowded_change is True
     reasons = [reason for reason, _ in signal_reasons(verdicts, 0.0, DecisionConfig())]
     assert "swap" not in reasons and "multi_face" in reasons  # even with no frame counted as several faces
+
+
+@pytest.mark.parametrize(
+    "clip",
+    [
+        "tfjs-models_facemesh_input.mp4",  # strong head roll left and right, eyes closed at times
+        "headtrackr_capture5.mp4",  # a strong head tilt, then further from the camera
+        "opencv-zoo_dasiamrpn_demo.mp4",  # an object held over the face, a hand raised, the head turned aside
+        "liveportrait_d0.mp4",  # a big grin with the eyes looking sideways
+    ],
+)
+def test_real_head_turns_grins_and_hands_over_the_face_are_no_swap(identity_path, real_material, clip):
+    """Issue 26 item 2: a swap needs identity evidence from usable frames on both sides; a
+    face turned, covered or pulled into a grin changes shape but not person."""
+    with VideoReader(real_material / "videos" / "live" / clip, sample_fps=12, max_frames=240) as reader:
+        verdicts = identity_path.run(reader.sampled()).verdicts
+    assert verdicts.swap_detected is False, verdicts.swap_times_s
