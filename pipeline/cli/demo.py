@@ -18,6 +18,7 @@ from pipeline.cli.options import EXIT_OK, scan_config_from_args
 from pipeline.reports.query import run_query
 from pipeline.reports.report import write_report
 from pipeline.run.execute import execute_scan, resolve_scan_scorers
+from pipeline.session.aggregate import deciding_scorers
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +76,15 @@ def run_demo(args: argparse.Namespace) -> int:
         )
     console = Console(markup=False, highlight=False)  # ids and errors are printed as they are
     console.print(table)
+    deciders = deciding_scorers(scorers, config.decision.scorers)
     for entry in scorers:
-        real = (
-            "measured on real faces, decides"
-            if entry.measured_on_real_data
-            else "synthetic data only, shown, does not decide"
-        )
-        console.print(f"scorer {entry.name}: {entry.card.version} (threshold {entry.threshold:.3f}; {real})")
+        if entry.name in deciders:
+            role = f"decides sessions at its {entry.describe_point(config.aggregate.review_band)} (threshold +- band)"
+        elif entry.measured_on_real_data:
+            role = "measured on real faces, shown, not named in decision.scorers"
+        else:
+            role = "synthetic data only, shown, does not decide"
+        console.print(f"scorer {entry.name}: {entry.card.version} ({role})")
     runs = {r["run_id"] for r in rows}
     links = [
         link
