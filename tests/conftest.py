@@ -47,7 +47,7 @@ def real_material() -> Path:
 @pytest.fixture(scope="session")
 def face_sources():
     """The face photographs the renderer draws its subjects from (shipped by matplotlib and scikit-image)."""
-    from training.face_sources import load_face_sources
+    from training.data.face_sources import load_face_sources
 
     return load_face_sources()
 

@@ -10,7 +10,7 @@ from pipeline.config import DetectConfig, OcclusionSignalConfig, SignalsConfig
 from pipeline.scoring.model import DEFAULT_MODEL_DIR, read_card
 from pipeline.session.frame_path import FramePath
 from pipeline.signals.collector import SessionSignals
-from training.eval_signals import session_frames
+from training.measure.eval_signals import session_frames
 
 
 class SignalPath:

@@ -3,9 +3,10 @@
 ``pipeline`` is a flow of stages, each a sub-package that builds only on the ones before it
 (:data:`LAYERS`, lowest first), on top of a few shared top-level modules (:data:`SHARED`).
 ``training`` builds on the scanner, never the other way round, except for ``pipeline.cli``:
-the command line is where the two sides meet. Keeping this order keeps each stage testable and
-reusable on its own and stops import cycles creeping in; these tests fail on the first import
-that breaks it, lazy imports inside functions included.
+the command line is where the two sides meet. ``training`` itself is laid out by job
+(:data:`TRAINING_LAYERS`, lowest first), with only its command line at its top. Keeping this
+order keeps each stage testable and reusable on its own and stops import cycles creeping in;
+these tests fail on the first import that breaks it, lazy imports inside functions included.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipeline", "training")
 SHARED = ("errors", "atomic", "storage", "schema", "config", "checkpoint")
 LAYERS = ("video", "faces", "signals", "scoring", "session", "links", "run", "reports", "cli")
+# training's jobs, lowest first: where data comes from, how a model is measured, how it is
+# fitted (with the measurements), what a shipped model's card says; its cli on top of them all
+TRAINING_LAYERS = ("data", "measure", "fit", "cards")
+TRAINING_LOOSE = ("training", "training.cli")  # the only modules at training's top
 
 
 class Import(NamedTuple):
@@ -73,6 +78,14 @@ def _layer(module: str) -> int | None:
     return LAYERS.index(parts[1]) if parts[0] == "pipeline" and len(parts) > 1 and parts[1] in LAYERS else None
 
 
+def _training_layer(module: str) -> int | None:
+    """The position of ``module``'s job in :data:`TRAINING_LAYERS`; the cli after them all."""
+    parts = module.split(".")
+    if parts[0] != "training" or len(parts) < 2:
+        return None
+    return TRAINING_LAYERS.index(parts[1]) if parts[1] in TRAINING_LAYERS else len(TRAINING_LAYERS)
+
+
 def _report(bad: list[Import]) -> str:
     return "\n".join(f"  {i.where}: {i.target}" for i in bad)
 
@@ -99,6 +112,24 @@ def test_no_layer_imports_a_later_one():
         if (low := _layer(i.source)) is not None and (high := _layer(i.target)) is not None and high > low
     ]
     assert not bad, f"a stage imports a later one (order: {' < '.join(LAYERS)}):\n{_report(bad)}"
+
+
+def test_training_is_laid_out_by_job_and_no_job_imports_a_later_one():
+    loose = [
+        m for m in _modules() if _in(m, "training") and m.count(".") < 2 and m.split(".")[-1] not in TRAINING_LAYERS
+    ]
+    assert sorted(loose) == sorted(TRAINING_LOOSE), f"modules at training's top beyond its cli: {loose}"
+    for job in TRAINING_LAYERS:
+        doc = ast.get_docstring(ast.parse((ROOT / "training" / job / "__init__.py").read_text()))
+        assert doc, f"training/{job}/__init__.py must say what question the job answers"
+    bad = [
+        i
+        for i in _imports()
+        if (low := _training_layer(i.source)) is not None
+        and (high := _training_layer(i.target)) is not None
+        and high > low
+    ]
+    assert not bad, f"a training job imports a later one (order: {' < '.join(TRAINING_LAYERS)} < cli):\n{_report(bad)}"
 
 
 def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import skimage.data
 
-from training.video_writer import write_video
+from training.data.video_writer import write_video
 
 
 def face_scene(shift: int = 0, size: tuple[int, int] = (640, 480), face_px: int = 300) -> np.ndarray:
@@ -114,7 +114,7 @@ def write_rendered_session(
 ) -> Path:
     """A rendered KYC-like session with a blink as H.264: for ``kind='swap'`` two subjects and a
     swap half way, otherwise one subject (``live``, ``print``, ``replay``)."""
-    from training.synth import SessionSpec, render_session_frames
+    from training.data.synth import SessionSpec, render_session_frames
 
     if kind == "swap":
         spec = SessionSpec(path.stem, kind, ("grace_hopper", "astronaut"), duration_s=seconds, fps=fps,

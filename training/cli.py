@@ -159,7 +159,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from pipeline.cli.options import scan_config_from_args
     from pipeline.errors import UsageError
     from pipeline.run.execute import resolve_scan_scorers
-    from training.calibrate import Target, calibrate, write_calibration
+    from training.measure.calibrate import Target, calibrate, write_calibration
 
     target = Target.parse(args.target)
     config = scan_config_from_args(args)
@@ -188,7 +188,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 @_command("synth")
 def cmd_synth(args: argparse.Namespace) -> int:
-    from training.synth import run_synth
+    from training.data.synth import run_synth
 
     summary = run_synth(
         args.out, sessions=args.sessions, images_per_class=args.images_per_class, seed=args.seed, faces_dir=args.faces
@@ -200,7 +200,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 @_command("preprocess")
 def cmd_preprocess(args: argparse.Namespace) -> int:
     from pipeline.faces.crop import CropSpec
-    from training.preprocess import preprocess
+    from training.data.preprocess import preprocess
 
     if not args.raw.is_dir():
         raise InputError(f"--raw {args.raw} is not a directory")
@@ -215,7 +215,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 @_command("train")
 def cmd_train(args: argparse.Namespace) -> int:
-    from training.train import load_train_config, train
+    from training.fit.train import load_train_config, train
 
     overrides = list(args.overrides) + ([f"init_weights={args.init_weights}"] if args.init_weights else [])
     config = load_train_config(args.config, overrides)
@@ -233,7 +233,7 @@ def _require_crops(folder: Path) -> None:
 
 @_command("evaluate")
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import evaluate
+    from training.measure.evaluate import evaluate
 
     if args.sessions is not None:
         return evaluate_on_sessions(args)
@@ -262,8 +262,8 @@ def evaluate_on_images(args: argparse.Namespace) -> int:
     """``evaluate --images``: every registered scorer on labelled images, side by side."""
     from pipeline.config import load_scan_config
     from pipeline.scoring.registry import resolve_scorers
-    from training.evaluate_images import evaluate_images
-    from training.evaluate_sessions import check_recordable
+    from training.measure.evaluate_images import evaluate_images
+    from training.measure.evaluate_sessions import check_recordable
 
     record = scorer_options([args.record]) if args.record else {}
     for model_dir in record.values():
@@ -287,7 +287,7 @@ def _record(report: dict, record: dict[str, str], data: str) -> None:
     from datetime import UTC, datetime
 
     from pipeline.scoring.model import RealEvaluation
-    from training.evaluate_sessions import record_real_evaluation
+    from training.measure.evaluate_sessions import record_real_evaluation
 
     for name, model_dir in record.items():
         figures = report["scorers"].get(name)
@@ -307,7 +307,7 @@ def evaluate_on_sessions(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from pipeline.scoring.registry import read_scorer_card
-    from training.evaluate_sessions import check_recordable, evaluate_sessions
+    from training.measure.evaluate_sessions import check_recordable, evaluate_sessions
 
     scan = args.scan or (str(args.out) if args.out else None)
     if not scan:
@@ -342,7 +342,7 @@ def evaluate_on_sessions(args: argparse.Namespace) -> int:
 
 @_command("check-data")
 def cmd_check_data(args: argparse.Namespace) -> int:
-    from training.data_check import check_data
+    from training.data.data_check import check_data
 
     _require_crops(args.data)
     report = check_data(args.data, args.out or args.data, seed=args.seed)
@@ -355,7 +355,7 @@ def cmd_check_data(args: argparse.Namespace) -> int:
 
 @_command("train-occlusion")
 def cmd_train_occlusion(args: argparse.Namespace) -> int:
-    from training.occlusion import train_occlusion
+    from training.fit.occlusion import train_occlusion
 
     for flag, value, least in (
         ("--images", args.images, 20),
@@ -373,7 +373,7 @@ def cmd_train_occlusion(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from pipeline.config import load_scan_config
     from pipeline.scoring.registry import resolve_scorers
-    from training.predict import image_paths, predict_images
+    from training.measure.predict import image_paths, predict_images
 
     entries = resolve_scorers({"b2": args.model, "reference": None, **scorer_options(args.scorer)})
     paths = image_paths(args.paths)
@@ -408,7 +408,7 @@ def scorer_options(options: list[str]) -> dict[str, str]:
 @_command("mine")
 def cmd_mine(args: argparse.Namespace) -> int:
     from pipeline.config import load_scan_config
-    from training.mine import load_mine_config, mine
+    from training.data.mine import load_mine_config, mine
 
     config = load_mine_config(args.config, args.overrides)
     report = mine(args.out, args.to, config, max_pixels=load_scan_config().decode.max_pixels)
@@ -418,7 +418,7 @@ def cmd_mine(args: argparse.Namespace) -> int:
 
 @_command("export-onnx")
 def cmd_export_onnx(args: argparse.Namespace) -> int:
-    from training.export import export_and_check
+    from training.fit.export import export_and_check
 
     report = export_and_check(args.model, args.out)
     print(json.dumps(report, indent=2))

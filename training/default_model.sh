@@ -15,7 +15,7 @@ trained_on="The archive loop (training/default_model.sh). Real: the 'tune' split
 limits="It has seen one real attack, in validation only (a tablet replay); every other attack it learnt is rendered. Measured on real faces it never saw (shared/real 'test' split, held out of every step: 30 photographs of 24 people and one print attack): ROC-AUC 1.0, BPCER 6.9% [0, 17%] at its threshold, the print caught; one attack cannot measure APCER, so the scan's decision uses the reference scorer by default (decision.scorers). On its own held-out synthetic subjects: ROC-AUC 0.961, BPCER 14.8%, APCER 13.6%. Its real live faces are press and portrait photos and one stage video: no phone selfie video, no real mask, deepfake or injection attack. Retrain on your own archive (README: From archive to model) before letting it decide."
 size=128  # the shipped input size (260, the B2's native, costs 4x the compute per crop: liveness bench)
 # 1. The real images split by person: "tune" feeds the loop, "test" is held out from every step.
-uv run python -m training.real_data --real "$real" --out "$work/labels.csv" --media "$work/media" --split tune
+uv run python -m training.data.real_data --real "$real" --out "$work/labels.csv" --media "$work/media" --split tune
 # 2. Scan them (photos are one-frame sessions) with the real video; the scan links same-face sessions.
 uv run liveness scan "$work/media" "$real/videos" --out "$work/scan" --quiet \
   --set 'input.extensions=[jpg, jpeg, png, mp4]'

@@ -31,8 +31,8 @@ def make_inputs(folder: Path) -> Path:
     if manifest.is_file():
         log.info("reusing the sample sessions in %s", folder)
         return manifest
-    from training.face_sources import load_face_sources
-    from training.synth import make_demo_sessions
+    from training.data.face_sources import load_face_sources
+    from training.data.synth import make_demo_sessions
 
     log.info("making sample sessions in %s", folder)
     make_demo_sessions(folder, load_face_sources(), seed=0)

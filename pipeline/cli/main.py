@@ -397,13 +397,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from pipeline.cli.bench import memory_profile, resized_b2, run_bench, to_json
+    from pipeline.cli.bench.run import run_bench, to_json
+    from pipeline.cli.bench.scan import memory_profile
+    from pipeline.cli.bench.stages import resized_b2
     from pipeline.scoring.model import read_card
 
     if args.sessions < 1 or args.seconds <= 0 or args.fps <= 0:
         raise UsageError("--sessions, --seconds and --fps must be positive")
     if args.links is not None:
-        from pipeline.cli.bench import measure_link_search
+        from pipeline.cli.bench.links import measure_link_search
 
         if len(args.links) != 2:
             raise UsageError("--links takes two counts: NEW,STORED (e.g. 10000,1000000)")

@@ -2,7 +2,7 @@
 
 The network is dlib's (``dlib_face_recognition_resnet_model_v1``, from the registry package
 ``face-recognition-models``, CC0), shipped converted to ONNX with fp16 weights
-(``models/identity/face_resnet.onnx``, made by ``training/identity_export.py``; its
+(``models/identity/face_resnet.onnx``, made by ``training/cards/identity_export.py``; its
 embeddings lie within 0.001 of dlib's own on real photographs) and run by ONNX Runtime:
 4.5 ms of CPU per face against 80 ms for the ``dlib-bin`` wheel's own code, which has no
 BLAS. Nothing is downloaded. dlib aligns a face from five points (the corners of both eyes
@@ -43,7 +43,7 @@ ONNX_FILE = "face_resnet.onnx"  # the same network as ONNX: uint8 (N, 150, 150, 
 
 def network_path() -> Path:
     """dlib's own weights of the ResNet inside the installed ``face-recognition-models``
-    package (what ``training/identity_export.py`` converts).
+    package (what ``training/cards/identity_export.py`` converts).
 
     Found without importing the package (its ``__init__`` needs ``pkg_resources``)."""
     spec = importlib.util.find_spec("face_recognition_models")

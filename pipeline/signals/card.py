@@ -4,7 +4,7 @@ A score may drive a decision only where it was measured on real data, and the si
 the same rule: each rule that can change a decision (``swap``, ``occluded:<region>``,
 ``no_blink``, ``static``, ``multi_face``, ``too_short``, ``partial_decode``,
 ``linked:<kind>``) has an entry in the signal card (``models/signals/card.json``, made by
-``uv run python -m training.signal_cards``): on how many real sessions of live people it was
+``uv run python -m training.cards.signal_cards``): on how many real sessions of live people it was
 measured, on how many of them it fired falsely, and, where real cases exist, how many it
 found. A rule with no real measurement, or one that fired falsely on more than
 ``decision.max_false_fire_rate`` of the real live sessions, still fires and is named in

@@ -6,8 +6,8 @@ import numpy as np
 
 from pipeline.config import DetectConfig
 from pipeline.faces.detect import FaceDetector
-from training.eval_closeups import close_up, evaluate_closeups
-from training.predict import read_image_rgb
+from training.measure.eval_closeups import close_up, evaluate_closeups
+from training.measure.predict import read_image_rgb
 
 
 def test_a_real_face_cropped_to_its_box_is_found_only_with_the_padded_retry(real_material):

@@ -5,7 +5,7 @@ import pytest
 
 from pipeline.errors import ModelError
 from pipeline.faces.identity import DEFAULT_IDENTITY_DIR, FIVE_POINT_IDX, IdentityCard, five_points, unusable
-from training.identity_card import deepface_pairs, embed_images, pair_metrics
+from training.cards.identity_card import deepface_pairs, embed_images, pair_metrics
 
 
 def frontal(eye_px: float = 60.0, nose_shift: float = 0.0) -> np.ndarray:

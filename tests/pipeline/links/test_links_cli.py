@@ -11,8 +11,8 @@ import pytest
 from pipeline.cli.main import main
 from pipeline.reports.query import run_query
 from tests.videos import write_reencoded
-from training.synth import SessionSpec, render_session_frames
-from training.video_writer import write_video
+from training.data.synth import SessionSpec, render_session_frames
+from training.data.video_writer import write_video
 
 
 def _render(path: Path, subject: str, seed: int, face_sources) -> Path:

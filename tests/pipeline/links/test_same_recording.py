@@ -6,10 +6,10 @@ from pipeline.config import LinksConfig, load_scan_config
 from pipeline.links.video import FingerprintIndex, same_recording
 from pipeline.video.fingerprint import Fingerprint, hamming
 from tests.videos import write_reencoded
-from training.eval_links import fingerprint as scan_fingerprint
-from training.eval_links import reupload
-from training.synth import SessionSpec, render_session_frames
-from training.video_writer import write_video
+from training.data.synth import SessionSpec, render_session_frames
+from training.data.video_writer import write_video
+from training.measure.eval_links import fingerprint as scan_fingerprint
+from training.measure.eval_links import reupload
 
 
 def fingerprint(path: Path) -> Fingerprint:

@@ -19,7 +19,7 @@ from tests.videos import (
     write_joined_clips,
     write_with_bad_packets,
 )
-from training.video_writer import write_video
+from training.data.video_writer import write_video
 
 TIMES = [i / 10 for i in range(20)]  # 2 s at 10 fps
 

@@ -180,10 +180,10 @@ def test_sessions_are_decided_at_the_cards_session_point_unless_calibrated():
 
 
 def test_the_shipped_session_point_obeys_its_own_method(real_material):
-    """The reference card's session point, as training.session_points chose it: at most 10% of
+    """The reference card's session point, as training.cards.session_points chose it: at most 10% of
     the tune split's live clips above live_below, none at or above spoof_from, and on the
     held-out live clips no spoof."""
-    from training.session_points import TUNE_REVIEW
+    from training.cards.session_points import TUNE_REVIEW
 
     (reference,) = resolve_scorers({"reference": None})
     point = reference.card.session

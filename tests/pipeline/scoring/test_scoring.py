@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.scoring.scorers import OnnxScorer, TorchScorer
-from training.export import PARITY_TOLERANCE, parity_crops
+from training.fit.export import PARITY_TOLERANCE, parity_crops
 
 
 def test_torch_and_onnx_scorers_agree_on_face_crops(shipped_model, tmp_path):

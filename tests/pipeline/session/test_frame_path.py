@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.cli.bench import stage_session
+from pipeline.cli.bench.stages import stage_session
 from pipeline.config import ScanConfig
 from pipeline.scoring.model import DEFAULT_MODEL_DIR, read_card
 from pipeline.session.analyse import analyse_session
@@ -13,7 +13,7 @@ from pipeline.session.frame_path import FramePath
 from pipeline.video.decode import VideoReader
 from pipeline.video.sources import Session
 from tests.videos import write_rendered_session
-from training.eval_signals import session_frames
+from training.measure.eval_signals import session_frames
 
 
 @pytest.fixture(scope="module")

@@ -151,7 +151,7 @@ def test_bad_inputs_are_rejected():
 
 @pytest.mark.parametrize("subject", ["grace_hopper", "lfw010"])
 def test_rendered_blinks_are_counted_through_face_mesh(signal_path, face_sources, subject):
-    from training.synth import SessionSpec, render_session_frames
+    from training.data.synth import SessionSpec, render_session_frames
 
     truth = ((0.8, 0.25), (1.9, 0.2), (3.0, 0.25))
     spec = SessionSpec("blinks", "live", (subject,), duration_s=4.0, fps=FPS, blinks=truth, seed=3)

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.errors import ModelError
 from pipeline.signals.card import read_signal_card
-from training.signal_cards import RULES
+from training.cards.signal_cards import RULES
 
 
 def test_the_shipped_card_measures_every_rule_on_real_live_footage():
@@ -31,7 +31,7 @@ def test_a_missing_or_corrupt_card_is_a_model_error_naming_the_file(tmp_path):
 
 
 def test_the_real_cases_come_from_the_clips_descriptions(real_material):
-    from training.signal_cards import real_cases
+    from training.cards.signal_cards import real_cases
 
     cases = real_cases(real_material / "videos", 2.0)
     assert "live/mediapipe_face_detection_android_gpu" in cases["multi_face"]

@@ -11,8 +11,8 @@ from pipeline.faces.crop import CropSpec
 from pipeline.session.frame_path import FramePath
 from pipeline.signals.identity import IdentitySeries, distance_across, identity_swaps, session_template
 from pipeline.video.decode import VideoReader
-from training.synth import SessionSpec, render_session_frames
-from training.video_writer import write_video
+from training.data.synth import SessionSpec, render_session_frames
+from training.data.video_writer import write_video
 
 
 def person(seed: int, n: int, spread: float = 0.05) -> np.ndarray:

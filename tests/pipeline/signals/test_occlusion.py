@@ -16,8 +16,8 @@ from pipeline.signals.occlusion import (
     occluded_regions,
     read_occlusion_card,
 )
-from training.occlusion import mesh_faces, scanner_path, subjects_by_split
-from training.synth import SessionSpec, render_session_frames
+from training.data.synth import SessionSpec, render_session_frames
+from training.fit.occlusion import mesh_faces, scanner_path, subjects_by_split
 
 HALF = {r: 0.5 for r in REGIONS}
 

@@ -173,7 +173,7 @@ def run_session(
 ):
     """The scanner's signal inputs for a rendered session; optionally a light switched
     down (gain 0.6, gamma 1.4) or the feed frozen from a given time on."""
-    from training.synth import render_session_frames
+    from training.data.synth import render_session_frames
 
     lut = np.clip(255 * (np.arange(256) / 255.0) ** 1.4 * 0.6, 0, 255).astype(np.uint8)
 
@@ -195,7 +195,7 @@ def run_session(
     ("subjects", "swap_to"), [(("grace_hopper", "astronaut"), "live"), (("lfw010", "lfw020"), "print")]
 )
 def test_a_rendered_swap_is_found_within_half_a_second(signal_path, face_sources, subjects, swap_to):
-    from training.synth import SessionSpec
+    from training.data.synth import SessionSpec
 
     spec = SessionSpec("swap", "swap", subjects, duration_s=3.5, fps=FPS, swap_at_s=1.7, swap_to=swap_to, seed=1)
     s = run_session(signal_path, face_sources, spec)
@@ -214,7 +214,7 @@ def test_a_rendered_swap_is_found_within_half_a_second(signal_path, face_sources
     ],  # print: a face turning (yaw, pitch) rigidly
 )
 def test_one_person_moving_turning_and_relit_is_no_swap(signal_path, face_sources, kind, subject):
-    from training.synth import SessionSpec
+    from training.data.synth import SessionSpec
 
     spec = SessionSpec(
         "one", kind, (subject,), duration_s=4.0, fps=FPS, blinks=((1.0, 0.2),) if kind == "live" else (), seed=2
@@ -226,7 +226,7 @@ def test_one_person_moving_turning_and_relit_is_no_swap(signal_path, face_source
 
 
 def test_a_frozen_feed_is_static_and_no_swap(signal_path, face_sources):
-    from training.synth import SessionSpec
+    from training.data.synth import SessionSpec
 
     spec = SessionSpec("frozen", "live", ("astronaut",), duration_s=4.0, fps=FPS, seed=4)
     s = run_session(signal_path, face_sources, spec, freeze_at_s=1.0)

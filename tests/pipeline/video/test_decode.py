@@ -16,7 +16,7 @@ from tests.videos import (
     write_truncated,
     write_with_bad_packets,
 )
-from training.video_writer import write_video
+from training.data.video_writer import write_video
 
 
 def test_sample_times_takes_one_frame_per_slot():
