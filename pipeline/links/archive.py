@@ -56,12 +56,25 @@ def _files(store: Store, dataset: str, columns: list[str]) -> Iterator[pa.Table]
         yield pq.read_table(store.path(relative), filesystem=store.fs, columns=columns)
 
 
-def committed_sessions(store: Store) -> set[tuple[str, str]]:
-    """``(session_id, run_id)`` of every committed session row."""
-    keys: set[tuple[str, str]] = set()
-    for table in _files(store, "sessions", ["session_id", "run_id"]):
-        keys.update(zip(table.column("session_id").to_pylist(), table.column("run_id").to_pylist(), strict=True))
-    return keys
+def committed_sessions(
+    store: Store, applicant_column: str | None = None
+) -> tuple[set[tuple[str, str]], dict[str, str]]:
+    """``(session_id, run_id)`` of every committed session row and, with ``applicant_column``,
+    each session's applicant: that manifest column of its latest row (sessions without one,
+    or with it empty, are left out). One read of the sessions files."""
+    columns = ["session_id", "run_id", *(["extra"] if applicant_column else [])]
+    rows = _concat(list(_files(store, "sessions", columns)))
+    if rows is None:
+        return set(), {}
+    sids = rows.column("session_id").to_pylist()
+    keys = set(zip(sids, rows.column("run_id").to_pylist(), strict=True))
+    found: dict[str, str] = {}
+    if applicant_column:
+        for i in _latest(rows, keys):
+            extra = dict(rows.column("extra")[i].as_py() or [])
+            if extra.get(applicant_column):
+                found[sids[i]] = extra[applicant_column]
+    return keys, found
 
 
 def matched_runs(store: Store) -> set[str]:
@@ -99,20 +112,6 @@ def _concat(tables: list[pa.Table]) -> pa.Table | None:
     return pa.concat_tables(tables) if tables else None
 
 
-def applicants(store: Store, committed: set[tuple[str, str]], column: str) -> dict[str, str]:
-    """Each committed session's applicant: the manifest column ``column`` of its latest row
-    (sessions without one, or with it empty, are left out)."""
-    rows = _concat(list(_files(store, "sessions", ["session_id", "run_id", "extra"])))
-    if rows is None:
-        return {}
-    found = {}
-    for i in _latest(rows, committed):
-        extra = dict(rows.column("extra")[i].as_py() or [])
-        if extra.get(column):
-            found[rows.column("session_id")[i].as_py()] = extra[column]
-    return found
-
-
 class Linker:
     """The archive's templates and fingerprints, and the links already found between its sessions.
 
@@ -124,8 +123,7 @@ class Linker:
         self, store: Store, config: LinksConfig, threshold: float, run_id: str, applicant_column: str | None = None
     ) -> None:
         self.config, self.threshold, self.run_id = config, threshold, run_id
-        committed = committed_sessions(store)
-        self.applicants = applicants(store, committed, applicant_column) if applicant_column else {}
+        committed, self.applicants = committed_sessions(store, applicant_column)
         self.faces, self.face_rows = TemplateIndex(), _Rows()
         self.videos, self.video_rows = FingerprintIndex(), _Rows()
         identities = _concat(list(_files(store, "identities", ["session_id", "template", "run_id"])))

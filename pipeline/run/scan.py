@@ -335,6 +335,7 @@ def run_scan(
     now = datetime.now(UTC)
     run_id = new_run_id(now)
     card = identity_card(config.identity.model) if config.identity.enabled else None
+    deciders = deciding_scorers(scorers, config.decision.scorers)
     run = RunContext(
         run_id=run_id, scanned_at=now, scorers=tuple(scorers), config=config,
         identity_version=card.version if card is not None else "",
@@ -344,9 +345,7 @@ def run_scan(
         run_id=run.run_id, out_dir=store.display(), scan_date=now.date().isoformat(), model_version=run.model_version,
         calibration=config.decision.calibration,
         operating_points={
-            e.name: e.describe_point(config.aggregate.review_band)
-            for e in scorers
-            if e.name in deciding_scorers(scorers, config.decision.scorers)
+            e.name: e.describe_point(config.aggregate.review_band) for e in scorers if e.name in deciders
         },
     )  # fmt: skip
     if not sessions:

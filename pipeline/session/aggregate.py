@@ -257,10 +257,10 @@ def near_threshold(
     one more scored face may change the decision, so every face is worth scoring
     (``scoring.refine_band``)."""
     by_name = {e.name: e for e in entries}
+    scored = [(s, by_name[n]) for n in deciding_scorers(entries, deciders) if (s := scores.get(n)) is not None]
     return any(
         min(abs(s - e.threshold - e.band(review_band)), abs(s - e.threshold + e.band(review_band))) < band
-        for n in deciding_scorers(entries, deciders)
-        if (s := scores.get(n)) is not None and (e := by_name[n])
+        for s, e in scored
     )
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from pipeline.atomic import write_aside
 from pipeline.checkpoint import CARD_FILE
-from pipeline.config import load_scan_config
+from pipeline.config import AggregateConfig, load_scan_config
 from pipeline.reports.query import run_query
 from pipeline.schema import DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF
 from pipeline.scoring.model import SessionOperatingPoint
@@ -84,10 +84,9 @@ def _decisions(scores: dict[str, float], threshold: float, band: float) -> dict[
     return {d: decided.count(d) for d in (DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF)}
 
 
-def measure(out: Path, scorer: str, splits: dict[str, str]) -> dict[str, dict[str, float]]:
+def measure(out: Path, scorer: str, splits: dict[str, str], pooling: AggregateConfig) -> dict[str, dict[str, float]]:
     """Session scores of ``scorer`` in the scan at ``out``: ``tune``/``test`` live sessions,
     ``mixed`` whole clips and ``attacks`` (the stretches of :data:`ATTACK_STRETCHES`)."""
-    method, topk = (config := load_scan_config(None).aggregate).method, config.topk
     rows = run_query(str(out), "select session_id, scores from sessions where status = 'ok'").to_pylist()
     pooled = {r["session_id"]: dict(r["scores"])[scorer] for r in rows if r["scores"]}
     frames = run_query(
@@ -103,7 +102,7 @@ def measure(out: Path, scorer: str, splits: dict[str, str]) -> dict[str, dict[st
         for start, end, attack in stretches:
             values = [r["s"] if r["s"] is not None else float("nan") for r in frames
                       if r["session_id"] == sid and start <= r["pts_s"] < end]  # fmt: skip
-            score = pool_scores(values, method, topk)
+            score = pool_scores(values, pooling.method, pooling.topk)
             if score is not None:
                 found["attacks"][f"{sid}@{start:g}-{end:g}s:{attack}"] = score
     return found
@@ -131,16 +130,17 @@ def main(argv: list[str] | None = None) -> None:
 
     splits = {sid: clip_split(row) for sid, row in clip_sources(args.videos).items()}
     card = read_scorer_card(args.model)
-    review_band = load_scan_config(None).aggregate.review_band
+    aggregate = load_scan_config(None).aggregate
+    review_band = aggregate.review_band
     with tempfile.TemporaryDirectory() as tmp:
         scan = args.scan or scan_real_clips(args.videos, Path(tmp) / "scan", EVERY_FACE)
-        found = measure(scan, args.scorer, splits)
+        found = measure(scan, args.scorer, splits, aggregate)
     chosen = session_point(found, card.threshold, review_band)
     d = chosen["decisions"]
     point = SessionOperatingPoint(
         threshold=chosen["threshold"],
         review_band=chosen["review_band"],
-        pooling=load_scan_config(None).aggregate.method,
+        pooling=aggregate.method,
         method=f"live_below = the lowest edge with at most {TUNE_REVIEW:g} of the tune live sessions above it; "
         f"spoof_from = the photo threshold + aggregate.review_band ({card.threshold:.3f} + {review_band:g}), raised "
         "above the highest tune live session if one reaches it (training/cards/session_points.py)",

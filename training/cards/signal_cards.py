@@ -34,10 +34,10 @@ from pathlib import Path
 
 from pipeline.atomic import write_aside
 from pipeline.config import load_scan_config
+from pipeline.faces.identity import IdentityCard
 from pipeline.reports.query import run_query
 from pipeline.session.aggregate import REASON_LINKED, REASON_MULTI_FACE, REASON_OCCLUDED, REASON_TOO_SHORT
 from pipeline.signals.card import SignalCard, SignalMeasurement
-from pipeline.signals.occlusion import DEFAULT_OCCLUSION_DIR
 from training.data.real_data import clip_sources
 from training.measure.eval_links import REAL_VIDEOS, evaluate_links
 
@@ -105,7 +105,7 @@ def measure_links(videos: Path) -> dict[str, SignalMeasurement]:
         sorted(videos.rglob("*.mp4")), config.links, seed=2, sample_fps=config.decode.sample_fps,
         max_frames=config.decode.max_frames,
     )  # fmt: skip
-    identity = json.loads((DEFAULT_OCCLUSION_DIR.parent / "identity" / "model.json").read_text())["real_evaluation"]
+    identity = IdentityCard.load().real_evaluation
     photos = [identity["deepface_master_csv"], identity["face_recognition_photos"]]
     different = sum(p["pairs"] - p["same_person_pairs"] for p in photos)
     same = sum(p["same_person_pairs"] for p in photos)

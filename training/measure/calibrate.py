@@ -45,7 +45,7 @@ from pipeline.errors import InputError, UsageError
 from pipeline.scoring.registry import ScorerEntry
 from pipeline.session.aggregate import REASON_LINKED, deciding_scorers
 from pipeline.storage import Store
-from training.measure.evaluate_images import bootstrap_interval
+from training.measure.evaluate_images import bootstrap_interval, rates_at
 from training.measure.evaluate_sessions import latest_rows, pairs, verdict_labels
 from training.measure.metrics import bpcer, bpcer_at_apcer, threshold_at_bpcer
 
@@ -209,22 +209,16 @@ def calibrate(scan: str, target: Target, config: ScanConfig, scorers: Sequence[S
         if np.isnan(scores).any():
             raise InputError(f"scorer {name!r} has no session score on every judged session of {scan}")
         t = _threshold(scores, y, target)
-
-        def accepted(s: np.ndarray, yy: np.ndarray, t: float = t) -> float:
-            return float(np.mean(s[yy == 1] < t)) if (yy == 1).any() else math.nan
-
-        def rejected(s: np.ndarray, yy: np.ndarray, t: float = t) -> float:
-            return bpcer(s, yy, t) if (yy == 0).any() else math.nan
-
+        rates = rates_at(t)
         points.append(
             OperatingPoint(
                 name,
                 round(t, 6),
                 by_name[name].threshold,
-                round(accepted(scores, y), 4),
-                bootstrap_interval(accepted, scores, y),
-                round(rejected(scores, y), 4),
-                bootstrap_interval(rejected, scores, y),
+                round(rates["apcer"](scores, y), 4),
+                bootstrap_interval(rates["apcer"], scores, y),
+                round(rates["bpcer"](scores, y), 4),
+                bootstrap_interval(rates["bpcer"], scores, y),
                 live,
                 spoof,
             )  # fmt: skip

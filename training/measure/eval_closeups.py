@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import DetectConfig, load_scan_config
-from pipeline.faces.detect import FaceDetector
+from pipeline.faces.detect import Detections, FaceDetector
+from training.data.preprocess import IMAGE_EXTENSIONS
 from training.data.real_data import REAL
 from training.measure.predict import read_image_rgb
 
 REAL_IMAGES = REAL / "images"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def close_up(image: np.ndarray, box: tuple[float, float, float, float], scale: float) -> np.ndarray | None:
@@ -46,21 +46,24 @@ def evaluate_closeups(images: list[Path], detect: DetectConfig, scales: list[flo
     with_retry = FaceDetector.from_config(detect)
     kinds: dict[str, dict[str, int]] = {}
 
-    def count(kind: str, image: np.ndarray) -> None:
+    def count(kind: str, image: np.ndarray) -> Detections:
+        """Tally ``image`` under ``kind``; returns what the detector without the retry found."""
+        found = without.detect(image)
         tally = kinds.setdefault(kind, {"images": 0, "found_without_retry": 0, "found_with_retry": 0})
         tally["images"] += 1
-        tally["found_without_retry"] += bool(len(without.detect(image)))
+        tally["found_without_retry"] += bool(len(found))
         tally["found_with_retry"] += bool(len(with_retry.detect(image)))
+        return found
 
     for path in images:
         image = read_image_rgb(path)
         if image is None:
             continue
-        count("photograph", image)
-        found = without.detect(image)
-        if not len(found):
+        found = count("photograph", image)
+        main = found.main_face("largest")
+        if main is None:
             continue
-        box = found.box(int(np.argmax(found.boxes[:, 2] * found.boxes[:, 3])))  # the largest face
+        box = found.box(main)
         for scale in scales:
             crop = close_up(image, box, scale)
             if crop is not None:
@@ -73,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=Path, default=REAL_IMAGES, help="folder of real photographs (recursive)")
     parser.add_argument("--scales", default="0.8,1.0,1.2", help="close-up sides as multiples of the face box")
     args = parser.parse_args(argv)
-    images = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
     scales = [float(s) for s in args.scales.split(",")]
     print(json.dumps(evaluate_closeups(images, load_scan_config(None).detect, scales), indent=2))
 

@@ -107,13 +107,19 @@ def bootstrap_interval(
     return [round(float(low), 4), round(float(high), 4)]
 
 
-def scorer_metrics(scores: np.ndarray, labels: np.ndarray, attacks: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Every figure of one scorer at ``threshold``, each ``{"value", "ci95"}``."""
-    two = bool(labels.min() == 0 and labels.max() == 1)
-    figures: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+def rates_at(threshold: float) -> dict[str, Callable[[np.ndarray, np.ndarray], float]]:
+    """BPCER and APCER at ``threshold`` as functions of ``(scores, labels)`` (what
+    :func:`bootstrap_interval` takes), NaN where the class each counts is absent."""
+    return {
         "bpcer": lambda s, y: bpcer(s, y, threshold) if (y == 0).any() else math.nan,
         "apcer": lambda s, y: float(np.mean(s[y == 1] < threshold)) if (y == 1).any() else math.nan,
     }
+
+
+def scorer_metrics(scores: np.ndarray, labels: np.ndarray, attacks: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Every figure of one scorer at ``threshold``, each ``{"value", "ci95"}``."""
+    two = bool(labels.min() == 0 and labels.max() == 1)
+    figures = rates_at(threshold)
     if two:
         figures |= {
             "roc_auc": roc_auc,
