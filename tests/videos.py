@@ -110,17 +110,24 @@ def write_huge_resolution(path: Path, side: int = 4100) -> Path:
 
 
 def write_rendered_session(
-    path: Path, face_sources, *, kind: str = "swap", seconds: float = 2.5, fps: float = 12.0
+    path: Path,
+    face_sources,
+    *,
+    kind: str = "swap",
+    seconds: float = 2.5,
+    fps: float = 12.0,
+    subject: str = "astronaut",
+    seed: int = 5,
 ) -> Path:
     """A rendered KYC-like session with a blink as H.264: for ``kind='swap'`` two subjects and a
-    swap half way, otherwise one subject (``live``, ``print``, ``replay``)."""
+    swap half way, otherwise ``subject`` (``live``, ``print``, ``replay``)."""
     from training.data.synth import SessionSpec, render_session_frames
 
     if kind == "swap":
         spec = SessionSpec(path.stem, kind, ("grace_hopper", "astronaut"), duration_s=seconds, fps=fps,
                            swap_at_s=seconds / 2, swap_to="live", blinks=((0.5, 0.2),), seed=5)  # fmt: skip
     else:
-        spec = SessionSpec(path.stem, kind, ("astronaut",), duration_s=seconds, fps=fps, blinks=((0.5, 0.2),), seed=5)
+        spec = SessionSpec(path.stem, kind, (subject,), duration_s=seconds, fps=fps, blinks=((0.5, 0.2),), seed=seed)
     return write_video(path, render_session_frames(spec, face_sources, upright=True), fps=fps)
 
 

@@ -39,8 +39,9 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--size",
         type=int,
-        default=260,
-        help="crop side in pixels: the model's input size (default 260, EfficientNet-B2's native; in crop_spec.json)",
+        default=128,
+        help="crop side in pixels: the model's input size (default 128, the shipped B2's, which training fine-tunes;"
+        " in crop_spec.json)",
     )
     p.add_argument(
         "--scale", type=float, default=1.6, help="crop scale around the face box (recorded in crop_spec.json)"
@@ -56,7 +57,9 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     p.add_argument("--config", type=Path, help="training config YAML (default: configs/train.yaml)")
-    p.add_argument("--init-weights", help="local ImageNet weights (.safetensors) to start from")
+    p.add_argument(
+        "--init", help="where the weights start: shipped (default), scratch, a checkpoint or .safetensors weights"
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     p = sub.add_parser(
@@ -149,6 +152,23 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--write", type=Path, help="where the calibrated config goes (default: OUT/_calibrations/)")
     p.add_argument("--json", action="store_true", help="print the calibration as JSON")
 
+    p = sub.add_parser(
+        "promote",
+        help="measure a trained B2 against the reference and their fusion on held-out verdicts; let the best decide",
+    )
+    p.add_argument("--out", required=True, help="the scan's output directory or s3:// prefix, with verdicts")
+    p.add_argument("--model", required=True, help="the trained B2 checkpoint (its card takes the figures)")
+    p.add_argument(
+        "--data", type=Path, action="append", required=True, help="the mined folder(s) it was trained on (repeatable)"
+    )
+    p.add_argument("--bpcer", type=float, default=0.05, help="the deployment's BPCER (default 0.05)")
+    p.add_argument("--fusion-out", type=Path, help="the fusion scorer's folder to create (default: MODEL-fusion)")
+    p.add_argument("--frames-per-session", type=int, default=16, help="faces re-read and scored per session")
+    p.add_argument("--config", type=Path, help="the scan config to start from (default: configs/scan.yaml)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--write", type=Path, help="where the scan config goes (default: OUT/_calibrations/)")
+    p.add_argument("--json", action="store_true", help="print the promotion as JSON")
+
     p = sub.add_parser("export-onnx", help="export a checkpoint to ONNX and check parity with torch")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     p.add_argument("--out", type=Path, required=True)
@@ -186,6 +206,44 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+@_command("promote")
+def cmd_promote(args: argparse.Namespace) -> int:
+    from pipeline.cli.options import scan_config_from_args
+    from pipeline.errors import UsageError
+    from training.cards.promote import check_promotable, promote, write_promotion
+
+    if not 0 < args.bpcer < 1:
+        raise UsageError(f"--bpcer {args.bpcer}: give a rate between 0 and 1 (e.g. 0.05)")
+    if args.frames_per_session < 1:
+        raise UsageError(f"--frames-per-session {args.frames_per_session}: give at least 1")
+    model = Path(args.model)
+    fusion_dir = args.fusion_out or model.with_name(f"{model.name}-fusion")
+    check_promotable(model, fusion_dir)
+    if args.write is not None and args.write.exists():
+        raise UsageError(f"--write {args.write} exists: give a new file (nothing was written)")
+    config = scan_config_from_args(args)
+    store = Store(args.out)
+    if not store.exists("sessions"):
+        raise UsageError(f"--out {args.out} holds no scan output (no sessions/ folder)")
+    result = promote(
+        args.out, model, args.data, config, bpcer=args.bpcer, fusion_dir=fusion_dir,
+        frames_per_session=args.frames_per_session,
+    )  # fmt: skip
+    written = write_promotion(result, model, fusion_dir, config, store, args.write)
+    if args.json:
+        print(json.dumps(result.to_json() | {"config": written, "fusion_out": str(fusion_dir)}, indent=2))
+        return 0
+    print(f"promotion on {result.data}")
+    for name, m in result.measured.items():
+        print(
+            f"  {name}: ROC-AUC {m['roc_auc']:.4f} {m['roc_auc_ci95']}, APCER at BPCER {result.bpcer:g}:"
+            f" {m[result.apcer_key]:.4f} {m['apcer_at_bpcer_ci95']} (95% bootstrap), threshold {m['threshold']:.4f}"
+        )
+    print(f"{'promoted' if result.promoted else 'not promoted'}: {result.why}")
+    print(f"wrote {fusion_dir} (fusion card) and {written}: scan with `liveness scan INPUT --config {written}`")
+    return 0
+
+
 @_command("synth")
 def cmd_synth(args: argparse.Namespace) -> int:
     from training.data.synth import run_synth
@@ -217,7 +275,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from training.fit.train import load_train_config, train
 
-    overrides = list(args.overrides) + ([f"init_weights={args.init_weights}"] if args.init_weights else [])
+    overrides = list(args.overrides) + ([f"init={args.init}"] if args.init else [])
     config = load_train_config(args.config, overrides)
     for folder in args.data:
         _require_crops(folder)

@@ -36,7 +36,8 @@ uv run liveness mine --out "$work/scan" --to "$work/mined" --set size=$size --se
   --out "$work/synth-crops" --size $size --scale 1.6
 # 6. Train on both, each subject equally likely (a real face photographed once weighs as much as a rendered one).
 uv run liveness train --data "$work/mined" --data "$work/synth-crops" --out "$out" \
-  --set epochs=30 --set patience=6 --set seed=0 --set sampling=subject --set version=b2-real-20261202 \
+  --set init=scratch --set lr=0.001 --set epochs=30 --set patience=6 --set seed=0 --set sampling=subject \
+  --set version=b2-real-20261202 \
   --set "trained_on=$trained_on" --set "limits=$limits" --set "reproduce=bash training/default_model.sh"
 # 7. The held-out real images, never used above: recorded in the card (real_evaluation). Ship the
 #    model only if it beats the current one there (compare with: --model models/default).

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from pipeline.checkpoint import MODELS_DIR, checkpoint_paths, load_weights, read_checkpoint_card
 from pipeline.errors import ModelError
@@ -73,6 +73,15 @@ class SessionOperatingPoint(BaseModel):
 
 DEFAULT_MODEL_DIR = MODELS_DIR / "default"
 ARCHITECTURES = ("efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "tf_efficientnet_lite2")
+
+
+def _known_architecture(value: str) -> str:
+    if value not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {value!r}; allowed: {', '.join(ARCHITECTURES)}")
+    return value
+
+
+Architecture = Annotated[str, AfterValidator(_known_architecture)]  # a network timm builds here
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
 
 
@@ -84,7 +93,7 @@ class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: Literal["timm"] = "timm"
-    architecture: str = "efficientnet_b2"
+    architecture: Architecture = "efficientnet_b2"
     num_classes: int = Field(2, ge=2, le=2)
     labels: list[str] = Field(default_factory=lambda: ["live", "spoof"])
     drop_rate: float = Field(0.3, ge=0, lt=1)
@@ -111,13 +120,6 @@ class ModelCard(BaseModel):
     )
     session: SessionOperatingPoint | None = Field(None, description="its operating point for sessions, if measured")
     notes: dict[str, Any] = Field(default_factory=dict, description="free-form facts about the model")
-
-    @field_validator("architecture")
-    @classmethod
-    def _known_architecture(cls, value: str) -> str:
-        if value not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {value!r}; allowed: {', '.join(ARCHITECTURES)}")
-        return value
 
     @property
     def crop_spec(self) -> CropSpec:

@@ -3,8 +3,9 @@
 Names are a contract (keys of ``scores``, prefixes of per-scorer columns): the shipped
 EfficientNet-B2 is ``b2`` (``models/default``), the Silent-Face ensemble is ``reference``
 (``models/reference``). A third scorer is a directory with a card, either a B2-style
-checkpoint (``"kind": "timm"``, the default) or ONNX files (``"kind": "onnx"``, see
-:mod:`pipeline.scoring.onnx_model`); it joins by name with no code change.
+checkpoint (``"kind": "timm"``, the default), ONNX files (``"kind": "onnx"``, see
+:mod:`pipeline.scoring.onnx_model`) or a fusion of other scorers (``"kind": "fusion"``, see
+:mod:`pipeline.scoring.fusion`); it joins by name with no code change.
 
 Which scorers may decide: by default only those whose card records a measurement on
 real faces (``real_evaluation``). A synthetic-only scorer is still computed and shown, but
@@ -26,11 +27,12 @@ import numpy as np
 from pipeline.checkpoint import DEFAULT_ONNX_CACHE, checkpoint_paths, weights_digest
 from pipeline.errors import ModelError
 from pipeline.faces.crop import CropSpec
+from pipeline.scoring.fusion import FusionCard, fuse, read_fusion_card
 from pipeline.scoring.model import DEFAULT_MODEL_DIR, ModelCard, read_card
 from pipeline.scoring.onnx_model import DEFAULT_REFERENCE_DIR, OnnxEnsembleScorer, OnnxModelCard, read_onnx_card
 from pipeline.scoring.scorers import Backend, Scorer, build_scorer
 
-ScorerCard = ModelCard | OnnxModelCard
+ScorerCard = ModelCard | OnnxModelCard | FusionCard
 SHIPPED_SCORERS: dict[str, Path] = {"b2": DEFAULT_MODEL_DIR, "reference": DEFAULT_REFERENCE_DIR}
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 OperatingPoint = Literal["image", "session", "calibration"]  # which threshold decides a scorer's sessions
@@ -47,9 +49,11 @@ def read_scorer_card(path: str | Path) -> ScorerCard:
         raise ModelError(f"unreadable model card {card_path}: {exc}") from exc
     if kind == "onnx":
         return read_onnx_card(card_path.parent)
+    if kind == "fusion":
+        return read_fusion_card(card_path.parent)
     if kind == "timm":
         return read_card(path)
-    raise ModelError(f"model card {card_path}: unknown kind {kind!r}; allowed: timm, onnx")
+    raise ModelError(f"model card {card_path}: unknown kind {kind!r}; allowed: timm, onnx, fusion")
 
 
 @dataclass(frozen=True)
@@ -111,11 +115,47 @@ def resolve_scorers(models: Mapping[str, str | Path | None]) -> list[ScorerEntry
         if not card.trained:
             raise ModelError(f"the {name} model at {path} is untrained: it never scores")
         entries.append(ScorerEntry(name, Path(path), card))
+    check_fusions(entries)
     return entries
 
 
+def check_fusions(entries: Sequence[ScorerEntry]) -> None:
+    """Every fusion's members are among ``entries``, with the very weights it was fitted on;
+    else a :class:`ModelError` naming the member."""
+    by_name = {e.name: e for e in entries}
+    for fusion in entries:
+        if not isinstance(fusion.card, FusionCard):
+            continue
+        for name, member in fusion.card.members.items():
+            entry = by_name.get(name)
+            if entry is None or isinstance(entry.card, FusionCard):
+                raise ModelError(
+                    f"fusion scorer {fusion.name!r} ({fusion.path}) combines {name!r}, which is not a model scorer of"
+                    f" this run (scorers: {', '.join(by_name)})"
+                )
+            if scorer_digest(entry) != member.digest:
+                raise ModelError(
+                    f"fusion scorer {fusion.name!r} ({fusion.path}) was fitted on {name} weights {member.digest}"
+                    f" ({member.version or 'unknown version'}); this run's {name} ({entry.path}) has"
+                    f" {scorer_digest(entry)}: fit the fusion again (`liveness promote`)"
+                )
+
+
+def members(entries: Sequence[ScorerEntry], names: Sequence[str]) -> set[str]:
+    """``names`` and the members of any fusion among them: the scorers they need run."""
+    by_name = {e.name: e for e in entries}
+    needed = set(names)
+    for name in names:
+        card = by_name[name].card
+        if isinstance(card, FusionCard):
+            needed |= set(card.members)
+    return needed
+
+
 def scorer_digest(entry: ScorerEntry) -> str:
-    """Short content hash of a scorer's weights (its safetensors, or its ONNX files)."""
+    """Short content hash of a scorer's weights (its safetensors, its ONNX files, a fusion's card)."""
+    if isinstance(entry.card, FusionCard):
+        return hashlib.sha256(entry.card.model_dump_json().encode()).hexdigest()[:16]
     if isinstance(entry.card, OnnxModelCard):
         h = hashlib.sha256()
         for member in entry.card.members:
@@ -142,9 +182,13 @@ class Scorers:
         gpu: bool | None = None,
     ) -> None:
         self.entries = list(entries)
-        self._needs = {e.name: {spec.key for spec in e.card.crop_specs} for e in self.entries}
+        own = {e.name: {spec.key for spec in e.card.crop_specs} for e in self.entries}
+        self._needs = {e.name: set().union(*(own[m] for m in members(self.entries, [e.name]))) for e in self.entries}
         self._run: dict[str, OnnxEnsembleScorer | _SingleCrop] = {}
+        self._fusions = {e.name: e.card for e in self.entries if isinstance(e.card, FusionCard)}
         for e in self.entries:
+            if isinstance(e.card, FusionCard):
+                continue
             if isinstance(e.card, OnnxModelCard):
                 self._run[e.name] = OnnxEnsembleScorer(e.path, threads=threads)
             else:
@@ -154,12 +198,17 @@ class Scorers:
                 )
 
     def backends(self) -> dict[str, str]:
-        return {name: run.name for name, run in self._run.items()}
+        return {name: run.name for name, run in self._run.items()} | {name: "fusion" for name in self._fusions}
 
     def __call__(self, crops: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``{scorer name: spoof probabilities (N,)}`` for faces given as ``{crop key: (N, S, S, 3)}``,
-        by every scorer whose crops are given (a refinement round brings the deciders' only)."""
-        return {name: run(crops) for name, run in self._run.items() if self._needs[name] <= crops.keys()}
+        by every scorer whose crops are given (a refinement round brings the deciders' only);
+        a fusion from its members' probabilities."""
+        out = {name: run(crops) for name, run in self._run.items() if self._needs[name] <= crops.keys()}
+        for name, card in self._fusions.items():
+            if set(card.members) <= out.keys():
+                out[name] = fuse(card, {m: out[m] for m in card.members})
+        return out
 
 
 class _SingleCrop:

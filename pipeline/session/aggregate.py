@@ -22,7 +22,7 @@ from pipeline.schema import (
     STATUS_NO_FACE,
     STATUS_OK,
 )
-from pipeline.scoring.registry import ScorerEntry, crop_specs
+from pipeline.scoring.registry import ScorerEntry, crop_specs, members
 from pipeline.session.records import FrameRecords, SessionAggregate
 from pipeline.signals.collector import SessionVerdicts
 
@@ -280,7 +280,7 @@ def worth_refining(
 def refinement_crops(entries: Sequence[ScorerEntry], config: ScanConfig) -> set[str]:
     """The crop keys a refinement round scores: the deciding scorers' (``decision.scorers``).
     The other scorers' scores only inform, and stay at their schedule."""
-    deciders = set(deciding_scorers(entries, config.decision.scorers))
+    deciders = members(entries, deciding_scorers(entries, config.decision.scorers))
     return {spec.key for spec in crop_specs([e for e in entries if e.name in deciders])}
 
 

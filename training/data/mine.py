@@ -8,6 +8,11 @@ scans hold gets a label, or is left out with a reason.
   scorer measured on real data): live only when its session spoof probability is under
   ``live_below`` and no signal fired (no swap, blocked region, several faces, link...);
   spoof only above ``spoof_above``. Everything in between is left out and counted.
+- With ``soft_targets``, the teacher's sessions are distilled frame by frame: each crop's
+  training target is the teacher's own spoof probability for that frame (``target`` in
+  ``crops.csv``), kept only where the teacher is at least ``soft_floor`` sure of it; sessions
+  whose session score is in between are then mined too, for their confident frames. A frame
+  the teacher calls live in a session where a signal fired is still left out.
 
 The crops are re-read from each session's source video at the times of the frames the scan
 scored (``crops_per_session`` of them, spread over the session), at the face box the scan
@@ -28,6 +33,7 @@ import json
 import logging
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,9 +60,10 @@ MINED_SESSIONS = "mined_sessions.csv"
 MINE_REPORT = "mine_report.json"
 SESSION_COLUMNS = ("session_id", "run_id", "label", "attack_type", "label_source", "teacher_score", "subject",
                    "split", "crops")  # fmt: skip
-MINED_CROP_COLUMNS = (*CROP_COLUMNS, "session_id", "pts_s", "label_source")
+MINED_CROP_COLUMNS = (*CROP_COLUMNS, "session_id", "pts_s", "label_source", "target")
 SOURCE_VERDICT = "verdict"
 SOURCE_TEACHER = "teacher"
+LABEL_SOFT = "soft"  # a session whose crops take their labels frame by frame from the teacher
 UNKNOWN_ATTACK = "unknown"  # a spoof whose attack type nobody gave
 TIME_TOLERANCE_S = 1e-3
 
@@ -80,7 +87,11 @@ class MineConfig(BaseModel):
     live_below: float = Field(0.2, ge=0, le=1)
     spoof_above: float = Field(0.95, ge=0, le=1)
     crops_per_session: int = Field(8, ge=1, le=1000)
-    size: int = Field(260, ge=32, le=640, description="crop side: the input size of the model to train")
+    soft_targets: bool = Field(False, description="teacher sessions distilled frame by frame (per-frame targets)")
+    soft_floor: float = Field(0.9, ge=0.5, le=1, description="a soft target is kept where the teacher is this sure")
+    val_share: float = Field(0.15, gt=0, lt=1, description="share of subjects in the validation split")
+    test_share: float = Field(0.15, gt=0, lt=1, description="share of subjects held out for test and promotion")
+    size: int = Field(128, ge=32, le=640, description="crop side: the input size of the model to train")
     scale: float = Field(1.6, gt=0, le=10)
     seed: int = 0
 
@@ -88,7 +99,14 @@ class MineConfig(BaseModel):
     def _ordered(self) -> MineConfig:
         if self.live_below >= self.spoof_above:
             raise ValueError(f"live_below ({self.live_below}) must be below spoof_above ({self.spoof_above})")
+        if self.val_share + self.test_share >= 0.9:
+            raise ValueError(f"val_share + test_share ({self.val_share + self.test_share:g}) must leave 10% to train")
         return self
+
+    @property
+    def fractions(self) -> tuple[float, float, float]:
+        """The train, val and test shares of subjects."""
+        return 1 - self.val_share - self.test_share, self.val_share, self.test_share
 
 
 def load_mine_config(path: Path | None, overrides: list[str]) -> MineConfig:
@@ -109,6 +127,22 @@ class Labelled:
     teacher_score: float | None
     subject: str
     split: str
+    signal_fired: bool = False
+
+    def target(self, teacher_p: float | None) -> float | None:
+        """A crop's training target (its spoof probability): 1 or 0 for a session label, the
+        teacher's own probability for a soft session (None where it is not confident)."""
+        if self.label != LABEL_SOFT:
+            return 1.0 if self.label == "spoof" else 0.0
+        return teacher_p
+
+
+def soft_target(p: float | None, floor: float, signal_fired: bool) -> float | None:
+    """The teacher's per-frame probability as a target where it is at least ``floor`` sure,
+    and not a live call in a session where a signal fired; else None."""
+    if p is None or max(p, 1 - p) < floor or (p < 0.5 and signal_fired):
+        return None
+    return round(float(p), 4)
 
 
 def label_session(row: dict, config: MineConfig) -> tuple[str, str, str] | str:
@@ -127,7 +161,7 @@ def label_session(row: dict, config: MineConfig) -> tuple[str, str, str] | str:
     if score > config.spoof_above:
         return "spoof", UNKNOWN_ATTACK, SOURCE_TEACHER
     if score >= config.live_below:
-        return "teacher not confident"
+        return (LABEL_SOFT, UNKNOWN_ATTACK, SOURCE_TEACHER) if config.soft_targets else "teacher not confident"
     if any(not r.startswith(REASON_SPOOF_SCORE) for r in row.get("reasons") or []):
         return "signal fired"
     return "live", "none", SOURCE_TEACHER
@@ -153,28 +187,37 @@ def _crop_name(session_id: str, run_id: str, k: int) -> str:
     return f"{safe}-{digest}-{k:03d}.png"
 
 
-def _frames(con, sessions: list[Labelled]) -> dict[str, list[tuple[float, tuple[float, float, float, float]]]]:
-    """Each session's scored frames with a face: ``(pts_s, box)`` in time order."""
+Box = tuple[float, float, float, float]
+
+
+def scored_frames(
+    con, sessions: list[tuple[str, str]], teacher: str
+) -> dict[str, list[tuple[float, Box, float | None]]]:
+    """Each ``(session_id, run_id)``'s frames with a face: ``(pts_s, box, the teacher's
+    probability or None)`` in time order."""
     con.execute("create or replace temp table wanted (session_id varchar, run_id varchar)")
-    con.executemany("insert into wanted values (?, ?)", [(s.session_id, s.run_id) for s in sessions])
-    rows = con.sql(
-        "select f.session_id, f.pts_s, f.bbox_x, f.bbox_y, f.bbox_w, f.bbox_h from frames f"
+    con.executemany("insert into wanted values (?, ?)", sessions)
+    rows = con.execute(
+        "select f.session_id, f.pts_s, f.bbox_x, f.bbox_y, f.bbox_w, f.bbox_h, f.scores[?] from frames f"
         " join wanted using (session_id, run_id) where f.bbox_w > 0 and f.bbox_h > 0"
-        " order by f.session_id, f.pts_s"
+        " order by f.session_id, f.pts_s",
+        [teacher],
     ).fetchall()
-    found: dict[str, list[tuple[float, tuple[float, float, float, float]]]] = {}
-    for sid, t, x, y, w, h in rows:
-        found.setdefault(sid, []).append((float(t), (float(x), float(y), float(w), float(h))))
+    found: dict[str, list[tuple[float, Box, float | None]]] = {}
+    for sid, t, x, y, w, h, p in rows:
+        found.setdefault(sid, []).append(
+            (float(t), (float(x), float(y), float(w), float(h)), None if p is None else float(p))
+        )
     return found
 
 
 def read_crops(
-    source: str, wanted: list[tuple[float, tuple[float, float, float, float]]], crop: CropSpec, max_pixels: int
-) -> list[tuple[float, np.ndarray, tuple[int, int]]]:
-    """The crops at ``wanted`` (time, face box) re-read from ``source``, each with its frame's
-    width and height: streamed, stopping after the last wanted time. A time no decoded frame
-    has is skipped."""
-    out: list[tuple[float, np.ndarray, tuple[int, int]]] = []
+    source: str, wanted: list[tuple[float, Box]], specs: Sequence[CropSpec], max_pixels: int
+) -> list[tuple[float, dict[str, np.ndarray], tuple[int, int]]]:
+    """The crops at ``wanted`` (time, face box) re-read from ``source``, cut with each of
+    ``specs`` (``{spec.key: crop}``), each with its frame's width and height: streamed,
+    stopping after the last wanted time. A time no decoded frame has is skipped."""
+    out: list[tuple[float, dict[str, np.ndarray], tuple[int, int]]] = []
     j = 0
     with VideoReader(source, sample_fps=1000.0, max_frames=10**9, max_pixels=max_pixels) as video:
         for frame in video.sampled():
@@ -184,7 +227,8 @@ def read_crops(
                 break
             if abs(wanted[j][0] - frame.pts_s) <= TIME_TOLERANCE_S:
                 height, width = frame.image.shape[:2]
-                out.append((wanted[j][0], crop.crop(frame.image, wanted[j][1]), (width, height)))
+                crops = {spec.key: spec.crop(frame.image, wanted[j][1]) for spec in specs}
+                out.append((wanted[j][0], crops, (width, height)))
                 j += 1
     return out
 
@@ -237,16 +281,22 @@ def mine(scan: str, data: Path, config: MineConfig, *, max_pixels: int = 4096 * 
         label, attack, label_source = outcome
         subject = row["cluster_id"] or f"session:{row['session_id']}"
         score = dict(row.get("scores") or {}).get(config.teacher)
+        fired = any(not r.startswith(REASON_SPOOF_SCORE) for r in row.get("reasons") or [])
         labelled[row["session_id"]] = Labelled(
             row["session_id"], row["run_id"], row["source"], label, attack, label_source, score, subject,
-            split_for_subject(subject, config.seed),
+            split_for_subject(subject, config.seed, config.fractions), fired,
         )  # fmt: skip
     known = {r["session_id"]: r for r in _read_csv(data / MINED_SESSIONS)}
     old_crops = _read_csv(data / CROPS_MANIFEST)
-    new = [s for sid, s in labelled.items() if sid not in known or known[sid]["run_id"] != s.run_id]
-    keep = {sid: s for sid, s in labelled.items() if sid in known and known[sid]["run_id"] == s.run_id}
+
+    def reusable(sid: str, s: Labelled) -> bool:  # its crops can be kept (relabelled in place)
+        same_kind = (known[sid]["label"] == LABEL_SOFT) == (s.label == LABEL_SOFT)
+        return known[sid]["run_id"] == s.run_id and same_kind
+
+    new = [s for sid, s in labelled.items() if sid not in known or not reusable(sid, s)]
+    keep = {sid: s for sid, s in labelled.items() if sid in known and reusable(sid, s)}
     classes = {s.label for s in labelled.values()}
-    if len(classes) < 2:
+    if len(classes) < 2 and LABEL_SOFT not in classes:
         raise InputError(
             f"the label set of {store.display()} would hold {' and '.join(sorted(classes)) or 'no'} sessions only"
             f" ({len(labelled)} labelled; left out: {dict(left_out) or 'none'}): a model needs live and spoof;"
@@ -260,18 +310,22 @@ def mine(scan: str, data: Path, config: MineConfig, *, max_pixels: int = 4096 * 
         if s is None:
             (data / row["path"]).unlink(missing_ok=True)
             continue
-        crop_rows.append(row | _label_columns(s))
-    frames = _frames(con, new) if new else {}
+        crop_rows.append(row if s.label == LABEL_SOFT else row | _label_columns(s) | {"target": s.target(None)})
+    frames = scored_frames(con, [(s.session_id, s.run_id) for s in new], config.teacher) if new else {}
     unreadable: list[str] = []
     crops_of = {sid: int(known[sid]["crops"]) for sid in keep}
     for s in new:
         scored = frames.get(s.session_id, [])
-        wanted = [scored[i] for i in spread(len(scored), config.crops_per_session)]
+        targets = {t: s.target(p) for t, _, p in scored}
+        if s.label_source == SOURCE_TEACHER and config.soft_targets:
+            targets = {t: soft_target(p, config.soft_floor, s.signal_fired) for t, _, p in scored}
+        usable = [(t, box) for t, box, _ in scored if targets[t] is not None]
+        wanted = [usable[i] for i in spread(len(usable), config.crops_per_session)]
         if not wanted:
-            left_out["no face frame"] += 1
+            left_out["no face frame" if not scored else "teacher not confident on any frame"] += 1
             continue
         try:
-            got = read_crops(s.source, wanted, crop, max_pixels)
+            got = read_crops(s.source, wanted, [crop], max_pixels)
         except (DecodeError, OSError, ValueError) as exc:
             log.warning("mine: cannot re-read session %s: %s", s.session_id, exc)
             unreadable.append(s.session_id)
@@ -280,9 +334,11 @@ def mine(scan: str, data: Path, config: MineConfig, *, max_pixels: int = 4096 * 
         if not got:
             left_out["frames not found in source"] += 1
             continue
-        folder = Path(s.label if s.label == "live" else f"spoof/{s.attack_type}")
-        (data / folder).mkdir(parents=True, exist_ok=True)
-        for k, (t, image, (width, height)) in enumerate(got):
+        for k, (t, images, (width, height)) in enumerate(got):
+            image, target = images[crop.key], targets[t]
+            columns = _label_columns(s, target)
+            folder = Path(columns["label"] if columns["label"] == "live" else f"spoof/{columns['attack_type']}")
+            (data / folder).mkdir(parents=True, exist_ok=True)
             relative = folder / _crop_name(s.session_id, s.run_id, k)
             ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             if not ok:
@@ -290,7 +346,7 @@ def mine(scan: str, data: Path, config: MineConfig, *, max_pixels: int = 4096 * 
             png.tofile(str(data / relative))
             crop_rows.append(
                 {"path": relative.as_posix(), "source": s.source, "width": width, "height": height,
-                 "session_id": s.session_id, "pts_s": f"{t:.6f}"} | _label_columns(s)
+                 "session_id": s.session_id, "pts_s": f"{t:.6f}", "target": target} | columns
             )  # fmt: skip
         crops_of[s.session_id] = len(got)
     mined = [s for sid, s in labelled.items() if crops_of.get(sid)]
@@ -320,6 +376,9 @@ def mine(scan: str, data: Path, config: MineConfig, *, max_pixels: int = 4096 * 
     return report
 
 
-def _label_columns(s: Labelled) -> dict[str, str]:
-    return {"label": s.label, "attack_type": s.attack_type, "subject": s.subject, "split": s.split,
+def _label_columns(s: Labelled, target: float | None = None) -> dict[str, str]:
+    """A crop's label columns: its session's, or for a soft session its own target's class."""
+    label = ("spoof" if (target or 0.0) >= 0.5 else "live") if s.label == LABEL_SOFT else s.label
+    attack = s.attack_type if label == "spoof" else "none"
+    return {"label": label, "attack_type": attack, "subject": s.subject, "split": s.split,
             "label_source": s.label_source}  # fmt: skip

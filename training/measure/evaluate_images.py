@@ -24,7 +24,7 @@ import numpy as np
 from pipeline.atomic import write_aside
 from pipeline.errors import InputError
 from pipeline.scoring.registry import ScorerEntry
-from training.measure.metrics import acer, apcer, bpcer, bpcer_at_apcer, eer, roc_auc
+from training.measure.metrics import acer, apcer, bpcer, bpcer_at_apcer, eer, roc_auc, threshold_at_bpcer
 from training.measure.plots import plot_roc_det_curves
 from training.measure.predict import Prediction, predict_images
 
@@ -114,6 +114,18 @@ def rates_at(threshold: float) -> dict[str, Callable[[np.ndarray, np.ndarray], f
         "bpcer": lambda s, y: bpcer(s, y, threshold) if (y == 0).any() else math.nan,
         "apcer": lambda s, y: float(np.mean(s[y == 1] < threshold)) if (y == 1).any() else math.nan,
     }
+
+
+def apcer_at_bpcer(bpcer: float) -> Callable[[np.ndarray, np.ndarray], float]:
+    """A metric: the APCER at the lowest threshold whose BPCER is at most ``bpcer`` (NaN
+    without both classes)."""
+
+    def metric(scores: np.ndarray, labels: np.ndarray) -> float:
+        if not ((labels == 0).any() and (labels == 1).any()):
+            return math.nan
+        return rates_at(threshold_at_bpcer(scores, labels, bpcer))["apcer"](scores, labels)
+
+    return metric
 
 
 def scorer_metrics(scores: np.ndarray, labels: np.ndarray, attacks: np.ndarray, threshold: float) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pipeline.cli.main import main
 from pipeline.faces.crop import CropSpec
 from pipeline.reports.query import run_query
 from pipeline.video.decode import VideoReader
-from training.data.mine import MineConfig, label_session, spread
+from training.data.mine import MineConfig, label_session, soft_target, spread
 from training.data.preprocess import read_image_rgb
 
 CONFIG = MineConfig(live_below=0.2, spoof_above=0.9)
@@ -116,3 +116,32 @@ def test_refused_before_anything_is_written(labelled_scan: Path, tmp_path: Path,
     assert main(["mine", "--out", str(labelled_scan), "--to", str(data), "--set", "live_below=0.99"]) == 2
     assert "live_below (0.99) must be below spoof_above" in capsys.readouterr().err
     assert not data.exists()
+
+
+@pytest.mark.parametrize(
+    ("p", "fired", "target"),
+    [(0.97, False, 0.97), (0.03, False, 0.03), (0.6, False, None), (None, False, None), (0.03, True, None),
+     (0.97, True, 0.97)],
+)  # fmt: skip
+def test_a_soft_target_is_the_teachers_probability_where_it_is_sure(p, fired, target):
+    assert soft_target(p, 0.9, fired) == target
+
+
+def test_soft_targets_distil_the_teachers_confident_frames(labelled_scan: Path, tmp_path: Path):
+    data = tmp_path / "soft"
+    settings = {"size": 64, "crops_per_session": 100, "soft_targets": "true", "soft_floor": 0.6,
+                "live_below": 0.01, "spoof_above": 0.99}  # fmt: skip
+    args = ["mine", "--out", str(labelled_scan), "--to", str(data)]
+    assert main([*args, *(a for k, v in settings.items() for a in ("--set", f"{k}={v}"))]) == 0
+    rows = _crops(data)
+    frames = run_query(str(labelled_scan), "select session_id, pts_s, scores['reference'] as p from frames"
+                       " where scores['reference'] is not null").to_pylist()  # fmt: skip
+    teacher = {(f["session_id"], round(f["pts_s"], 6)): f["p"] for f in frames}
+    sessions = run_query(str(labelled_scan), "select session_id, reasons from sessions").to_pylist()
+    fired = {r["session_id"] for r in sessions if any(not x.startswith("spoof_score") for x in r["reasons"] or [])}
+    confident = [(sid, t) for (sid, t), p in teacher.items() if max(p, 1 - p) >= 0.6 and (p >= 0.5 or sid not in fired)]
+    assert rows and len(rows) == len(confident)  # every confident frame, and only those (no live call after a signal)
+    for row in rows:
+        p = teacher[(row["session_id"], round(float(row["pts_s"]), 6))]
+        assert float(row["target"]) == pytest.approx(p, abs=1e-4) and row["label_source"] == "teacher"
+        assert row["label"] == ("spoof" if p >= 0.5 else "live")

@@ -60,7 +60,8 @@ def processed(raw: Path, tmp_path_factory) -> Path:
 
 
 def train_args(processed: Path, out: Path, *settings: str) -> list[str]:
-    """``liveness train`` on the tiny crops at their size and batches of 4, with ``key=value`` settings."""
+    """``liveness train`` from scratch on the tiny crops at their size and batches of 4, with
+    ``key=value`` settings (a later ``init=`` wins)."""
     args = [
         "train",
         "--data",
@@ -71,6 +72,8 @@ def train_args(processed: Path, out: Path, *settings: str) -> list[str]:
         f"input_size={SIZE}",
         "--set",
         "batch_size=4",
+        "--set",
+        "init=scratch",
     ]
     return args + [arg for setting in settings for arg in ("--set", setting)]
 
@@ -285,7 +288,68 @@ def test_subject_sampling_draws_each_subject_about_equally():
 
     subjects = ["rendered"] * 90 + ["photo-a"] * 5 + ["photo-b"] * 5
     rng = np.random.default_rng(0)
-    drawn = Counter(subjects[i] for _ in range(50) for i in epoch_order(subjects, "subject", rng))
+    labels = np.zeros(100, np.int64)
+    drawn = Counter(subjects[i] for _ in range(50) for i in epoch_order(subjects, labels, "subject", rng))
     shares = {s: n / sum(drawn.values()) for s, n in drawn.items()}
     assert all(abs(share - 1 / 3) < 0.03 for share in shares.values()), shares
-    assert sorted(epoch_order(subjects, "uniform", rng)) == list(range(100))
+    assert sorted(epoch_order(subjects, labels, "uniform", rng)) == list(range(100))
+
+
+def test_balanced_sampling_draws_each_class_about_equally_and_each_subject_within_it():
+    from collections import Counter
+
+    from training.fit.train import epoch_order
+
+    # An archive of 95% live: 3 live people (one seen 80 times) and 2 attackers (3 and 2 crops).
+    subjects = ["live-a"] * 80 + ["live-b"] * 10 + ["live-c"] * 5 + ["spoof-a"] * 3 + ["spoof-b"] * 2
+    labels = np.array([s.startswith("spoof") for s in subjects], np.int64)
+    rng = np.random.default_rng(0)
+    drawn = Counter(subjects[i] for _ in range(100) for i in epoch_order(subjects, labels, "balanced", rng))
+    total = sum(drawn.values())
+    assert abs((drawn["spoof-a"] + drawn["spoof-b"]) / total - 0.5) < 0.02
+    for subject, share in (("live-a", 1 / 6), ("live-c", 1 / 6), ("spoof-a", 1 / 4), ("spoof-b", 1 / 4)):
+        assert abs(drawn[subject] / total - share) < 0.02, (subject, drawn)
+
+
+def test_soft_targets_train_towards_the_teachers_probability():
+    import torch
+
+    from training.fit.train import soft_cross_entropy
+
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.3], [-1.0, 3.0]])
+    hard = torch.tensor([0, 1, 1])
+    assert soft_cross_entropy(logits, hard.float()).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, hard).item()
+    )
+    soft = torch.tensor([0.2, 0.7, 0.95])
+    expected = -(soft * torch.log_softmax(logits, 1)[:, 1] + (1 - soft) * torch.log_softmax(logits, 1)[:, 0]).mean()
+    assert soft_cross_entropy(logits, soft).item() == pytest.approx(expected.item())
+    # Where the model already says what the teacher says, the loss is lowest.
+    matched = torch.log(torch.stack([1 - soft, soft], 1))
+    assert soft_cross_entropy(matched, soft) < soft_cross_entropy(logits, soft)
+
+
+def test_fine_tuning_starts_from_the_shipped_b2_and_refuses_another_network_or_crop(
+    raw: Path, processed: Path, tiny_model: Path, tmp_path: Path, capsys
+):
+    out = tmp_path / "m"
+    base = ["train", "--data", str(processed), "--out", str(out), "--set", "batch_size=4", "--set", "epochs=1"]
+    assert main(base) == 2  # the default start, the shipped B2, is a 128 px model; these crops are 64 px
+    err = capsys.readouterr().err
+    assert "cannot fine-tune" in err and f"input size 128 where this run has {SIZE}" in err
+    assert main([*base, "--init", str(tiny_model), "--set", "architecture=efficientnet_b0"]) == 2
+    assert "architecture efficientnet_b2 where this run has efficientnet_b0" in capsys.readouterr().err
+    assert main([*base, "--init", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not out.exists()  # nothing written
+
+    assert main([*base, "--init", str(tiny_model), "--set", "max_train_batches=1"]) == 0
+    assert read_card(out).init.startswith(f"fine-tuned from {read_card(tiny_model).version}")
+
+    crops128 = tmp_path / "crops128"  # crops cut as the shipped B2 was: fine-tuned by default
+    preprocess(raw, crops128, crop=CropSpec(size=128, scale=1.6))
+    shipped = tmp_path / "shipped-tuned"
+    args = ["train", "--data", str(crops128), "--out", str(shipped), "--set", "batch_size=4", "--set", "epochs=1"]
+    assert main([*args, "--set", "max_train_batches=1"]) == 0
+    card = read_card(shipped)
+    assert card.init.startswith(f"fine-tuned from {read_card(DEFAULT_MODEL_DIR).version}") and card.input_size == 128
