@@ -145,7 +145,7 @@ def score_held_out(
     be re-read."""
     scorers = Scorers(entries)
     specs = crop_specs(entries)
-    frames = scored_frames(connect(scan), list(zip(held.session_ids, held.runs, strict=True)), entries[0].name)
+    frames = scored_frames(connect(scan), list(zip(held.session_ids, held.runs, strict=True)))
     index: list[int] = []
     scores: dict[str, list[np.ndarray]] = {e.name: [] for e in entries}
     unreadable = []

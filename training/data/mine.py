@@ -191,17 +191,17 @@ Box = tuple[float, float, float, float]
 
 
 def scored_frames(
-    con, sessions: list[tuple[str, str]], teacher: str
+    con, sessions: list[tuple[str, str]], teacher: str | None = None
 ) -> dict[str, list[tuple[float, Box, float | None]]]:
     """Each ``(session_id, run_id)``'s frames with a face: ``(pts_s, box, the teacher's
-    probability or None)`` in time order."""
+    probability, None without a teacher or its score)`` in time order."""
     con.execute("create or replace temp table wanted (session_id varchar, run_id varchar)")
     con.executemany("insert into wanted values (?, ?)", sessions)
     rows = con.execute(
         "select f.session_id, f.pts_s, f.bbox_x, f.bbox_y, f.bbox_w, f.bbox_h, f.scores[?] from frames f"
         " join wanted using (session_id, run_id) where f.bbox_w > 0 and f.bbox_h > 0"
         " order by f.session_id, f.pts_s",
-        [teacher],
+        [teacher or ""],
     ).fetchall()
     found: dict[str, list[tuple[float, Box, float | None]]] = {}
     for sid, t, x, y, w, h, p in rows:

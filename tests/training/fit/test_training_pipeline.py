@@ -353,3 +353,35 @@ def test_fine_tuning_starts_from_the_shipped_b2_and_refuses_another_network_or_c
     assert main([*args, "--set", "max_train_batches=1"]) == 0
     card = read_card(shipped)
     assert card.init.startswith(f"fine-tuned from {read_card(DEFAULT_MODEL_DIR).version}") and card.input_size == 128
+
+
+def test_a_crops_target_column_sets_what_it_is_trained_towards(processed: Path, tmp_path: Path, capsys):
+    import csv
+    import shutil
+
+    from training.data.datasets import load_crop_sets
+
+    soft = tmp_path / "soft"
+    shutil.copytree(processed, soft)
+    with open(soft / "crops.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[0]["target"] = "0.93"  # a teacher's soft label; the other rows keep their hard labels
+
+    def write(rows: list[dict]) -> None:
+        with open(soft / "crops.csv", "w", newline="") as f:
+            writer = csv.DictWriter(
+                f, fieldnames=list(rows[0])
+            )  # rows[0] has the target column; the rest leave it empty
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write(rows)
+    sets = load_crop_sets(soft, CropSpec(size=SIZE, scale=1.6), seed=0)
+    targets = np.concatenate([s.targets for s in sets.values()])
+    labels = np.concatenate([s.labels for s in sets.values()])
+    assert sorted(targets[(targets != 0) & (targets != 1)].tolist()) == [pytest.approx(0.93)]
+    assert ((targets == labels) | (targets == np.float32(0.93))).all()
+    rows[0]["target"] = "1.7"
+    write(rows)
+    assert main(train_args(soft, tmp_path / "m", "epochs=1")) == 2
+    assert "has target '1.7': a spoof probability in [0, 1] is needed" in capsys.readouterr().err
