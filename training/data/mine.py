@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 MINED_SESSIONS = "mined_sessions.csv"
 MINE_REPORT = "mine_report.json"
 SESSION_COLUMNS = ("session_id", "run_id", "label", "attack_type", "label_source", "teacher_score", "subject",
-                   "split", "crops")  # fmt: skip
+                   "split", "per_frame", "crops")  # fmt: skip
 MINED_CROP_COLUMNS = (*CROP_COLUMNS, "session_id", "pts_s", "label_source", "target")
 SOURCE_VERDICT = "verdict"
 SOURCE_TEACHER = "teacher"
@@ -128,13 +128,17 @@ class Labelled:
     subject: str
     split: str
     signal_fired: bool = False
+    per_frame: bool = False  # a teacher's session under soft_targets: its frames set their own targets
 
-    def target(self, teacher_p: float | None) -> float | None:
-        """A crop's training target (its spoof probability): 1 or 0 for a session label, the
-        teacher's own probability for a soft session (None where it is not confident)."""
-        if self.label != LABEL_SOFT:
-            return 1.0 if self.label == "spoof" else 0.0
-        return teacher_p
+    @property
+    def label_target(self) -> float:
+        """The training target its session label gives every crop: 1 spoof, 0 live."""
+        return 1.0 if self.label == "spoof" else 0.0
+
+    def target(self, teacher_p: float | None, floor: float) -> float | None:
+        """A crop's training target (its spoof probability): its session label's; for a
+        per-frame session the teacher's own probability for the frame (:func:`soft_target`)."""
+        return soft_target(teacher_p, floor, self.signal_fired) if self.per_frame else self.label_target
 
 
 def soft_target(p: float | None, floor: float, signal_fired: bool) -> float | None:
@@ -285,13 +289,13 @@ def mine(scan: str, data: Path, config: MineConfig, *, max_pixels: int = 4096 * 
         labelled[row["session_id"]] = Labelled(
             row["session_id"], row["run_id"], row["source"], label, attack, label_source, score, subject,
             split_for_subject(subject, config.seed, config.fractions), fired,
+            label_source == SOURCE_TEACHER and config.soft_targets,
         )  # fmt: skip
     known = {r["session_id"]: r for r in _read_csv(data / MINED_SESSIONS)}
     old_crops = _read_csv(data / CROPS_MANIFEST)
 
     def reusable(sid: str, s: Labelled) -> bool:  # its crops can be kept (relabelled in place)
-        same_kind = (known[sid]["label"] == LABEL_SOFT) == (s.label == LABEL_SOFT)
-        return known[sid]["run_id"] == s.run_id and same_kind
+        return known[sid]["run_id"] == s.run_id and known[sid].get("per_frame") == str(s.per_frame)
 
     new = [s for sid, s in labelled.items() if sid not in known or not reusable(sid, s)]
     keep = {sid: s for sid, s in labelled.items() if sid in known and reusable(sid, s)}
@@ -310,15 +314,13 @@ def mine(scan: str, data: Path, config: MineConfig, *, max_pixels: int = 4096 * 
         if s is None:
             (data / row["path"]).unlink(missing_ok=True)
             continue
-        crop_rows.append(row if s.label == LABEL_SOFT else row | _label_columns(s) | {"target": s.target(None)})
+        crop_rows.append(row if s.per_frame else row | _label_columns(s) | {"target": s.label_target})
     frames = scored_frames(con, [(s.session_id, s.run_id) for s in new], config.teacher) if new else {}
     unreadable: list[str] = []
     crops_of = {sid: int(known[sid]["crops"]) for sid in keep}
     for s in new:
         scored = frames.get(s.session_id, [])
-        targets = {t: s.target(p) for t, _, p in scored}
-        if s.label_source == SOURCE_TEACHER and config.soft_targets:
-            targets = {t: soft_target(p, config.soft_floor, s.signal_fired) for t, _, p in scored}
+        targets = {t: s.target(p, config.soft_floor) for t, _, p in scored}
         usable = [(t, box) for t, box, _ in scored if targets[t] is not None]
         wanted = [usable[i] for i in spread(len(usable), config.crops_per_session)]
         if not wanted:
@@ -377,8 +379,9 @@ def mine(scan: str, data: Path, config: MineConfig, *, max_pixels: int = 4096 * 
 
 
 def _label_columns(s: Labelled, target: float | None = None) -> dict[str, str]:
-    """A crop's label columns: its session's, or for a soft session its own target's class."""
-    label = ("spoof" if (target or 0.0) >= 0.5 else "live") if s.label == LABEL_SOFT else s.label
-    attack = s.attack_type if label == "spoof" else "none"
+    """A crop's label columns: its session's, or for a per-frame session its own target's class
+    (a spoof frame of a session labelled live is an attack of unknown type)."""
+    label = ("spoof" if (target or 0.0) >= 0.5 else "live") if s.per_frame else s.label
+    attack = "none" if label == "live" else UNKNOWN_ATTACK if s.attack_type == "none" else s.attack_type
     return {"label": label, "attack_type": attack, "subject": s.subject, "split": s.split,
             "label_source": s.label_source}  # fmt: skip

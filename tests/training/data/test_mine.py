@@ -145,3 +145,7 @@ def test_soft_targets_distil_the_teachers_confident_frames(labelled_scan: Path, 
         p = teacher[(row["session_id"], round(float(row["pts_s"]), 6))]
         assert float(row["target"]) == pytest.approx(p, abs=1e-4) and row["label_source"] == "teacher"
         assert row["label"] == ("spoof" if p >= 0.5 else "live")
+        assert row["attack_type"] == ("unknown" if p >= 0.5 else "none")
+    # again: every crop is kept as it was, per-frame targets included
+    assert main([*args, *(a for k, v in settings.items() for a in ("--set", f"{k}={v}"))]) == 0
+    assert json.loads((data / "mine_report.json").read_text())["new_sessions"] == 0 and _crops(data) == rows
