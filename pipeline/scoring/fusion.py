@@ -80,9 +80,12 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
+def combine(bias: float, weights: Mapping[str, float], members: Mapping[str, np.ndarray]) -> np.ndarray:
+    """sigmoid(bias + sum of weight * logit(member probability)), per face (N,) float64."""
+    z = bias + sum(w * logit(members[name]) for name, w in weights.items())
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
+
+
 def fuse(card: FusionCard, members: Mapping[str, np.ndarray]) -> np.ndarray:
     """The fused spoof probability (N,) float32 from each member's probabilities (N,)."""
-    z = np.full(len(next(iter(members.values()))), card.bias, np.float64)
-    for name, member in card.members.items():
-        z += member.weight * logit(members[name])
-    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+    return combine(card.bias, {n: m.weight for n, m in card.members.items()}, members).astype(np.float32)

@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from pipeline.atomic import write_aside
 from pipeline.checkpoint import CARD_FILE, write_card
@@ -53,9 +52,9 @@ from pipeline.session.aggregate import pool_scores
 from pipeline.storage import Store
 from training.data.mine import MINED_SESSIONS, read_crops, scored_frames, spread
 from training.fit.fusion import FusionFit, fit_fusion
-from training.measure.calibrate import CALIBRATIONS_DIR, RULE_OF_THREE
+from training.measure.calibrate import RULE_OF_THREE, write_scan_config
 from training.measure.evaluate_images import apcer_at_bpcer, bootstrap_interval, rates_at
-from training.measure.evaluate_sessions import check_recordable, latest_rows, verdict_labels
+from training.measure.evaluate_sessions import check_recordable, latest_rows, update_card, verdict_labels
 from training.measure.metrics import roc_auc, threshold_at_bpcer
 
 log = logging.getLogger(__name__)
@@ -200,6 +199,11 @@ def session_scores(per_face: np.ndarray, faces: FaceScores, n: int, config: Scan
     return out
 
 
+def apcer_key(bpcer: float) -> str:
+    """The name of the figure APCER at ``bpcer``, e.g. ``apcer_at_bpcer0.05``."""
+    return f"apcer_at_bpcer{bpcer:g}"
+
+
 def measure(scores: np.ndarray, y: np.ndarray, bpcer: float) -> dict[str, Any]:
     """ROC-AUC and APCER at ``bpcer`` (95% bootstrap intervals), and the threshold there."""
     metric = apcer_at_bpcer(bpcer)
@@ -209,7 +213,7 @@ def measure(scores: np.ndarray, y: np.ndarray, bpcer: float) -> dict[str, Any]:
     return {
         "roc_auc": round(roc_auc(scores, y), 4),
         "roc_auc_ci95": bootstrap_interval(roc_auc, scores, y),
-        f"apcer_at_bpcer{bpcer:g}": round(metric(scores, y), 4),
+        apcer_key(bpcer): round(metric(scores, y), 4),
         "apcer_at_bpcer_ci95": bootstrap_interval(metric, scores, y),
         "threshold": round(min(threshold, 1.0), 6),
         "bpcer_at_threshold": round(rates_at(threshold)["bpcer"](scores, y), 4),
@@ -236,7 +240,7 @@ class Promotion:
 
     @property
     def apcer_key(self) -> str:
-        return f"apcer_at_bpcer{self.bpcer:g}"
+        return apcer_key(self.bpcer)
 
     @property
     def data(self) -> str:
@@ -304,15 +308,13 @@ def promote(
     )
     fused, fit = cross_fitted_fusion(faces, held, ("reference", "b2"))
     per_face = faces.scores | {FUSION: fused}
-    sessions = session_scores(per_face["b2"], faces, len(held.session_ids), config)
-    scored = ~np.isnan(sessions)
+    n = len(held.session_ids)
+    scored = np.isin(np.arange(n), faces.session_index)  # the sessions re-read
     y = held.labels[scored]
     measured = {
-        name: measure(session_scores(values, faces, len(held.session_ids), config)[scored], y, bpcer)
-        for name, values in per_face.items()
+        name: measure(session_scores(values, faces, n, config)[scored], y, bpcer) for name, values in per_face.items()
     }
-    key = f"apcer_at_bpcer{bpcer:g}"
-    decides, why = choose(measured, key)
+    decides, why = choose(measured, apcer_key(bpcer))
     digests = {e.name: (scorer_digest(e), e.card.version) for e in entries}
     return Promotion(
         scan=scan,
@@ -383,14 +385,18 @@ def write_promotion(
     )
     fusion_dir.mkdir(parents=True)
     write_card(fusion_card, fusion_dir)
-    card = json.loads((model_dir / CARD_FILE).read_text())
-    card["notes"] = card.get("notes", {}) | {"promotion": {k: promotion.to_json()[k] for k in ("why", "made_at")}}
-    if promotion.decides == "b2":
-        card["real_evaluation"] = _evaluation(promotion, "b2").model_dump(mode="json")
-        card["session"] = _session_point(promotion, "b2", config).model_dump(mode="json")
-    ModelCard.model_validate(card)
-    text = json.dumps(card, indent=2) + "\n"
-    write_aside(model_dir / CARD_FILE, lambda tmp: tmp.write_text(text))
+
+    def with_figures(card: dict[str, Any]) -> dict[str, Any]:
+        card = card | {
+            "notes": card.get("notes", {}) | {"promotion": {"why": promotion.why, "made_at": promotion.made_at}}
+        }
+        if promotion.decides == "b2":
+            card["real_evaluation"] = _evaluation(promotion, "b2").model_dump(mode="json")
+            card["session"] = _session_point(promotion, "b2", config).model_dump(mode="json")
+        ModelCard.model_validate(card)  # refused before it is written
+        return card
+
+    update_card(model_dir, with_figures)
     report = json.dumps(promotion.to_json(), indent=2) + "\n"
     write_aside(model_dir / PROMOTION_JSON, lambda tmp: tmp.write_text(report))
     return write_config(promotion, model_dir, fusion_dir, config, store, to)
@@ -413,12 +419,6 @@ def write_config(
         "thresholds": {promotion.decides: max(promotion.measured[promotion.decides]["threshold"], 1e-6)},
         "calibration": label,
     }
-    text = (
-        f"# Written by `liveness promote`: {label}.\n"
-        "# A complete scan config: `liveness scan --config THIS_FILE ...`.\n"
-        + yaml.safe_dump(ScanConfig.model_validate(data).model_dump(mode="json"), sort_keys=False)
+    return write_scan_config(
+        store, ScanConfig.model_validate(data), "promote", "promotion", label, promotion.made_at, to
     )
-    if to is None:
-        stamp = promotion.made_at.replace(":", "").replace("-", "")
-        return store.write_bytes(f"{CALIBRATIONS_DIR}/promotion-{stamp}.yaml", text.encode())
-    return str(write_aside(to, lambda tmp: tmp.write_text(text)))

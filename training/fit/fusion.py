@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.scoring.fusion import logit
+from pipeline.scoring.fusion import combine, logit
 
 RIDGE = 1e-2  # L2 penalty on the weights (not the bias), per unit of session weight
 NEWTON_STEPS = 50
@@ -27,8 +27,7 @@ class FusionFit:
 
     def __call__(self, members: Mapping[str, np.ndarray]) -> np.ndarray:
         """Fused probabilities from the members' probabilities."""
-        z = self.bias + sum(w * logit(members[name]) for name, w in self.weights.items())
-        return 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
+        return combine(self.bias, self.weights, members)
 
 
 def fit_fusion(

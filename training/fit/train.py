@@ -216,6 +216,11 @@ def soft_cross_entropy(logits, targets):
     return -(targets * log_p[:, 1] + (1 - targets) * log_p[:, 0]).mean()
 
 
+def validation_loss(model, card: ModelCard, val: CropSet) -> float:
+    """The model's cross-entropy on the validation crops (their labels): what early stopping watches."""
+    return cross_entropy(predict_probs(model, val.images, card), val.labels)
+
+
 def train(data: Path | list[Path], out: Path, config: TrainConfig, *, progress: bool = True) -> dict:
     """Train, calibrate and evaluate on the crops of ``data`` (one folder or several);
     writes the checkpoint in ``out`` and returns the card's metrics."""
@@ -268,10 +273,7 @@ def train(data: Path | list[Path], out: Path, config: TrainConfig, *, progress: 
         rng = np.random.default_rng(config.seed + start_epoch)
         log.info("resuming after epoch %d (best so far: epoch %d)", start_epoch, best["epoch"])
     elif source.checkpoint is not None:  # fine-tuning keeps its start unless an epoch does better on validation
-        best = {
-            "val_loss": cross_entropy(predict_probs(model, sets["val"].images, card), sets["val"].labels),
-            "epoch": 0,
-        }
+        best = {"val_loss": validation_loss(model, card, sets["val"]), "epoch": 0}
         save_checkpoint(model, card, out / "best")
         log.info("validation loss of the start: %.4f", best["val_loss"])
     use_amp = device.type == "cuda"
@@ -298,8 +300,7 @@ def train(data: Path | list[Path], out: Path, config: TrainConfig, *, progress: 
             if progress and step % 20 == 0:
                 log.info("epoch %d step %d/%d loss %.4f", epoch + 1, step + 1, len(batches), step_loss)
         scheduler.step()
-        val_probs = predict_probs(model, sets["val"].images, card)
-        val_loss = cross_entropy(val_probs, sets["val"].labels)
+        val_loss = validation_loss(model, card, sets["val"])
         history.append(
             {
                 "epoch": epoch + 1,

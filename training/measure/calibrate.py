@@ -238,16 +238,25 @@ def calibrated_config(calibration: Calibration, config: ScanConfig) -> ScanConfi
 
 
 def write_calibration(store: Store, calibration: Calibration, config: ScanConfig, to: Path | None) -> str:
-    """Write the calibrated scan config to ``to`` (never over an existing file), else to
-    ``OUT/_calibrations/calibration-<time>.yaml``; all or nothing. Returns where it went."""
+    """Write the calibrated scan config (see :func:`write_scan_config`). Returns where it went."""
+    config = calibrated_config(calibration, config)
+    return write_scan_config(store, config, "calibrate", "calibration", calibration.label, calibration.made_at, to)
+
+
+def write_scan_config(
+    store: Store, config: ScanConfig, command: str, stem: str, label: str, made_at: str, to: Path | None
+) -> str:
+    """Write a complete scan config that ``liveness COMMAND`` made (``label`` says from what) to
+    ``to`` (never over an existing file), else to ``OUT/_calibrations/STEM-<made_at>.yaml``;
+    all or nothing. Returns where it went."""
     text = (
-        f"# Written by `liveness calibrate`: {calibration.label}.\n"
+        f"# Written by `liveness {command}`: {label}.\n"
         "# A complete scan config: `liveness scan --config THIS_FILE ...`.\n"
-        + yaml.safe_dump(calibrated_config(calibration, config).model_dump(mode="json"), sort_keys=False)
+        + yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     )
     if to is None:
-        stamp = calibration.made_at.replace(":", "").replace("-", "")
-        return store.write_bytes(f"{CALIBRATIONS_DIR}/calibration-{stamp}.yaml", text.encode())
+        stamp = made_at.replace(":", "").replace("-", "")
+        return store.write_bytes(f"{CALIBRATIONS_DIR}/{stem}-{stamp}.yaml", text.encode())
     if to.exists():
         raise UsageError(f"--write {to} exists: give a new file (nothing was written)")
     return str(write_aside(to, lambda tmp: tmp.write_text(text)))

@@ -12,6 +12,7 @@ sessions earns the right to decide (name it in ``decision.scorers``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,10 +134,15 @@ def check_recordable(model_dir: Path) -> None:
 def record_real_evaluation(model_dir: Path, evaluation: RealEvaluation) -> Path:
     """Write ``evaluation`` into the card of the scorer checkpoint in ``model_dir`` (never a
     shipped one), atomically; the card is validated again after the change."""
+    return update_card(model_dir, lambda card: card | {"real_evaluation": evaluation.model_dump(mode="json")})
+
+
+def update_card(model_dir: Path, update: Callable[[dict[str, Any]], dict[str, Any]]) -> Path:
+    """Rewrite the card of the scorer checkpoint in ``model_dir`` (never a shipped one) as
+    ``update`` makes it from the card's JSON, atomically; validated again after the change."""
     check_recordable(model_dir)
     path = Path(model_dir) / CARD_FILE
-    data = json.loads(path.read_text()) | {"real_evaluation": evaluation.model_dump(mode="json")}
-    text = json.dumps(data, indent=2) + "\n"
+    text = json.dumps(update(json.loads(path.read_text())), indent=2) + "\n"
     write_aside(path, lambda tmp: tmp.write_text(text))
     read_scorer_card(model_dir)
     return path
