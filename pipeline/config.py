@@ -207,6 +207,16 @@ class DetectConfig(_Strict):
         description="detections per second while the face mesh tracks the face (and whenever it is lost);"
         " null = on every sampled frame",
     )
+    max_others: int = Field(
+        2,
+        ge=0,
+        le=8,
+        description="faces beside the main one scored per frame, largest first (a photo or a phone held up beside"
+        " the applicant); 0 = the main face only",
+    )
+    other_min_px: float = Field(
+        24.0, ge=1, description="other faces narrower than this (pixels) are not scored: too small to judge"
+    )
 
 
 GPU_BATCH, CPU_BATCH = 32, 8  # scoring.batch_size when null
@@ -235,6 +245,13 @@ class ScoringConfig(_Strict):
     )
     dense_s: float = Field(
         0.5, ge=0, le=10, description="after a cut or a face change, lost or found, every face is scored this long"
+    )
+    other_rate_hz: float | None = Field(
+        4.0,
+        gt=0,
+        le=120,
+        description="frames per second whose other faces (detect.max_others) are scored, among those where detection"
+        " runs; null = every such frame",
     )
     refine_band: float | None = Field(
         0.05,
@@ -272,6 +289,12 @@ class SignalsConfig(_Strict):
 class AggregateConfig(_Strict):
     method: Literal["mean", "median", "topk"] = "mean"
     topk: int = Field(5, ge=1)
+    other_topk: int = Field(
+        3,
+        ge=1,
+        description="the faces beside the main one are judged on the mean of their this many highest scores"
+        " (about a second of them at scoring.other_rate_hz): a photo or a phone held up for a moment counts",
+    )
     review_band: float = Field(
         0.1, ge=0, lt=0.5, description="scores within this distance of the threshold go to review"
     )
@@ -302,6 +325,11 @@ class DecisionConfig(_Strict):
     )
     partial_decode: Action = Field(
         "review", description="part of the video could not be decoded (bad packets, a damaged or truncated file)"
+    )
+    other_face: Action = Field(
+        "review",
+        description="a face beside the main one scores as a spoof (the mean of the other faces' aggregate.other_topk"
+        " highest deciding scores reaches the spoof edge): a photo or a screen held up in view",
     )
     multi_face_ratio: float = Field(
         0.2, gt=0, le=1, description="share of sampled frames with 2+ faces that fires multi_face"

@@ -69,6 +69,9 @@ SESSION_FIELDS: list[pa.Field] = [
     pa.field("decode_end", pa.string()),
     *[pa.field(name, pa.int32()) for name in ("bad_packets", "timestamp_resets", "size_changes")],
     pa.field("decoded_until_s", pa.float64()),
+    pa.field("other_faces_scored", pa.int32()),
+    pa.field("other_spoof_score", pa.float64()),
+    pa.field("other_scores", pa.map_(pa.string(), pa.float64())),
 ]
 
 FRAME_FIELDS: list[pa.Field] = [
@@ -90,12 +93,15 @@ FRAME_FIELDS: list[pa.Field] = [
     pa.field("scores", pa.map_(pa.string(), pa.float32())),
     pa.field("model_version", pa.string()),
     pa.field("run_id", pa.string(), nullable=False),
+    pa.field("other_faces_scored", pa.int32()),
+    pa.field("other_spoof_score", pa.float32()),
 ]
 
 EVIDENCE_TOP_SPOOF = "top_spoof"
 EVIDENCE_BEFORE_SWAP = "before_swap"
 EVIDENCE_AFTER_SWAP = "after_swap"
-EVIDENCE_KINDS = (EVIDENCE_TOP_SPOOF, EVIDENCE_BEFORE_SWAP, EVIDENCE_AFTER_SWAP)
+EVIDENCE_OTHER_FACE = "other_face"  # the other face that scored highest, when it fired other_face
+EVIDENCE_KINDS = (EVIDENCE_TOP_SPOOF, EVIDENCE_BEFORE_SWAP, EVIDENCE_AFTER_SWAP, EVIDENCE_OTHER_FACE)
 
 EVIDENCE_FIELDS: list[pa.Field] = [
     pa.field("session_id", pa.string(), nullable=False),

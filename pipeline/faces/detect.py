@@ -74,6 +74,21 @@ class Detections:
             return 0
         return int(np.count_nonzero(self.boxes[:, 2] >= min_share * self.boxes[main, 2]))
 
+    def others(self, main: int | None, *, limit: int, min_px: float) -> list[int]:
+        """The faces beside the main one worth scoring, largest first, at most ``limit``: at least
+        ``min_px`` wide and not the main face found twice (IoU under 0.3 with it).
+
+        >>> Detections(np.array([[0, 0, 100, 100], [5, 0, 100, 100], [200, 0, 30, 30], [300, 0, 60, 60],
+        ...                      [400, 0, 10, 10]], np.float32), np.ones(5, np.float32)).others(0, limit=2, min_px=20)
+        [3, 2]
+        """
+        if main is None or limit < 1:
+            return []
+        apart = box_iou(self.boxes, self.boxes[main]) < FOLLOW_IOU
+        wide = self.boxes[:, 2] >= min_px
+        found = [i for i in np.flatnonzero(apart & wide).tolist() if i != main]
+        return sorted(found, key=lambda i: -float(self.boxes[i, 2] * self.boxes[i, 3]))[:limit]
+
     def main_face(
         self, rule: Literal["largest", "confident"] = "largest", follow: tuple[float, float, float, float] | None = None
     ) -> int | None:

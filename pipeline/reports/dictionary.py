@@ -116,6 +116,24 @@ _SESSION_COLUMNS = {
         "seconds",
         "the session failed",
     ),
+    "other_faces_scored": Column(
+        "faces beside the main one that the scorers scored (a photo or a phone held up beside the applicant,"
+        " a bystander): up to `detect.max_others` per frame, at least `detect.other_min_px` wide,"
+        " on `scoring.other_rate_hz` frames a second where detection ran",
+        "faces",
+        "the session was not scored (failed, or no face)",
+    ),
+    "other_spoof_score": Column(
+        "the deciding scorer's score of the other faces: the mean of their `aggregate.other_topk` highest scores;"
+        " at or over its spoof edge (threshold + band) the `other_face` reason fires",
+        "0 = real .. 1 = spoof",
+        "no other face was scored, or no scorer decides",
+    ),
+    "other_scores": Column(
+        "every scorer's score of the other faces (the mean of their `aggregate.other_topk` highest), by scorer name",
+        "map name -> 0..1",
+        "no other face was scored",
+    ),
     "frames_scored": Column(
         "sampled frames whose face the scorers scored: scoring.rate_hz a second, every face after an event"
         " (a cut, a face change, eyes closing), every face of a session near a threshold"
@@ -158,7 +176,8 @@ _SESSION_COLUMNS = {
     "reasons": Column(
         "every rule that fired: `spoof_score:<scorer>`, `no_face`, `swap`, `static`, `no_blink`,"
         " `too_short` (a face seen under `static.min_static_s`: a photo, a 1-frame video), `occluded:<region>`,"
-        " `multi_face`, `linked:<kind>`, `partial_decode` (part of the video could not be decoded: see"
+        " `multi_face`, `other_face` (a face beside the main one scores as a spoof: see `other_spoof_score`),"
+        " `linked:<kind>`, `partial_decode` (part of the video could not be decoded: see"
         " `decode_end`, `bad_packets`, `decoded_until_s`); a rule whose action is `inform` (by default"
         " `linked:reapplied`) is named without moving the decision",
         "list of strings",
@@ -312,6 +331,14 @@ COLUMNS: dict[str, dict[str, Column]] = {
         },
         "model_version": Column("as in sessions"),
         "run_id": Column("as in sessions"),
+        "other_faces_scored": Column(
+            "faces beside the main one scored on this frame (see the sessions column)",
+            "faces",
+            "the session was not scored",
+        ),
+        "other_spoof_score": Column(
+            "the highest deciding score among them", "0 = real .. 1 = spoof", "none scored, or no scorer decides"
+        ),
         "scan_date": Column("hive partition: the date of the run", "date (UTC)"),
     },
     "evidence": {
@@ -322,7 +349,8 @@ COLUMNS: dict[str, dict[str, Column]] = {
         "pts_s": Column("time of that frame", "seconds"),
         "kind": Column(
             "why it was kept: `top_spoof` (among the session's highest spoof scores),"
-            " `before_swap` / `after_swap` (the face frames either side of a detected swap)"
+            " `before_swap` / `after_swap` (the face frames either side of a detected swap),"
+            " `other_face` (the face beside the main one that scored highest, when it fired `other_face`)"
         ),
         "spoof_score": Column("the frame's spoof score", "0..1", "the frame was kept around a swap but not scored"),
         "jpeg": Column(

@@ -226,6 +226,14 @@ def timeline_png(session: dict, frames: list[dict]) -> str:
     return _png(fig)
 
 
+def _other_faces(session: dict) -> str:
+    """The faces beside the main one that were scored, and their score (empty when none was)."""
+    if not session.get("other_faces_scored"):
+        return ""
+    score = session.get("other_spoof_score")
+    return f" · {session['other_faces_scored']} other faces scored" + (f" ({_fmt(score)})" if score is not None else "")
+
+
 def _fmt(value: object, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
@@ -432,7 +440,7 @@ def render(data: ReportData) -> str:
             f" · blocked regions: <b>{_h(', '.join(regions)) or 'none'}</b>"
             f"{' (mean scores ' + region_scores + ')' if region_scores else ''}"
             f" · faces in {_fmt(s['face_ratio'], 2)} of frames, several in {_fmt(s['multi_face_ratio'], 2)}"
-            f" · {_h(s['source'])}</div>"
+            f"{_other_faces(s)} · {_h(s['source'])}</div>"
         )
         if any(f["spoof_score"] is not None for f in frames):
             out.append(f"<img alt='timelines of {_h(s['session_id'])}' src='{timeline_png(s, frames)}'>")

@@ -44,6 +44,7 @@ from pipeline.video.sources import Session
 
 log = logging.getLogger(__name__)
 
+Scores = dict[str, np.ndarray]  # a session's spoof probabilities by scorer
 ACTOR_QUEUE_DEPTH = 2  # batches queued per actor, so it never waits for the driver
 
 
@@ -226,27 +227,28 @@ class _Sessions:
         self.run, self.keys, self.batcher, self.writer, self.linker = run, keys, batcher, writer, linker
         self.summary, self.progress, self.started = summary, progress, started
         self.waiting: dict[str, SessionAnalysis] = {}  # analysed sessions awaiting their scores
-        self.first_round: dict[str, dict[str, np.ndarray]] = {}  # scheduled faces' scores of refined sessions
+        self.first_round: dict[str, Scores] = {}  # scheduled faces' scores of refined sessions
+        self.others: dict[str, Scores] = {}  # other faces' scores, from the first round's end to the commit
         self.refine_keys = refinement_crops(run.scorers, run.config)  # what a refinement round scores
         self.position = {sid: i for i, sid in enumerate(order)}
-        self.held: dict[int, tuple[SessionAnalysis, dict[str, np.ndarray] | None]] = {}  # finished, awaiting their turn
+        self.held: dict[int, tuple[SessionAnalysis, Scores | None, Scores | None]] = {}  # finished, awaiting their turn
         self.next = 0  # the position of the next session to commit
 
     def analysed(self, analysis: SessionAnalysis) -> None:
-        """A finished analysis: its scheduled faces' crops go to the batcher, or it is
+        """A finished analysis: its scheduled and other faces' crops go to the batcher, or it is
         committed at once (no face)."""
         if analysis.error is not None or analysis.n_crops == 0:
             self.commit(analysis, None)
             return
         self.waiting[analysis.session.session_id] = analysis
-        self.batcher.add(analysis.session.session_id, analysis.frames.scorer_crops_of(scheduled=True))
+        self.batcher.add(analysis.session.session_id, analysis.frames.first_round_crops())
 
     @property
     def holding(self) -> int:
         """Held sessions that keep their crops in memory (a failed one keeps none). Each was
         started after the session it waits for, so that one is analysing or being scored
         and counting these against the sessions in flight never stalls the run."""
-        return sum(1 for analysis, _ in self.held.values() if analysis.error is None)
+        return sum(1 for analysis, _, _ in self.held.values() if analysis.error is None)
 
     def _refine(self, sid: str, analysis: SessionAnalysis, scores: dict[str, np.ndarray]) -> bool:
         """Whether the session's score lies near a threshold with faces unscored: then those
@@ -264,6 +266,8 @@ class _Sessions:
         if scores is not None:
             for sid, session_scores in self.batcher.scored(batch, scores):
                 analysis = self.waiting[sid]
+                if sid not in self.first_round:  # the first round: the scheduled faces, then the other faces
+                    session_scores, self.others[sid] = analysis.frames.split_first_round(session_scores)
                 if self._refine(sid, analysis, session_scores):
                     continue
                 self.waiting.pop(sid)
@@ -274,26 +278,28 @@ class _Sessions:
                     if first is None
                     else spread_scores(scheduled, first, session_scores)
                 )
-                self.commit(analysis, spread)
+                self.commit(analysis, spread, self.others.pop(sid))
             return
         lost = [sid for sid in batch.session_ids() if sid in self.batcher]
         self.batcher.drop(lost)
         for sid in lost:
             self.first_round.pop(sid, None)
+            self.others.pop(sid, None)
             analysis = self.waiting.pop(sid)
             self.commit(
                 SessionAnalysis.failed(analysis.session, failure or "scoring failed", video=analysis.video), None
             )
 
-    def commit(self, analysis: SessionAnalysis, scores: dict[str, np.ndarray] | None) -> None:
-        """A finished session: committed now if every session listed before it is, else held
-        until they are (then it and the held ones after it go in order)."""
-        self.held[self.position[analysis.session.session_id]] = (analysis, scores)
+    def commit(self, analysis: SessionAnalysis, scores: Scores | None, others: Scores | None = None) -> None:
+        """A finished session with its faces' scores and its other faces' (None: not scored):
+        committed now if every session listed before it is, else held until they are (then it
+        and the held ones after it go in order)."""
+        self.held[self.position[analysis.session.session_id]] = (analysis, scores, others)
         while self.next in self.held:
             self._commit(*self.held.pop(self.next))
             self.next += 1
 
-    def _commit(self, analysis: SessionAnalysis, scores: dict[str, np.ndarray] | None) -> None:
+    def _commit(self, analysis: SessionAnalysis, scores: Scores | None, others: Scores | None) -> None:
         """Link one session to the archive, assemble its rows and hand them to the writer."""
         links = None
         if self.linker is not None and analysis.error is None:
@@ -305,7 +311,8 @@ class _Sessions:
             applicant = analysis.session.extra.get(column) if column else None
             links = self.linker.match(analysis.session.session_id, template, frames.fingerprint, applicant)
             self.summary.count_links([] if links is None else links.column("kind").to_pylist())
-        done = assemble_session(analysis, scores, self.run, self.keys.get(analysis.session.session_id), links)
+        key = self.keys.get(analysis.session.session_id)
+        done = assemble_session(analysis, scores, self.run, key, links, others=others)
         self.writer.add(done)
         self.summary.count(done.row, self.started)
         self.summary.count_stages(analysis.frames.counts)

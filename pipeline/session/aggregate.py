@@ -32,6 +32,7 @@ REASON_SWAP = "swap"
 REASON_STATIC = "static"
 REASON_NO_BLINK = "no_blink"
 REASON_MULTI_FACE = "multi_face"
+REASON_OTHER_FACE = "other_face"  # a face beside the main one scores as a spoof
 REASON_OCCLUDED = "occluded:"  # followed by the region, e.g. occluded:mouth
 REASON_TOO_SHORT = "too_short"  # too little time with a face for the temporal rules: never live
 REASON_LINKED = "linked:"  # followed by the link kind, e.g. linked:same_face
@@ -105,9 +106,12 @@ def decide(score: float, threshold: float, review_band: float) -> str:
     return DECISION_REVIEW
 
 
-def signal_reasons(verdicts: SessionVerdicts, multi_face_ratio: float, rules: DecisionConfig) -> list[tuple[str, str]]:
+def signal_reasons(
+    verdicts: SessionVerdicts, multi_face_ratio: float, rules: DecisionConfig, other_face: bool = False
+) -> list[tuple[str, str]]:
     """``(reason, action)`` of every session signal that fired, in a fixed order; signals
-    that were not computed (None) never fire."""
+    that were not computed (None) never fire. ``other_face``: a face beside the main one
+    scored as a spoof (:func:`judge_others`)."""
     fired = []
     if verdicts.swap_detected:
         fired.append((REASON_SWAP, rules.swap))
@@ -120,6 +124,8 @@ def signal_reasons(verdicts: SessionVerdicts, multi_face_ratio: float, rules: De
     fired += [(REASON_OCCLUDED + region, rules.occluded) for region in verdicts.occluded_regions or ()]
     if multi_face_ratio >= rules.multi_face_ratio or verdicts.crowded_change:
         fired.append((REASON_MULTI_FACE, rules.multi_face))
+    if other_face:
+        fired.append((REASON_OTHER_FACE, rules.other_face))
     return [(reason, action) for reason, action in fired if action != "ignore"]
 
 
@@ -141,6 +147,7 @@ def aggregate_session(
     partial_decode: bool = False,
     decides: Callable[[str], bool] | None = None,
     review_band: float | None = None,
+    other_face: bool = False,
 ) -> SessionAggregate:
     """The session columns that come from its frames (their faces and the deciding spoof
     score, ``frames.spoof_score``) and its signal verdicts.
@@ -156,6 +163,7 @@ def aggregate_session(
     ``partial_decode`` says part of the video could not be decoded (action ``rules.partial_decode``).
     ``decides`` says which rules may move the decision (:meth:`pipeline.signals.card.SignalCard.decides`:
     those measured on real footage); the others only inform. None: every rule may.
+    ``other_face``: a face beside the main one scored as a spoof (action ``rules.other_face``).
     """
     rules = rules or DecisionConfig()
     link_actions = (
@@ -194,7 +202,7 @@ def aggregate_session(
     if base.spoof_score is not None and threshold is not None:
         decision = decide(base.spoof_score, threshold, config.review_band if review_band is None else review_band)
         reasons = [score_reason] if decision != DECISION_LIVE else []
-    fired = signal_reasons(verdicts or SessionVerdicts(), multi_face_ratio, rules)
+    fired = signal_reasons(verdicts or SessionVerdicts(), multi_face_ratio, rules, other_face)
     for reason, action in [*(fired if decides is None else _measured(fired, decides)), *about_file]:
         reasons.append(reason)
         if _SEVERITY[action] > _SEVERITY[decision]:
@@ -321,3 +329,21 @@ def decide_scores(
     level, _, name, score = ranked[0]
     decision = next(d for d in (DECISION_LIVE, DECISION_REVIEW, DECISION_SPOOF) if _SEVERITY[d] == level)
     return ScoreDecision(decision, float(score), None if decision == DECISION_LIVE else name, (name,))
+
+
+def pool_others(others: Mapping[str, np.ndarray], topk: int) -> dict[str, float]:
+    """Each scorer's score of the faces beside the main one (``others``: their spoof
+    probabilities by scorer), the mean of their ``topk`` highest; empty when none was scored.
+    A photo or a phone held up for a moment among live bystanders still counts, where a mean
+    would dilute it. Judged by :func:`decide_scores` as the main face's scores are, the rule
+    ``other_face`` fires where that says ``spoof`` (at the spoof edge: a bystander's face
+    scored in between leaves the decision to the main face).
+
+    >>> pool_others({"reference": np.array([0.1, 0.9, 0.8, 0.2])}, topk=2)
+    {'reference': 0.85}
+    """
+    return {
+        name: value
+        for name, values in others.items()
+        if (value := pool_scores(values.tolist(), "topk", topk)) is not None
+    }

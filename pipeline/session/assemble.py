@@ -12,12 +12,19 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.config import ScanConfig
-from pipeline.schema import FINGERPRINT_SCHEMA, IDENTITY_SCHEMA
+from pipeline.schema import DECISION_SPOOF, FINGERPRINT_SCHEMA, IDENTITY_SCHEMA
 from pipeline.scoring.registry import ScorerEntry
-from pipeline.session.aggregate import REASON_SPOOF_SCORE, aggregate_session, decide_scores, pool_scores
+from pipeline.session.aggregate import (
+    REASON_SPOOF_SCORE,
+    ScoreDecision,
+    aggregate_session,
+    decide_scores,
+    pool_others,
+    pool_scores,
+)
 from pipeline.session.analyse import SessionAnalysis
 from pipeline.session.evidence import evidence_table
-from pipeline.session.records import SessionRow
+from pipeline.session.records import OtherFaces, SessionRow
 from pipeline.signals.card import SignalCard
 from pipeline.video.decode import DecodeReport
 
@@ -98,17 +105,21 @@ def assemble_session(
     run: RunContext,
     input_key: str | None,
     links: pa.Table | None = None,
+    others: Mapping[str, np.ndarray] | None = None,
 ) -> FinishedSession:
     """The rows of one session: ``scores`` are its faces' spoof probabilities by scorer (NaN
     for a face not scored; None when the session was not scored: it failed, or had no face).
     The deciding scorers' pooled scores give the decision (:func:`decide_scores`);
-    ``spoof_score`` is the score it rests on.
+    ``spoof_score`` is the score it rests on. ``others`` are the spoof probabilities of the
+    faces beside the main one (``frames.other_rows`` says on which frames), judged by the
+    same scorers (:func:`pool_others`; the ``other_face`` reason).
     ``links`` are the links to earlier sessions found for it (each kind a ``linked`` reason)."""
     config = run.config
     records, verdicts = analysis.frames.records, analysis.frames.verdicts
     pooled: dict[str, float] = {}
     peak: dict[str, float] = {}
     threshold, band, reason = None, None, REASON_SPOOF_SCORE
+    other, other_verdict, other_pooled = None, None, {}
     if scores is not None:
         for name, values in scores.items():
             value = pool_scores(values.tolist(), config.aggregate.method, config.aggregate.topk)
@@ -128,12 +139,15 @@ def assemble_session(
         band = float(np.mean([run.bands[n] for n in used])) if used else None
         reason = f"{REASON_SPOOF_SCORE}:{verdict.fired or (used[0] if used else '')}"
         records = records.with_scores(spoof.astype(np.float32), scores)
+        if others is not None:
+            other_pooled = pool_others(others, config.aggregate.other_topk)
+            other, other_verdict = judge_other_faces(analysis.frames.other_rows, others, other_pooled, run)
     aggregate = aggregate_session(
         records, threshold=threshold, config=config.aggregate, rules=config.decision, verdicts=verdicts,
         error=analysis.error, score_reason=reason,
         linked=() if links is None else links.column("kind").to_pylist(), partial_decode=analysis.video.partial,
         decides=None if run.signal_card is None else run.signal_card.decider(config.decision.max_false_fire_rate),
-        review_band=band,
+        review_band=band, other_face=other_verdict is not None and other_verdict.decision == DECISION_SPOOF,
     )  # fmt: skip
     session, video = analysis.session, analysis.video
     until, coverage = examined(records.pts_s, video.duration_s, config.decode.sample_fps)
@@ -183,16 +197,49 @@ def assemble_session(
         examined_until_s=until,
         coverage=coverage,
         **decode_columns(video.decoding),
+        other_faces_scored=None if other is None else len(other),
+        other_spoof_score=None if other_verdict is None else other_verdict.spoof_score,
+        other_scores=other_pooled or None,
     )
     table = (
-        records.to_table(session_id=session.session_id, model_version=run.model_version, run_id=run.run_id)
+        records.to_table(
+            session_id=session.session_id, model_version=run.model_version, run_id=run.run_id, others=other
+        )  # fmt: skip
         if len(records)
         else None
     )
-    evidence = evidence_table(row, records, analysis.frames.crops, config.evidence) if scores is not None else None
+    evidence = None
+    if scores is not None:
+        shown = _other_evidence(analysis, other)
+        evidence = evidence_table(row, records, analysis.frames.crops, config.evidence, other_face=shown)
     return FinishedSession(
         row, table, evidence, identity_table(analysis, run), fingerprint_table(analysis, run.run_id), links
     )
+
+
+def judge_other_faces(
+    rows: np.ndarray, others: Mapping[str, np.ndarray], pooled: Mapping[str, float], run: RunContext
+) -> tuple[OtherFaces, ScoreDecision | None]:
+    """The other faces' record and the deciding scorers' judgement of their ``pooled`` scores
+    (None when none was scored); each face's deciding score is the mean of the scorers the
+    judgement rests on."""
+    config = run.config
+    verdict = None
+    if pooled:
+        verdict = decide_scores(pooled, run.scorers, review_band=config.aggregate.review_band,
+                                deciders=config.decision.scorers, combine=config.decision.combine)  # fmt: skip
+    used = verdict.scorers if verdict is not None else ()
+    spoof = np.mean([others[n] for n in used], axis=0) if used else np.full(len(rows), np.nan)
+    return OtherFaces(rows, dict(others), spoof.astype(np.float32)), verdict
+
+
+def _other_evidence(analysis: SessionAnalysis, other: OtherFaces | None) -> tuple[int, float, np.ndarray] | None:
+    """The other face that scored highest: its frame record, deciding score and main-spec crop (None: none scored)."""
+    if other is None or not len(other) or np.isnan(other.spoof).all():
+        return None
+    best = int(np.nanargmax(other.spoof))
+    crop = analysis.frames.other_face_crops[best]
+    return int(other.rows[best]), float(other.spoof[best]), crop
 
 
 def identity_table(analysis: SessionAnalysis, run: RunContext) -> pa.Table | None:

@@ -18,9 +18,11 @@ from pipeline.schema import (
     DECISION_LIVE,
     EVIDENCE_AFTER_SWAP,
     EVIDENCE_BEFORE_SWAP,
+    EVIDENCE_OTHER_FACE,
     EVIDENCE_SCHEMA,
     EVIDENCE_TOP_SPOOF,
 )
+from pipeline.session.aggregate import REASON_OTHER_FACE
 from pipeline.session.records import FrameRecords, SessionRow
 
 
@@ -55,23 +57,35 @@ def select_evidence(
     return sorted(chosen.items())
 
 
-def evidence_table(row: SessionRow, frames: FrameRecords, crops: np.ndarray, config: EvidenceConfig) -> pa.Table | None:
+def evidence_table(
+    row: SessionRow,
+    frames: FrameRecords,
+    crops: np.ndarray,
+    config: EvidenceConfig,
+    other_face: tuple[int, float, np.ndarray] | None = None,
+) -> pa.Table | None:
     """The ``evidence`` rows of one finished session (its crops and scored frames), or None
-    when none are wanted (switched off, no face, or a session not flagged)."""
+    when none are wanted (switched off, no face, or a session not flagged). ``other_face``
+    (frame record, score, crop) is the face beside the main one that scored highest: kept
+    when it fired the ``other_face`` reason."""
     if not config.enabled or len(crops) == 0 or (config.flagged_only and row.decision in (DECISION_LIVE, None)):
         return None
     face = np.flatnonzero(frames.has_face)
     times = frames.pts_s[face].tolist()
     scores = frames.spoof_score[face]
     picked = select_evidence(times, scores, swap_at_s=row.swap_at_s, top_spoof=config.top_spoof)
+    kept = [(int(face[i]), kind, float(scores[i]), crops[i]) for i, kind in picked]
+    if other_face is not None and REASON_OTHER_FACE in row.reasons:
+        at, score, crop = other_face
+        kept.append((at, EVIDENCE_OTHER_FACE, score, crop))
     columns = {
-        "session_id": [row.session_id] * len(picked),
-        "frame_index": [int(frames.frame_index[face[i]]) for i, _ in picked],
-        "pts_s": [times[i] for i, _ in picked],
-        "kind": [kind for _, kind in picked],
-        "spoof_score": [float(scores[i]) for i, _ in picked],
-        "jpeg": [encode_jpeg(crops[i], config.size, config.jpeg_quality) for i, _ in picked],
-        "model_version": [row.model_version] * len(picked),
-        "run_id": [row.run_id] * len(picked),
+        "session_id": [row.session_id] * len(kept),
+        "frame_index": [int(frames.frame_index[at]) for at, *_ in kept],
+        "pts_s": [float(frames.pts_s[at]) for at, *_ in kept],
+        "kind": [kind for _, kind, _, _ in kept],
+        "spoof_score": [score for _, _, score, _ in kept],
+        "jpeg": [encode_jpeg(crop, config.size, config.jpeg_quality) for *_, crop in kept],
+        "model_version": [row.model_version] * len(kept),
+        "run_id": [row.run_id] * len(kept),
     }
     return pa.Table.from_pydict(columns, schema=EVIDENCE_SCHEMA)

@@ -25,7 +25,7 @@ every path built in it.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -168,7 +168,10 @@ class SessionFrames:
     ``identity_series`` its embeddings; ``fingerprint`` the video's frame hashes.
     ``scheduled`` marks the faces the scorers take (K,): their schedule, and every face after
     an event; the others are scored only when the session's score lies near a threshold
-    (``scoring.refine_band``). ``counts`` says how often each stage ran."""
+    (``scoring.refine_band``). ``other_crops`` holds the crops of the faces beside the main
+    one (``detect.max_others`` per frame, ``scoring.other_rate_hz`` frames a second, where
+    detection ran), by crop key, and ``other_rows`` the frame record each was on; the scorers
+    take them with the scheduled faces. ``counts`` says how often each stage ran."""
 
     records: FrameRecords
     crops: np.ndarray  # uint8 (K, S, S, 3)
@@ -179,6 +182,28 @@ class SessionFrames:
     fingerprint: Fingerprint | None = None
     scheduled: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     counts: StageCounts = field(default_factory=StageCounts)
+    other_crops: dict[str, np.ndarray] = field(default_factory=dict)
+    other_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+
+    @property
+    def other_face_crops(self) -> np.ndarray:
+        """The other faces' crops cut as :attr:`crops` are (the main spec's): what evidence shows."""
+        return next(iter(self.other_crops.values()), np.zeros((0, *self.crops.shape[1:]), np.uint8))
+
+    def first_round_crops(self) -> dict[str, np.ndarray]:
+        """What the scorers take first, by crop key: the scheduled faces' crops, then the other faces'."""
+        first = self.scorer_crops_of(scheduled=True)
+        if not len(self.other_rows):
+            return first
+        return {key: np.concatenate([crops, self.other_crops[key]]) for key, crops in first.items()}
+
+    def split_first_round(
+        self, scores: Mapping[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The first round's scores by scorer (in :meth:`first_round_crops`' order) as the
+        scheduled faces' and the other faces'."""
+        n = int(self.scheduled.sum())
+        return {name: v[:n] for name, v in scores.items()}, {name: v[n:] for name, v in scores.items()}
 
     def scorer_crops_of(self, scheduled: bool, keys: Collection[str] | None = None) -> dict[str, np.ndarray]:
         """The scorers' crops, by crop key (``keys``: these only), of the scheduled faces or of
@@ -251,6 +276,7 @@ class FramePath:
         scoring = scoring or ScoringConfig()
         self._score_schedule = StageSchedule(scoring.rate_hz, scoring.dense_s)
         self._occlusion_schedule = StageSchedule(signals.occlusion.rate_hz)
+        self._other_schedule = StageSchedule(scoring.other_rate_hz)
         self.timed = timed
         self.costs = {name: StageCost(name) for name in ("detect", "signals", "identity")}
         self.new_session()
@@ -271,8 +297,11 @@ class FramePath:
         self._crops: list[np.ndarray] = []
         self._extra: dict[str, list[np.ndarray]] = {spec.key: [] for spec in self.extra_crops}
         self._scheduled: list[bool] = []
+        self._other_crops: dict[str, list[np.ndarray]] = {spec.key: [] for spec in (self.crop_spec, *self.extra_crops)}
+        self._other_rows: list[int] = []
         self._counts = {name: 0 for name in ("detections", "meshes")}
-        for schedule in (self._detect_schedule, self._score_schedule, self._occlusion_schedule):
+        schedules = (self._detect_schedule, self._score_schedule, self._occlusion_schedule, self._other_schedule)
+        for schedule in schedules:
             schedule.reset()
         self._identity = (
             IdentityTrack(self.identity_config, self.embedder)
@@ -349,6 +378,17 @@ class FramePath:
                 found.box = self._calibration.apply(points_box(found.points))
         return found, event
 
+    def _cut_others(self, t: float, image: np.ndarray, detections: Detections, main: int | None) -> None:
+        """Cut the faces beside the main one on a detected frame (when due) with every scorer's crop."""
+        others = detections.others(main, limit=self.detect.max_others, min_px=self.detect.other_min_px)
+        if not others or not self._other_schedule.take(t):
+            return
+        row = len(self._columns.frame_index) - 1
+        for i in others:
+            for spec in (self.crop_spec, *self.extra_crops):
+                self._other_crops[spec.key].append(spec.crop(image, detections.box(i)))
+            self._other_rows.append(row)
+
     def step(self, frame: SampledFrame) -> FrameStep:
         """Run one sampled frame through the path and record its columns."""
         clock = _Clock(self.timed)
@@ -376,6 +416,8 @@ class FramePath:
             self._crops.append(crop)
             for spec in self.extra_crops:
                 self._extra[spec.key].append(spec.crop(image, box))
+            if found.detections is not None:
+                self._cut_others(t, image, found.detections, found.main)
         clock.charge(self.costs["detect"], items=0)
         if self._signals is not None:
             spent = self._identity.spent() if self._identity is not None else None
@@ -439,8 +481,13 @@ class FramePath:
             occlusion=self._signals.occlusion_checks if self._signals is not None else 0,
             embeddings=len(series) if series is not None else 0,
             scheduled=int(scheduled.sum()),
+            others=len(self._other_rows),
         )
-        return SessionFrames(records, crops, verdicts, scorer_crops, template, series, fingerprint, scheduled, counts)
+        others = {spec.key: _stack(self._other_crops[spec.key], spec) for spec in (self.crop_spec, *self.extra_crops)}
+        return SessionFrames(
+            records, crops, verdicts, scorer_crops, template, series, fingerprint, scheduled, counts,
+            others, np.asarray(self._other_rows, np.int32),
+        )  # fmt: skip
 
     def run(self, frames: Iterable[SampledFrame]) -> SessionFrames:
         """One whole session: every frame of ``frames`` through :meth:`step`, then :meth:`finish`."""

@@ -115,9 +115,13 @@ class FrameRecords:
         out[mask] = values
         return out
 
-    def to_table(self, *, session_id: str, model_version: str, run_id: str) -> pa.Table:
-        """The ``frames`` dataset rows of this session (NaN becomes null)."""
+    def to_table(
+        self, *, session_id: str, model_version: str, run_id: str, others: OtherFaces | None = None
+    ) -> pa.Table:
+        """The ``frames`` dataset rows of this session (NaN becomes null), with the other faces
+        scored on each frame (``others``; None: the session's were not scored)."""
         n = len(self)
+        other_count, other_spoof = (None, _nan(n)) if others is None else others.per_frame(n)
         columns: dict[str, Any] = {
             "session_id": pa.array([session_id] * n, pa.string()),
             "frame_index": self.frame_index,
@@ -133,6 +137,8 @@ class FrameRecords:
             ),
             "model_version": pa.array([model_version] * n, pa.string()),
             "run_id": pa.array([run_id] * n, pa.string()),
+            "other_faces_scored": pa.nulls(n, pa.int32()) if other_count is None else other_count,
+            "other_spoof_score": other_spoof,
         }
         # Copied (np.array), not wrapped: Arrow would share the numpy buffers, and arrays that came
         # back from a Ray worker live in its object store, which a buffered table would then keep
@@ -144,6 +150,32 @@ class FrameRecords:
             for f in FRAME_SCHEMA
         ]
         return pa.Table.from_arrays(arrays, schema=FRAME_SCHEMA)
+
+
+@dataclass(frozen=True)
+class OtherFaces:
+    """The faces beside the main one that were scored: the frame record each was on
+    (``rows``), every scorer's spoof probability (``scores``), and the score the session's
+    judgement of them rests on (``spoof``: its deciding scorers' mean; NaN where none decides).
+
+    >>> OtherFaces(np.array([1, 1, 3]), {}, np.array([0.2, 0.9, 0.4], np.float32)).per_frame(4)[1].tolist()
+    [nan, 0.8999999761581421, nan, 0.4000000059604645]
+    """
+
+    rows: np.ndarray  # int (M,)
+    scores: dict[str, np.ndarray]  # scorer name -> float32 (M,)
+    spoof: np.ndarray  # float32 (M,)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def per_frame(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """For each of ``n`` frame records: how many other faces were scored on it, and the
+        highest of their ``spoof`` scores (NaN: none)."""
+        count = np.bincount(self.rows, minlength=n).astype(np.int32)
+        top = _nan(n)
+        np.fmax.at(top, self.rows, self.spoof.astype(np.float32))
+        return count, top
 
 
 @dataclass(frozen=True)
@@ -220,6 +252,9 @@ class SessionRow:
     timestamp_resets: int | None = None
     size_changes: int | None = None
     decoded_until_s: float | None = None
+    other_faces_scored: int | None = None
+    other_spoof_score: float | None = None
+    other_scores: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The row as column values, ready for :func:`pipeline.schema.to_table`."""
@@ -228,7 +263,7 @@ class SessionRow:
         row["occluded_regions"] = None if self.occluded_regions is None else list(self.occluded_regions)
         row["swap_times_s"] = None if self.swap_times_s is None else list(self.swap_times_s)
         row["blinks"] = None if self.blinks is None else [{"start_s": s, "end_s": e} for s, e in self.blinks]
-        for name in ("scores", "thresholds", "extra"):  # maps, as Arrow takes them
+        for name in ("scores", "thresholds", "extra", "other_scores"):  # maps, as Arrow takes them
             row[name] = None if row[name] is None else list(row[name].items())
         return row
 
@@ -236,7 +271,7 @@ class SessionRow:
 @dataclass(frozen=True)
 class StageCounts:
     """How often each stage ran in one session: sampled frames, detections, face-mesh runs,
-    occlusion checks, identity embeddings, faces scheduled for the scorers."""
+    occlusion checks, identity embeddings, faces scheduled for the scorers, other faces cut for them."""
 
     frames: int = 0
     detections: int = 0
@@ -244,3 +279,4 @@ class StageCounts:
     occlusion: int = 0
     embeddings: int = 0
     scheduled: int = 0
+    others: int = 0

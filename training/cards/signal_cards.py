@@ -9,7 +9,9 @@ fired anywhere (``reasons``), counts
 - **hits**: real cases it found, where real cases exist here. The cases come from the
   clips' own descriptions (``live/SOURCES.csv``: its ``faces`` column for several faces, its
   ``duration_s`` for clips under ``static.min_static_s``; the corridor of face-masked
-  students for a covered nose and mouth; the Hamilton clip's cuts between people for a swap).
+  students for a covered nose and mouth; the Hamilton clip's cuts between people for a swap;
+  the two mixed clips where a printed photo or a phone is held up beside a live face, from
+  ``mixed/README.md``, for a face beside the main one scored as a spoof).
   The clip where a man holds an earbuds case in front of his face is left out of the
   occlusion rules' counts: which regions it covers, and for how many frames, is not known.
 
@@ -36,7 +38,13 @@ from pipeline.atomic import write_aside
 from pipeline.config import load_scan_config
 from pipeline.faces.identity import IdentityCard
 from pipeline.reports.query import run_query
-from pipeline.session.aggregate import REASON_LINKED, REASON_MULTI_FACE, REASON_OCCLUDED, REASON_TOO_SHORT
+from pipeline.session.aggregate import (
+    REASON_LINKED,
+    REASON_MULTI_FACE,
+    REASON_OCCLUDED,
+    REASON_OTHER_FACE,
+    REASON_TOO_SHORT,
+)
 from pipeline.signals.card import SignalCard, SignalMeasurement
 from training.data.real_data import clip_sources
 from training.measure.eval_links import REAL_VIDEOS, evaluate_links
@@ -44,9 +52,17 @@ from training.measure.eval_links import REAL_VIDEOS, evaluate_links
 MASKED = "depthai-experiments_coronamask_input"  # students in face masks: nose and mouth covered
 HELD_OVER = "opencv-zoo_dasiamrpn_demo"  # an earbuds case held in front of the face for 0-8 s: which regions, unknown
 SWAPPED = "short_hamilton_clip"  # cuts between different people
-RULES = ("swap", "static", "no_blink", REASON_TOO_SHORT, REASON_MULTI_FACE, "partial_decode") + tuple(
-    f"{REASON_OCCLUDED}{region}" for region in ("left_eye", "right_eye", "nose", "mouth")
+HELD_UP = ("mixed/minifas_webcam_demo", "mixed/mixed_silentface_1")  # a photo or a phone held up beside a live face
+RULES: tuple[str, ...] = (
+    "swap",
+    "static",
+    "no_blink",
+    REASON_TOO_SHORT,
+    REASON_MULTI_FACE,
+    REASON_OTHER_FACE,
+    "partial_decode",
 )
+RULES += tuple(f"{REASON_OCCLUDED}{region}" for region in ("left_eye", "right_eye", "nose", "mouth"))
 
 
 def real_cases(videos: Path, min_static_s: float) -> dict[str, set[str]]:
@@ -60,6 +76,7 @@ def real_cases(videos: Path, min_static_s: float) -> dict[str, set[str]]:
     cases[f"{REASON_OCCLUDED}nose"].add(f"live/{MASKED}")
     cases[f"{REASON_OCCLUDED}mouth"].add(f"live/{MASKED}")
     cases["swap"].add(SWAPPED)
+    cases[REASON_OTHER_FACE].update(HELD_UP)
     return cases
 
 
@@ -85,7 +102,10 @@ def measure_clips(videos: Path, out: Path) -> dict[str, SignalMeasurement]:
     fired = {r["session_id"]: set(r["reasons"]) for r in rows}
     live = sorted(sid for sid in fired if sid.startswith("live/"))
     cases = real_cases(videos, config.signals.static.min_static_s)
-    where = f"{len(live)} real clips of live people and {len(cases['swap'])} real clip(s) cut between people"
+    where = (
+        f"{len(live)} real clips of live people, {len(cases['swap'])} real clip(s) cut between people and"
+        f" {len(cases[REASON_OTHER_FACE])} with a photo or a phone held up beside a live face"
+    )
     measured = {}
     for rule in RULES:
         judged = [sid for sid in live if not (rule.startswith(REASON_OCCLUDED) and sid == f"live/{HELD_OVER}")]

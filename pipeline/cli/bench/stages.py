@@ -124,7 +124,7 @@ def measure_scoring(
     sessions: Sequence[SessionFrames], config: ScanConfig, checkpoint: Path, gpu: bool = False
 ) -> tuple[StageCost, int, str]:
     """The scan's scoring of these sessions (on the GPU with ``gpu``): their scheduled faces
-    in batches of the scan's size, then every other face of the sessions whose score lies
+    and other faces in batches of the scan's size, then every other face of the sessions whose score lies
     near a threshold. Returns the cost (items: faces scored), the sessions refined and the
     backends."""
     entries = bench_scorers(config, checkpoint)
@@ -137,11 +137,12 @@ def measure_scoring(
     )
     cost = StageCost("score")
     batch = config.scoring.batch_for(gpu)
-    first = _score_batches(scorers, _stack([s.scorer_crops_of(scheduled=True) for s in sessions]), batch, cost)
+    first = _score_batches(scorers, _stack([s.first_round_crops() for s in sessions]), batch, cost)
     refined, start, keys = [], 0, refinement_crops(entries, config)
     for s in sessions:
-        n = int(s.scheduled.sum())
-        if worth_refining(s.scheduled, {name: v[start : start + n] for name, v in first.items()}, entries, config):
+        n = int(s.scheduled.sum()) + len(s.other_rows)
+        scheduled, _ = s.split_first_round({name: v[start : start + n] for name, v in first.items()})
+        if worth_refining(s.scheduled, scheduled, entries, config):
             refined.append(s.scorer_crops_of(scheduled=False, keys=keys))
         start += n
     if refined:

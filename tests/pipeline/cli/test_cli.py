@@ -211,3 +211,27 @@ def test_a_quiet_run_prints_nothing_unless_there_is_something_to_warn_about(tmp_
     assert proc.returncode == 0 and printed == b""
     [line] = err.decode().splitlines()
     assert "WARNING 1 of 1 session(s) failed" in line and "_runs/" in line
+
+
+def test_a_photo_held_up_beside_a_live_face_is_scored_and_judged_on_it(tmp_path: Path, ray_session, real_material):
+    """The real clip where a man holds a phone replay and printed photos beside his face: the
+    faces beside his are scored with his (through a refinement round too) and decide."""
+    out = tmp_path / "out"
+    clip = real_material / "videos" / "mixed" / "minifas_webcam_demo.mp4"
+    assert main(["scan", str(clip), "--out", str(out), "--quiet", "--set", "links.enabled=false",
+                 "--set", "scoring.refine_band=0.99"]) == 0  # fmt: skip
+    (row,) = sessions_by_id(out).values()
+    assert "other_face" in row["reasons"] and row["decision"] != "live"
+    assert set(dict(row["other_scores"])) == {"b2", "reference"}
+    assert dict(row["other_scores"])["reference"] == pytest.approx(row["other_spoof_score"])
+    faces, top, deciding = duckdb.sql(
+        f"select sum(other_faces_scored), max(other_spoof_score), count(reference_score)"
+        f" from read_parquet('{out}/frames/*/*.parquet')"
+    ).fetchall()[0]
+    assert faces == row["other_faces_scored"] >= 8 and top >= row["other_spoof_score"]
+    assert deciding == row["frames_scored"]  # refined: every main face scored besides the other faces
+    shown = duckdb.sql(
+        f"select e.frame_index, f.other_spoof_score from read_parquet('{out}/evidence/*/*.parquet') e"
+        f" join read_parquet('{out}/frames/*/*.parquet') f using (session_id, frame_index) where kind = 'other_face'"
+    ).fetchall()
+    assert len(shown) == 1 and shown[0][1] == pytest.approx(top)

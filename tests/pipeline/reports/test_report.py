@@ -98,6 +98,8 @@ def output(tmp_path_factory) -> Path:
                 "occluded_regions": ["mouth"] if i == 2 else [],
                 "face_ratio": 1.0,
                 "multi_face_ratio": 0.0,
+                "other_faces_scored": 4 if i == 1 else 0,
+                "other_spoof_score": 0.987 if i == 1 else None,
                 "threshold": 0.5,
                 "model_version": "test",
                 "run_id": "r1",
@@ -131,6 +133,7 @@ def test_report_ranks_sessions_and_is_self_contained(output: Path, capsys):
     ranked = re.findall(r"<tr><td>(\d+)</td><td>([^<]+)</td>", page)
     assert [sid for _, sid in ranked[:3]] == ["session-00", "session-01", "session-02"] and len(ranked) == 13
     assert "swap at 1.50 s" in page and "blocked regions: <b>mouth</b>" in page
+    assert page.count("other faces scored") == 1 and "4 other faces scored (0.987)" in page
     assert page.count("data:image/jpeg;base64,") == 9  # three flagged sessions, three thumbnails each
 
 

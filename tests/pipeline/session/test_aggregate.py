@@ -207,3 +207,24 @@ def test_a_rule_not_measured_on_real_footage_is_named_but_cannot_move_the_decisi
         frames([0.1]), threshold=0.5, config=cfg, verdicts=SessionVerdicts(swap_detected=True), decides=lambda r: True
     )
     assert measured.decision == "spoof"
+
+
+def test_a_face_beside_the_main_one_counts_by_its_highest_scores_and_fires_other_face():
+    from pipeline.session.aggregate import pool_others
+
+    # a phone held up for a moment among a bystander's frames: its top scores count, a mean would hide it
+    others = {"reference": np.array([0.05, 0.1, 0.99, 0.98, 0.1, 0.97, 0.05]), "b2": np.zeros(0)}
+    assert pool_others(others, topk=3) == {"reference": pytest.approx(0.98)}
+    assert pool_others({}, topk=3) == {}
+    row = aggregate_session(frames([0.1, 0.1]), threshold=0.5, config=AggregateConfig(), other_face=True)
+    assert row.decision == "review" and list(row.reasons) == ["other_face"]
+    row = aggregate_session(
+        frames([0.1, 0.1]), threshold=0.5, config=AggregateConfig(), other_face=True,
+        rules=DecisionConfig(other_face="spoof"), decides=lambda reason: reason != "other_face",
+    )  # fmt: skip
+    assert row.decision == "live" and list(row.reasons) == ["other_face"]  # not measured on real footage: it informs
+    row = aggregate_session(
+        frames([0.1, 0.1]), threshold=0.5, config=AggregateConfig(), other_face=True,
+        rules=DecisionConfig(other_face="spoof"),
+    )  # fmt: skip
+    assert row.decision == "spoof"

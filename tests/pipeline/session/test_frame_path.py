@@ -135,3 +135,52 @@ def test_a_person_far_behind_the_applicant_is_not_a_second_face(real_material):
         return int(path.run([frame]).records.n_faces[0])
 
     assert faces(0.4) == 1 and faces(0.0) == 2
+
+
+@pytest.fixture(scope="module")
+def two_people(tmp_path_factory, face_sources):
+    from training.data.synth import SessionSpec, render_session_frames
+    from training.data.video_writer import write_video
+
+    spec = SessionSpec("two", "multi_face", ("grace_hopper", "astronaut"), duration_s=2.5, fps=12.0, seed=5)
+    path = tmp_path_factory.mktemp("two-people") / "two.mp4"
+    return write_video(path, render_session_frames(spec, face_sources, upright=True), fps=12.0)
+
+
+def test_every_face_beside_the_main_one_is_cut_for_every_scorer_and_scored_with_the_first_round(two_people):
+    from pipeline.scoring.registry import crop_specs, resolve_scorers
+
+    specs = crop_specs(resolve_scorers({"b2": None, "reference": None}))
+    config = ScanConfig()
+
+    def analyse(detect):
+        return analyse_session(
+            Session("two", str(two_people)), config.decode, detect, config.signals, crop=specs[0],
+            extra_crops=specs[1:], scoring=config.scoring,
+        ).frames  # fmt: skip
+
+    frames = analyse(config.detect)
+    rows = frames.other_rows
+    assert len(rows) >= 4 and frames.counts.others == len(rows)
+    assert (frames.records.n_faces[rows] == 2).all()  # cut on frames where both people are in view
+    times = frames.records.pts_s[np.unique(rows)]
+    assert np.diff(times).min() >= 1 / config.scoring.other_rate_hz - 1e-3  # at most other_rate_hz frames a second
+    assert {key: len(c) for key, c in frames.other_crops.items()} == {spec.key: len(rows) for spec in specs}
+    for spec in specs:
+        assert frames.other_crops[spec.key].shape[1:] == (spec.size, spec.size, 3)
+    # the other face is another person: its crop differs from the main face's on the same frame
+    main_at = np.cumsum(frames.records.has_face) - 1
+    main = frames.crops[main_at[rows[0]]].astype(np.float32)
+    assert np.abs(frames.other_face_crops[0].astype(np.float32) - main).mean() > 10
+    first = frames.first_round_crops()
+    n = int(frames.scheduled.sum())
+    assert {key: len(c) for key, c in first.items()} == {spec.key: n + len(rows) for spec in specs}
+    scores = {"b2": np.arange(n + len(rows), dtype=np.float32)}
+    scheduled, others = frames.split_first_round(scores)
+    assert scheduled["b2"].tolist() == list(range(n)) and others["b2"].tolist() == list(range(n, n + len(rows)))
+    np.testing.assert_array_equal(first[specs[0].key][n:], frames.other_crops[specs[0].key])
+
+    alone = analyse(config.detect.model_copy(update={"max_others": 0}))
+    assert len(alone.other_rows) == 0 and alone.first_round_crops().keys() == first.keys()
+    tiny = analyse(config.detect.model_copy(update={"other_min_px": 10_000}))
+    assert len(tiny.other_rows) == 0

@@ -92,6 +92,39 @@ def test_a_session_row_carries_the_verdicts_and_the_stored_blinks():
         "failed", "empty file (0 bytes)", None, None, None)  # fmt: skip
 
 
+def test_faces_beside_the_main_one_are_judged_written_per_frame_and_shown():
+    crops = np.zeros((4, 8, 8, 3), np.uint8)
+    held_up = np.full((3, 8, 8, 3), 200, np.uint8)
+    frames = SessionFrames(
+        _faces(4, [True] * 4), crops, SessionVerdicts(), other_crops={"main": held_up, "ref": held_up[:, :4, :4]},
+        other_rows=np.array([1, 1, 3], np.int32),
+    )  # fmt: skip
+    analysis = SessionAnalysis(session=Session("s", "/v/s.mp4"), frames=frames, video=VideoFacts(1.0, 64, 48, 0, 4))
+    scorers = tuple(resolve_scorers({"b2": None, "reference": None}))
+    run = RunContext("r", session_row().scanned_at, scorers, ScanConfig())
+    scores = {name: np.full(4, 0.01, np.float32) for name in ("b2", "reference")}
+    spoofed = {"b2": np.full(3, 0.1, np.float32), "reference": np.array([0.999, 1.0, 0.998], np.float32)}
+    done = assemble_session(analysis, scores, run, None, others=spoofed)
+    row = done.row
+    assert (row.decision, row.reasons) == ("review", ("other_face",))  # the main face is live, the held-up one not
+    assert row.other_faces_scored == 3 and row.other_spoof_score == pytest.approx(0.999)
+    assert row.other_scores == pytest.approx({"b2": 0.1, "reference": 0.999})
+    assert done.frames is not None and done.frames.schema == FRAME_SCHEMA
+    assert done.frames.column("other_faces_scored").to_pylist() == [0, 2, 0, 1]
+    assert done.frames.column("other_spoof_score").to_pylist() == pytest.approx([None, 1.0, None, 0.998])
+    assert done.evidence is not None
+    shown = [r for r in done.evidence.to_pylist() if r["kind"] == "other_face"]
+    assert [(r["frame_index"], r["spoof_score"]) for r in shown] == [(1, pytest.approx(1.0))]
+
+    bystander = {"b2": np.full(3, 0.1, np.float32), "reference": np.array([0.3, 0.2, 0.1], np.float32)}
+    row = assemble_session(analysis, scores, run, None, others=bystander).row
+    assert (row.decision, row.reasons, row.other_faces_scored) == ("live", (), 3)
+    alone = SessionFrames(_faces(4, [True] * 4), crops, SessionVerdicts())
+    done = assemble_session(replace(analysis, frames=alone), scores, run, None, others={n: np.zeros(0) for n in scores})
+    assert (done.row.other_faces_scored, done.row.other_spoof_score, done.row.other_scores) == (0, None, None)
+    assert done.frames is not None and done.frames.column("other_faces_scored").to_pylist() == [0] * 4
+
+
 def test_the_frames_table_owns_its_data():
     """A buffered table must not keep the records' buffers alive: those that come back from
     a Ray worker live in its object store, with the session's crops beside them."""
