@@ -46,6 +46,8 @@ def add_training_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--scale", type=float, default=1.6, help="crop scale around the face box (recorded in crop_spec.json)"
     )
+    p.add_argument("--video-fps", type=float, default=2.0, help="frames sampled per second of a video")
+    p.add_argument("--max-video-frames", type=int, default=16, help="frames sampled at most per video")
 
     p = sub.add_parser("train", help="train the EfficientNet-B2 liveness classifier on preprocessed crops")
     p.add_argument(
@@ -266,7 +268,12 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         crop = CropSpec(size=args.size, scale=args.scale)
     except ValueError as exc:
         raise InputError(f"--size/--scale: {exc}") from exc
-    summary = preprocess(args.raw, args.out, crop=crop)
+    if args.video_fps <= 0 or args.max_video_frames < 1:
+        raise InputError(f"--video-fps must be > 0 and --max-video-frames >= 1, got {args.video_fps:g}"
+                         f" and {args.max_video_frames}")  # fmt: skip
+    summary = preprocess(
+        args.raw, args.out, crop=crop, video_fps=args.video_fps, max_video_frames=args.max_video_frames
+    )
     print(json.dumps(summary, indent=2))
     return 0
 

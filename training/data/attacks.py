@@ -1,6 +1,6 @@
-"""The attacks of the synthetic scenes: a printed photo (paper, halftone, thumbs on its
-edges) and a screen replay (pixel grid, moire, glare, bezel), each a :class:`Layer` held in
-front of the camera.
+"""The attacks of the synthetic scenes: a printed photo (paper, halftone, a bend's shading,
+thumbs on its edges) and a screen replay (pixel grid, moire, refresh banding, glare, bezel),
+each a :class:`Layer` held in front of the camera.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class PrintRanges(TypedDict):
     saturation: Range
     blur: Range
     halftone: Range
+    bend: Range
 
 
 class ReplayRanges(TypedDict):
@@ -43,6 +44,7 @@ class ReplayRanges(TypedDict):
     moire: Range
     moire_period: Range
     glare: Range
+    banding: Range
     bezel: Range
     blur: Range
 
@@ -65,6 +67,7 @@ PRINT: PrintRanges = {
     "saturation": (0.7, 1.0),
     "blur": (0.7, 1.6),
     "halftone": (0.05, 0.12),
+    "bend": (0.0, 0.25),
 }
 REPLAY: ReplayRanges = {
     "margin": PHOTO_MARGIN,
@@ -73,6 +76,7 @@ REPLAY: ReplayRanges = {
     "moire": (0.03, 0.06),
     "moire_period": (20.0, 50.0),
     "glare": (20.0, 80.0),
+    "banding": (0.0, 0.1),
     "bezel": (0.03, 0.09),
     "blur": (0.4, 0.7),
 }
@@ -115,7 +119,7 @@ def _fingers_on_edges(rgb, alpha, rng, sheet_box, s: float) -> None:
 
 def print_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     """The photo printed on paper and held by hand: halftone, paper texture, flat range, blur,
-    a white paper border whose edge falls inside a 1.6x face crop (but for a close-up), and
+    the shading of a bent sheet, a white paper border whose edge falls inside a 1.6x face crop (but for a close-up), and
     thumbs on the edges."""
     margin = _photo_margin(rng, PRINT["margin"])
     border = rng.uniform(*PRINT["border"], 4)  # white paper around the photo
@@ -147,6 +151,10 @@ def print_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
         :, None
     ] * math.sin(ramp_angle)
     sheet *= (1.0 + rng.uniform(0.03, 0.1) * ramp.astype(np.float32))[..., None]
+    # a sheet held by its edges bows: the light falls off across it as off a cylinder
+    axis, bend = rng.uniform(0.2, 0.8), rng.uniform(*PRINT["bend"])
+    across = np.linspace(-1, 1, sheet_w, dtype=np.float32) - (2 * axis - 1)
+    sheet *= (1.0 - bend * across**2)[None, :, None]
 
     pad = int(0.5 * FACE_PX)
     rgb = np.zeros((sheet_h + 2 * pad, sheet_w + 2 * pad, 3), np.float32)
@@ -161,7 +169,7 @@ def print_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
 
 def replay_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
     """The photo on a phone or tablet screen: gamma and colour cast, RGB subpixel grid (which
-    aliases into moire once resampled), moire bands, glare, and a dark bezel inside a 1.6x crop
+    aliases into moire once resampled), moire bands, refresh banding, glare, and a dark bezel inside a 1.6x crop
     (but for a close-up)."""
     margin = _photo_margin(rng, REPLAY["margin"])
     photo = portrait(src, rng, margin)
@@ -193,6 +201,10 @@ def replay_layer(src: FaceSource, rng: np.random.Generator) -> Layer:
         + wave * np.sin(2 * np.pi * (yy * math.cos(angle) - xx * math.sin(angle)) / (period * 4))
     ) * (2 * np.pi / period)
     screen *= (1.0 + rng.uniform(*REPLAY["moire"]) * np.cos(phase))[..., None]
+    # the screen's refresh beating with the camera's rolling shutter: soft horizontal bands
+    band_period = rng.uniform(0.15, 0.6) * sh
+    banding = np.sin(2 * np.pi * yy[:, :1] / band_period + rng.uniform(0, 2 * np.pi))
+    screen *= (1.0 + rng.uniform(*REPLAY["banding"]) * banding)[..., None]
 
     gx, gy = rng.uniform(0.1, 0.9) * sw, rng.uniform(0.1, 0.9) * sh
     glare = np.exp(

@@ -122,17 +122,37 @@ def write_media(rows: list[dict[str, str]], folder: Path, split: str) -> Path:
     return write_csv(folder / "verdicts.csv", ("session_id", "verdict", "attack", "note"), verdicts)
 
 
+def link_clips(videos: Path, folder: Path, split: str) -> list[Path]:
+    """Link the real clips of live people of ``split`` (:func:`clip_split`) into ``folder``,
+    named ``<owner>_<file>`` so that preprocessing takes the filming owner as the subject."""
+    folder.mkdir(parents=True, exist_ok=True)
+    linked = []
+    for _, row in sorted(clip_sources(videos).items()):
+        if clip_split(row) != split:
+            continue
+        owner = row["source_repo"].split("/")[0].replace("_", "-")
+        target = folder / f"{owner}_{Path(row['file']).name}"
+        if not target.exists():
+            target.symlink_to((videos / "live" / row["file"]).resolve())
+        linked.append(target)
+    return linked
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--real", type=Path, default=REAL)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--media", type=Path, help="copy the images of --split here, with verdicts.csv")
-    parser.add_argument("--split", choices=SPLITS, default="tune", help="with --media: which split")
+    parser.add_argument("--split", choices=SPLITS, default="tune", help="with --media or --clips: which split")
+    parser.add_argument("--clips", type=Path, help="link the real clips of live people of --split here")
     args = parser.parse_args(argv)
     rows = real_labels(args.real)
     write_labels(rows, args.out)
     if args.media:
         write_media(rows, args.media, args.split)
+    if args.clips:
+        linked = link_clips(args.real / "videos", args.clips, args.split)
+        print(f"{args.split}: {len(linked)} clips of live people linked into {args.clips}")
     for split in SPLITS:
         part = [r for r in rows if r["split"] == split]
         print(f"{split}: {len(part)} images, {sum(r['label'] == 'spoof' for r in part)} attacks, "

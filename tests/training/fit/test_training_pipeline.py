@@ -385,3 +385,19 @@ def test_a_crops_target_column_sets_what_it_is_trained_towards(processed: Path, 
     write(rows)
     assert main(train_args(soft, tmp_path / "m", "epochs=1")) == 2
     assert "has target '1.7': a spoof probability in [0, 1] is needed" in capsys.readouterr().err
+
+
+def test_preprocess_samples_videos_as_asked_and_refuses_a_bad_rate(tmp_path: Path, capsys):
+    from tests.videos import write_face_video
+
+    raw = tmp_path / "raw"
+    (raw / "live").mkdir(parents=True)
+    write_face_video(raw / "live" / "clip_0.mp4", n=20, fps=10.0)  # 2 s
+    for fps, most, expected in ((2.0, 16, 4), (5.0, 16, 10), (5.0, 3, 3)):
+        out = tmp_path / f"crops-{fps}-{most}"
+        args = ["preprocess", "--raw", str(raw), "--out", str(out), "--video-fps", str(fps)]
+        assert main([*args, "--max-video-frames", str(most)]) == 0
+        assert len((out / "crops.csv").read_text().splitlines()) == 1 + expected
+    capsys.readouterr()
+    assert main(["preprocess", "--raw", str(raw), "--out", str(tmp_path / "bad"), "--video-fps", "0"]) == 2
+    assert "--video-fps must be > 0" in capsys.readouterr().err and not (tmp_path / "bad").exists()
