@@ -460,7 +460,8 @@ def _set_path(data: dict, path: list[str], value: Any) -> None:
 
 def load_flat_config(cls: type[_M], path: Path, overrides: list[str], what: str) -> _M:
     """A one-level YAML config (the training side's ``configs/*.yaml``) with ``key=value``
-    overrides, validated by ``cls``; every problem is a :class:`ConfigError` naming the key."""
+    overrides (``group.key=value`` for a nested group), validated by ``cls``; every problem is a
+    :class:`ConfigError` naming the key."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -469,7 +470,12 @@ def load_flat_config(cls: type[_M], path: Path, overrides: list[str], what: str)
         raise ConfigError(f"{what} config {path} must be a mapping of keys, got {type(data).__name__}")
     for text in overrides:
         key, value = parse_override(text)
-        data[".".join(key)] = value
+        section = data
+        for part in key[:-1]:  # a dotted key sets one value of a nested group (train's augment.*)
+            section = section.setdefault(part, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"override {text!r}: {part} is not a group of settings")
+        section[key[-1]] = value
     try:
         return cls.model_validate(data)
     except ValidationError as exc:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from pydantic import ConfigDict
 
 from pipeline.errors import InputError
 from pipeline.faces.crop import CropSpec
@@ -125,7 +126,10 @@ class AugmentSettings:
     """Probabilities and ranges of :func:`augment`'s transforms; ``*_p`` is the chance per crop.
 
     Ranges are ``(low, high)``, drawn uniformly per crop unless said otherwise. Set a ``*_p``
-    to 0 to switch a transform off (tests do), to 1 to always apply it."""
+    to 0 to switch a transform off (tests do), to 1 to always apply it. ``liveness train``
+    takes them from its config's ``augment`` group (``--set augment.moire_p=0``)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # a misspelt setting is an error, not ignored
 
     flip_p: float = 0.5  # mirror left-right
     affine_p: float = 1.0  # crop jitter: rotation, shift and zoom together

@@ -40,7 +40,7 @@ from pipeline.scoring.model import (
     preprocess,
     read_card,
 )
-from training.data.datasets import CropSet, augment, load_crop_sets
+from training.data.datasets import AugmentSettings, CropSet, augment, load_crop_sets
 from training.data.preprocess import read_crop_spec
 from training.measure.evaluate import calibrate_and_measure, predict_probs, write_evaluation
 from training.measure.metrics import cross_entropy
@@ -78,6 +78,9 @@ class TrainConfig(BaseModel):
         description="shipped | scratch | a checkpoint directory to fine-tune | ImageNet weights (.safetensors)",
     )
     max_train_batches: int = Field(0, ge=0)
+    augment: AugmentSettings = Field(
+        default_factory=AugmentSettings, description="capture augmentation (training.data.datasets.AugmentSettings)"
+    )
     version: str | None = None
     trained_on: str = ""
     limits: str = ""
@@ -287,7 +290,7 @@ def train(data: Path | list[Path], out: Path, config: TrainConfig, *, progress: 
             batches = batches[: config.max_train_batches]
         total = 0.0
         for step, idx in enumerate(batches):
-            batch = augment(train_set.images[idx], rng, labels=train_set.labels[idx])
+            batch = augment(train_set.images[idx], rng, labels=train_set.labels[idx], settings=config.augment)
             x = torch.from_numpy(preprocess(batch, card)).to(device)
             y = torch.from_numpy(train_set.targets[idx]).to(device)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):

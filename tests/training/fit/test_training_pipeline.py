@@ -401,3 +401,18 @@ def test_preprocess_samples_videos_as_asked_and_refuses_a_bad_rate(tmp_path: Pat
     capsys.readouterr()
     assert main(["preprocess", "--raw", str(raw), "--out", str(tmp_path / "bad"), "--video-fps", "0"]) == 2
     assert "--video-fps must be > 0" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_augmentation_comes_from_the_config_and_a_misspelt_setting_exits_2(processed: Path, tmp_path: Path, capsys):
+    from dataclasses import replace
+
+    from training.data.datasets import AUGMENT_DEFAULTS
+    from training.fit.train import load_train_config
+
+    config = load_train_config(None, ["augment.moire_p=0", "augment.rescale=[0.2, 1.0]"])
+    assert config.augment == replace(AUGMENT_DEFAULTS, moire_p=0.0, rescale=(0.2, 1.0))
+    assert load_train_config(None, []).augment == AUGMENT_DEFAULTS
+    assert main(train_args(processed, tmp_path / "m", "augment.moire_q=0")) == 2
+    assert "augment.moire_q" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    assert main(train_args(processed, tmp_path / "m", "epochs.moire_p=0")) == 2
+    assert "epochs is not a group of settings" in capsys.readouterr().err and not (tmp_path / "m").exists()
