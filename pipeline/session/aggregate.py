@@ -228,8 +228,8 @@ def spread_scores(
     faces' scores (``scheduled``: a mask over the session's faces), ``rest`` the other faces'
     when the session was refined (the deciding scorers' only: the others keep their schedule).
 
-    >>> spread_scores(np.array([True, False, True]), {"b2": np.array([0.1, 0.3])})["b2"].tolist()
-    [0.1, nan, 0.3]
+    >>> spread_scores(np.array([True, False, True]), {"b2": np.array([0.25, 0.5])})["b2"].tolist()
+    [0.25, nan, 0.5]
     """
     out = {}
     for name, values in first.items():
@@ -339,8 +339,8 @@ def pool_others(others: Mapping[str, np.ndarray], topk: int) -> dict[str, float]
     ``other_face`` fires where that says ``spoof`` (at the spoof edge: a bystander's face
     scored in between leaves the decision to the main face).
 
-    >>> pool_others({"reference": np.array([0.1, 0.9, 0.8, 0.2])}, topk=2)
-    {'reference': 0.85}
+    >>> pool_others({"reference": np.array([0.125, 0.75, 0.5, 0.25])}, topk=2)
+    {'reference': 0.625}
     """
     return {
         name: value
