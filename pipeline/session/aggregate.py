@@ -111,7 +111,7 @@ def signal_reasons(
 ) -> list[tuple[str, str]]:
     """``(reason, action)`` of every session signal that fired, in a fixed order; signals
     that were not computed (None) never fire. ``other_face``: a face beside the main one
-    scored as a spoof (:func:`judge_others`)."""
+    scored as a spoof (:func:`pool_others`)."""
     fired = []
     if verdicts.swap_detected:
         fired.append((REASON_SWAP, rules.swap))

@@ -119,7 +119,7 @@ def assemble_session(
     pooled: dict[str, float] = {}
     peak: dict[str, float] = {}
     threshold, band, reason = None, None, REASON_SPOOF_SCORE
-    other, other_verdict, other_pooled = None, None, {}
+    other, other_verdict = None, None
     if scores is not None:
         for name, values in scores.items():
             value = pool_scores(values.tolist(), config.aggregate.method, config.aggregate.topk)
@@ -140,8 +140,7 @@ def assemble_session(
         reason = f"{REASON_SPOOF_SCORE}:{verdict.fired or (used[0] if used else '')}"
         records = records.with_scores(spoof.astype(np.float32), scores)
         if others is not None:
-            other_pooled = pool_others(others, config.aggregate.other_topk)
-            other, other_verdict = judge_other_faces(analysis.frames.other_rows, others, other_pooled, run)
+            other, other_verdict = judge_other_faces(analysis.frames.other_rows, others, run)
     aggregate = aggregate_session(
         records, threshold=threshold, config=config.aggregate, rules=config.decision, verdicts=verdicts,
         error=analysis.error, score_reason=reason,
@@ -199,7 +198,7 @@ def assemble_session(
         **decode_columns(video.decoding),
         other_faces_scored=None if other is None else len(other),
         other_spoof_score=None if other_verdict is None else other_verdict.spoof_score,
-        other_scores=other_pooled or None,
+        other_scores=None if other is None else other.pooled or None,
     )
     table = (
         records.to_table(
@@ -218,19 +217,20 @@ def assemble_session(
 
 
 def judge_other_faces(
-    rows: np.ndarray, others: Mapping[str, np.ndarray], pooled: Mapping[str, float], run: RunContext
+    rows: np.ndarray, others: Mapping[str, np.ndarray], run: RunContext
 ) -> tuple[OtherFaces, ScoreDecision | None]:
-    """The other faces' record and the deciding scorers' judgement of their ``pooled`` scores
-    (None when none was scored); each face's deciding score is the mean of the scorers the
-    judgement rests on."""
+    """The other faces' record and the deciding scorers' judgement of their pooled scores
+    (:func:`pool_others`; None when none was scored); each face's deciding score is the mean
+    of the scorers the judgement rests on."""
     config = run.config
+    pooled = pool_others(others, config.aggregate.other_topk)
     verdict = None
     if pooled:
         verdict = decide_scores(pooled, run.scorers, review_band=config.aggregate.review_band,
                                 deciders=config.decision.scorers, combine=config.decision.combine)  # fmt: skip
     used = verdict.scorers if verdict is not None else ()
     spoof = np.mean([others[n] for n in used], axis=0) if used else np.full(len(rows), np.nan)
-    return OtherFaces(rows, dict(others), spoof.astype(np.float32)), verdict
+    return OtherFaces(rows, dict(others), spoof.astype(np.float32), pooled), verdict
 
 
 def _other_evidence(analysis: SessionAnalysis, other: OtherFaces | None) -> tuple[int, float, np.ndarray] | None:

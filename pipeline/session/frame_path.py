@@ -257,6 +257,7 @@ class FramePath:
     ) -> None:
         self.crop_spec = crop
         self.extra_crops = tuple(spec for spec in dict.fromkeys(extra_crops) if spec != crop)
+        self._specs = (crop, *self.extra_crops)  # every scorer's crop, the main one first
         self.detect = detect
         self.signals_config = signals
         self.detector = shared_detector(detect.model_selection, detect.min_confidence, detect.pad_retry)
@@ -297,7 +298,7 @@ class FramePath:
         self._crops: list[np.ndarray] = []
         self._extra: dict[str, list[np.ndarray]] = {spec.key: [] for spec in self.extra_crops}
         self._scheduled: list[bool] = []
-        self._other_crops: dict[str, list[np.ndarray]] = {spec.key: [] for spec in (self.crop_spec, *self.extra_crops)}
+        self._other_crops: dict[str, list[np.ndarray]] = {spec.key: [] for spec in self._specs}
         self._other_rows: list[int] = []
         self._counts = {name: 0 for name in ("detections", "meshes")}
         schedules = (self._detect_schedule, self._score_schedule, self._occlusion_schedule, self._other_schedule)
@@ -385,8 +386,9 @@ class FramePath:
             return
         row = len(self._columns.frame_index) - 1
         for i in others:
-            for spec in (self.crop_spec, *self.extra_crops):
-                self._other_crops[spec.key].append(spec.crop(image, detections.box(i)))
+            box = detections.box(i)
+            for spec in self._specs:
+                self._other_crops[spec.key].append(spec.crop(image, box))
             self._other_rows.append(row)
 
     def step(self, frame: SampledFrame) -> FrameStep:
@@ -483,7 +485,7 @@ class FramePath:
             scheduled=int(scheduled.sum()),
             others=len(self._other_rows),
         )
-        others = {spec.key: _stack(self._other_crops[spec.key], spec) for spec in (self.crop_spec, *self.extra_crops)}
+        others = {spec.key: _stack(self._other_crops[spec.key], spec) for spec in self._specs}
         return SessionFrames(
             records, crops, verdicts, scorer_crops, template, series, fingerprint, scheduled, counts,
             others, np.asarray(self._other_rows, np.int32),

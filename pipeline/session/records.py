@@ -155,16 +155,18 @@ class FrameRecords:
 @dataclass(frozen=True)
 class OtherFaces:
     """The faces beside the main one that were scored: the frame record each was on
-    (``rows``), every scorer's spoof probability (``scores``), and the score the session's
-    judgement of them rests on (``spoof``: its deciding scorers' mean; NaN where none decides).
+    (``rows``), every scorer's spoof probability (``scores``), the score the session's
+    judgement of them rests on (``spoof``: its deciding scorers' mean; NaN where none decides),
+    and each scorer's score of them all (``pooled``: :func:`~pipeline.session.aggregate.pool_others`).
 
-    >>> OtherFaces(np.array([1, 1, 3]), {}, np.array([0.2, 0.9, 0.4], np.float32)).per_frame(4)[1].tolist()
+    >>> OtherFaces(np.array([1, 1, 3]), {}, np.array([0.2, 0.9, 0.4], np.float32), {}).per_frame(4)[1].tolist()
     [nan, 0.8999999761581421, nan, 0.4000000059604645]
     """
 
     rows: np.ndarray  # int (M,)
     scores: dict[str, np.ndarray]  # scorer name -> float32 (M,)
     spoof: np.ndarray  # float32 (M,)
+    pooled: dict[str, float]  # scorer name -> score of the other faces (empty: none scored)
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -124,8 +124,8 @@ def measure_scoring(
     sessions: Sequence[SessionFrames], config: ScanConfig, checkpoint: Path, gpu: bool = False
 ) -> tuple[StageCost, int, str]:
     """The scan's scoring of these sessions (on the GPU with ``gpu``): their scheduled faces
-    and other faces in batches of the scan's size, then every other face of the sessions whose score lies
-    near a threshold. Returns the cost (items: faces scored), the sessions refined and the
+    and the faces beside them in batches of the scan's size, then the unscheduled faces of the
+    sessions whose score lies near a threshold. Returns the cost (items: faces scored), the sessions refined and the
     backends."""
     entries = bench_scorers(config, checkpoint)
     scorers = Scorers(
